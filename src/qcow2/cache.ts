@@ -1,0 +1,198 @@
+/**
+ * Write-back metadata caches and the flush-order graph that makes crash ordering a dependency
+ * rather than a habit (QEMU's qcow2_cache_set_dependency).
+ *
+ * Every piece of state that must reach the disk in a certain order is a FlushNode: data written
+ * into new clusters, refcount blocks (+ the refcount table), L2 tables, the L1 table. `a.dependsOn(b)`
+ * records that `a`'s current dirty state may reach the disk only after `b`'s has, with a sync
+ * between them (format spec, crash orders 1-7: a sync is the only thing that orders two writes).
+ * `flush()` honours the graph. A dependency that would close a cycle (rule 6: an L2 table holds a
+ * dropped reference whose refcount decrease waits for it, and now gets a new mapping whose refcount
+ * increase must precede it) is broken the way QEMU breaks it: the node is flushed first.
+ */
+import type { BlockFile } from '../block/file-io.js';
+
+export abstract class FlushNode {
+  readonly name: string;
+  protected readonly file: BlockFile;
+  private readonly deps = new Set<FlushNode>();
+
+  constructor(name: string, file: BlockFile) {
+    this.name = name;
+    this.file = file;
+  }
+
+  /** True while some state of this node has not been made durable. */
+  abstract isDirty(): boolean;
+  /** Writes every dirty piece of state (no final sync). May sync internally for its own pointers. */
+  protected abstract writeBack(): void;
+  /** Called once the sync after writeBack() returned: the written state is durable. */
+  protected afterDurable(): void {}
+
+  /** Records that this node's dirty state may reach the disk only after `other`'s. */
+  dependsOn(other: FlushNode): void {
+    if (other === this || this.deps.has(other)) return;
+    if (other.waitsFor(this)) {
+      // Rule 6: `other` waits for us and we are about to wait for it. Make ourselves durable
+      // first (as QEMU flushes the dependency's dependency), which satisfies `other`'s wait.
+      this.flush();
+    }
+    this.deps.add(other);
+  }
+
+  /** Does this node (transitively) wait for `target`'s dirty state? */
+  private waitsFor(target: FlushNode, seen = new Set<FlushNode>()): boolean {
+    if (!target.isDirty()) return false;
+    for (const d of this.deps) {
+      if (d === target) return true;
+      if (!seen.has(d)) {
+        seen.add(d);
+        if (d.waitsFor(target, seen)) return true;
+      }
+    }
+    return false;
+  }
+
+  /** Makes this node's state durable, after everything it depends on. */
+  flush(): void {
+    this.flushDependencies();
+    if (!this.isDirty()) return;
+    this.writeBack();
+    this.file.sync();
+    this.afterDurable();
+  }
+
+  /** Makes every dependency durable (with a sync after them), leaving this node's own state dirty. */
+  protected flushDependencies(): void {
+    if (this.deps.size === 0) return;
+    const pending = [...this.deps];
+    this.deps.clear();
+    for (const d of pending) d.flush();
+  }
+}
+
+/** Data written into newly allocated clusters: dirty until the next sync (rule 3). */
+export class DataBarrier extends FlushNode {
+  private pending = false;
+
+  constructor(file: BlockFile) {
+    super('data', file);
+  }
+
+  markWritten(): void {
+    this.pending = true;
+  }
+
+  /** Any sync of the file (from whatever node) makes earlier data durable. */
+  noteSynced(): void {
+    this.pending = false;
+  }
+
+  isDirty(): boolean {
+    return this.pending;
+  }
+
+  protected writeBack(): void {}
+
+  protected override afterDurable(): void {
+    this.pending = false;
+  }
+}
+
+interface CacheEntry {
+  buf: Buffer;
+  dirty: boolean;
+}
+
+/**
+ * Cluster-sized tables (L2 tables, refcount blocks) keyed by host offset, LRU-evicted. Evicting a
+ * dirty table asks the owner to flush first, so eviction never bypasses the flush order.
+ */
+export class TableCache {
+  private readonly entries = new Map<number, CacheEntry>();
+  private readonly file: BlockFile;
+  readonly tableSize: number;
+  private readonly capacity: number;
+  private readonly flushOwner: () => void;
+  /** Offsets of dirty tables, kept so writeBack does not scan the whole cache. */
+  private readonly dirtySet = new Set<number>();
+
+  constructor(file: BlockFile, tableSize: number, capacityBytes: number, flushOwner: () => void) {
+    this.file = file;
+    this.tableSize = tableSize;
+    this.capacity = Math.max(4, Math.floor(capacityBytes / tableSize));
+    this.flushOwner = flushOwner;
+  }
+
+  /** The table at host offset, read from disk on a miss. */
+  get(offset: number): Buffer {
+    const hit = this.entries.get(offset);
+    if (hit) {
+      // Refresh LRU position.
+      this.entries.delete(offset);
+      this.entries.set(offset, hit);
+      return hit.buf;
+    }
+    const buf = Buffer.alloc(this.tableSize);
+    this.file.pread(buf, offset);
+    this.insert(offset, { buf, dirty: false });
+    return buf;
+  }
+
+  /** A new, zeroed table at host offset (a freshly allocated cluster: old bytes are never read). */
+  create(offset: number): Buffer {
+    const entry = { buf: Buffer.alloc(this.tableSize), dirty: true };
+    this.entries.delete(offset);
+    this.insert(offset, entry);
+    this.dirtySet.add(offset);
+    return entry.buf;
+  }
+
+  markDirty(offset: number): void {
+    const e = this.entries.get(offset);
+    if (!e) throw new Error(`internal: marking uncached table at ${offset} dirty`);
+    e.dirty = true;
+    this.dirtySet.add(offset);
+  }
+
+  /** Drops a table from the cache (its cluster was freed); its pending writes are discarded. */
+  forget(offset: number): void {
+    this.entries.delete(offset);
+    this.dirtySet.delete(offset);
+  }
+
+  hasDirty(): boolean {
+    return this.dirtySet.size > 0;
+  }
+
+  /** Writes every dirty table, in offset order (sequential I/O), without syncing. */
+  writeDirty(): void {
+    const offsets = [...this.dirtySet].sort((a, b) => a - b);
+    for (const off of offsets) {
+      const e = this.entries.get(off);
+      if (e) {
+        this.file.pwrite(e.buf, off);
+        e.dirty = false;
+      }
+    }
+    this.dirtySet.clear();
+  }
+
+  private insert(offset: number, entry: CacheEntry): void {
+    if (this.entries.size >= this.capacity) this.evictOne();
+    this.entries.set(offset, entry);
+  }
+
+  private evictOne(): void {
+    for (const [off, e] of this.entries) {
+      if (!e.dirty) {
+        this.entries.delete(off);
+        return;
+      }
+    }
+    // Everything is dirty: flush through the owner (honouring dependencies), then evict the oldest.
+    this.flushOwner();
+    const oldest = this.entries.keys().next();
+    if (!oldest.done) this.entries.delete(oldest.value);
+  }
+}

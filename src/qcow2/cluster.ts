@@ -1,0 +1,208 @@
+/**
+ * Guest-to-host cluster mapping through L1 and L2 tables (QEMU block/qcow2-cluster.c's role):
+ * lookups, linking new clusters, clearing entries, growing the L1 table.
+ *
+ * Two flush nodes live here: the L2 tables (a TableCache) and the L1 table (kept whole in memory).
+ * L1 depends on L2 and on the refcounts whenever it gains a pointer to a new L2 table (rule 7).
+ */
+import { FlushNode, TableCache } from './cache.js';
+import type { BlockFile } from '../block/file-io.js';
+import type { Refcounts } from './refcount.js';
+import {
+  L1E_OFFSET_MASK, L1E_RESERVED_MASK, L2E_OFFSET_MASK, L2E_STD_RESERVED_MASK, MAX_L1_BYTES, OFLAG_COMPRESSED,
+  OFLAG_COPIED, OFLAG_ZERO,
+} from './format.js';
+import { corrupt, fail } from '../errors.js';
+
+export type Mapping =
+  | { kind: 'unallocated' }
+  | { kind: 'zero'; host: number }          // host 0 when no cluster is preallocated
+  | { kind: 'normal'; host: number; copied: boolean }
+  | { kind: 'compressed'; entry: bigint };
+
+export class L2Tables extends FlushNode {
+  readonly cache: TableCache;
+  constructor(file: BlockFile, clusterSize: number, cacheBytes: number) {
+    super('l2', file);
+    this.cache = new TableCache(file, clusterSize, cacheBytes, () => this.flush());
+  }
+  isDirty(): boolean {
+    return this.cache.hasDirty();
+  }
+  protected writeBack(): void {
+    this.cache.writeDirty();
+  }
+}
+
+/** Writes the header's L1 fields and syncs; supplied by the image. */
+export type L1Moved = (offset: number, entries: number) => void;
+
+export class L1Table extends FlushNode {
+  table: Buffer;
+  offset: number;
+  private dirtyLo = Infinity;
+  private dirtyHi = -1;
+
+  constructor(file: BlockFile, offset: number, entries: number) {
+    super('l1', file);
+    this.offset = offset;
+    this.table = Buffer.alloc(entries * 8);
+    if (entries > 0) file.pread(this.table, offset);
+  }
+
+  get entries(): number {
+    return this.table.length / 8;
+  }
+
+  get(i: number): bigint {
+    return this.table.readBigUInt64BE(i * 8);
+  }
+
+  set(i: number, v: bigint): void {
+    this.table.writeBigUInt64BE(v, i * 8);
+    this.dirtyLo = Math.min(this.dirtyLo, i);
+    this.dirtyHi = Math.max(this.dirtyHi, i);
+  }
+
+  isDirty(): boolean {
+    return this.dirtyHi >= 0;
+  }
+
+  protected writeBack(): void {
+    const lo = this.dirtyLo * 8;
+    const hi = (this.dirtyHi + 1) * 8;
+    this.file.pwrite(this.table.subarray(lo, hi), this.offset + lo);
+    this.dirtyLo = Infinity;
+    this.dirtyHi = -1;
+  }
+
+  /** Replaces the in-memory table after a move; the caller wrote it and updated the header. */
+  replace(offset: number, table: Buffer): void {
+    this.offset = offset;
+    this.table = table;
+    this.dirtyLo = Infinity;
+    this.dirtyHi = -1;
+  }
+}
+
+export class ClusterMap {
+  readonly clusterBits: number;
+  readonly clusterSize: number;
+  /** L2 entries per table. */
+  readonly l2Entries: number;
+  readonly l1: L1Table;
+  readonly l2: L2Tables;
+  private readonly refcounts: Refcounts;
+  private readonly file: BlockFile;
+  private readonly onL1Moved: L1Moved;
+
+  constructor(file: BlockFile, clusterBits: number, l1Offset: number, l1Entries: number, refcounts: Refcounts,
+    onL1Moved: L1Moved, l2CacheBytes = 32 * 1024 * 1024) {
+    this.file = file;
+    this.clusterBits = clusterBits;
+    this.clusterSize = 2 ** clusterBits;
+    this.l2Entries = this.clusterSize / 8;
+    if (l1Entries * 8 > MAX_L1_BYTES) {
+      throw corrupt(`the L1 table has ${l1Entries} entries, more than QEMU's limit of ${MAX_L1_BYTES} bytes`);
+    }
+    if (l1Entries > 0 && (l1Offset === 0 || l1Offset % this.clusterSize !== 0)) {
+      throw corrupt(`l1_table_offset ${l1Offset} is not a non-zero multiple of the cluster size`);
+    }
+    this.l1 = new L1Table(file, l1Offset, l1Entries);
+    this.l2 = new L2Tables(file, this.clusterSize, l2CacheBytes);
+    this.refcounts = refcounts;
+    this.onL1Moved = onL1Moved;
+  }
+
+  /** Host offset of the L2 table covering a guest cluster, 0 if none. */
+  private l2Offset(l1Index: number): number {
+    if (l1Index >= this.l1.entries) return 0;
+    const e = this.l1.get(l1Index);
+    if ((e & L1E_RESERVED_MASK) !== 0n) throw corrupt(`L1 entry ${l1Index} has reserved bits set (0x${e.toString(16)})`);
+    const off = Number(e & L1E_OFFSET_MASK);
+    if (off % this.clusterSize !== 0) throw corrupt(`L1 entry ${l1Index} points to ${off}, which is not cluster aligned`);
+    return off;
+  }
+
+  private split(guestCluster: number): { l1Index: number; l2Index: number } {
+    return { l1Index: Math.floor(guestCluster / this.l2Entries), l2Index: guestCluster % this.l2Entries };
+  }
+
+  entry(guestCluster: number): bigint {
+    const { l1Index, l2Index } = this.split(guestCluster);
+    const off = this.l2Offset(l1Index);
+    if (off === 0) return 0n;
+    return this.l2.cache.get(off).readBigUInt64BE(l2Index * 8);
+  }
+
+  lookup(guestCluster: number): Mapping {
+    return this.decode(this.entry(guestCluster), guestCluster);
+  }
+
+  decode(e: bigint, guestCluster: number): Mapping {
+    if (e === 0n) return { kind: 'unallocated' };
+    if (e & OFLAG_COMPRESSED) return { kind: 'compressed', entry: e };
+    if ((e & L2E_STD_RESERVED_MASK) !== 0n) {
+      throw corrupt(`the L2 entry of guest cluster ${guestCluster} has reserved bits set (0x${e.toString(16)})`);
+    }
+    const host = Number(e & L2E_OFFSET_MASK);
+    if (host % this.clusterSize !== 0) {
+      throw corrupt(`the L2 entry of guest cluster ${guestCluster} points to ${host}, which is not cluster aligned`);
+    }
+    if (e & OFLAG_ZERO) return { kind: 'zero', host };
+    if (host === 0) throw corrupt(`the L2 entry of guest cluster ${guestCluster} points to cluster 0 (the header)`);
+    return { kind: 'normal', host, copied: (e & OFLAG_COPIED) !== 0n };
+  }
+
+  /**
+   * Sets a guest cluster's L2 entry, allocating the L2 table if needed. The caller has already
+   * recorded this node's dependencies for the new entry (cache.ts), before calling.
+   */
+  setEntry(guestCluster: number, value: bigint): void {
+    const { l1Index, l2Index } = this.split(guestCluster);
+    if (l1Index >= this.l1.entries) this.growL1(l1Index + 1);
+    let off = this.l2Offset(l1Index);
+    if (off === 0) {
+      off = this.refcounts.alloc(1);
+      this.l2.cache.create(off);
+      // Rule 7 / rule 1: the L1 pointer after the table and its refcount are durable.
+      this.l1.dependsOn(this.l2);
+      this.l1.dependsOn(this.refcounts);
+      this.l1.set(l1Index, BigInt(off) | OFLAG_COPIED);
+    }
+    const table = this.l2.cache.get(off);
+    table.writeBigUInt64BE(value, l2Index * 8);
+    this.l2.cache.markDirty(off);
+  }
+
+  /** Allocated guest clusters' L2 tables, for scans (dirty-image repair, preallocation). */
+  l2TableOffsets(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.l1.entries; i++) {
+      const off = this.l2Offset(i);
+      if (off) out.push(off);
+    }
+    return out;
+  }
+
+  /** Ensures the L1 table has at least `entries` entries (QEMU's qcow2_grow_l1_table). */
+  growL1(entries: number): void {
+    if (entries <= this.l1.entries) return;
+    if (entries * 8 > MAX_L1_BYTES) {
+      throw fail('out-of-range', `the L1 table would need ${entries} entries, beyond QEMU's limit of ${MAX_L1_BYTES} bytes`);
+    }
+    const clusters = Math.ceil((entries * 8) / this.clusterSize);
+    const table = Buffer.alloc(clusters * this.clusterSize);
+    this.l1.table.copy(table);
+    // Every L2 table the old L1 points to must be durable before the new L1 is (rule 7).
+    this.l1.flush();
+    const old = { offset: this.l1.offset, clusters: Math.ceil(this.l1.table.length / this.clusterSize) };
+    const offset = this.refcounts.alloc(clusters);
+    this.file.pwrite(table.subarray(0, entries * 8), offset);
+    this.refcounts.flush();
+    this.file.sync();
+    this.l1.replace(offset, table.subarray(0, entries * 8));
+    this.onL1Moved(offset, entries);
+    if (old.offset !== 0 && old.clusters > 0) this.refcounts.free(old.offset, old.clusters);
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * Image creation (QEMU's qcow2_co_create): a minimal valid image is written (header, one-cluster
+ * refcount table, one refcount block, empty L1), then opened with the engine, which grows the L1
+ * table to the virtual size through the same code that grows it later, and preallocates.
+ */
+import fs from 'node:fs';
+import { NodeFile } from '../block/file-io.js';
+import { encodeHeader, type HeaderExtension, type Qcow2Header } from './header.js';
+import {
+  COMPAT, COMPRESSION, DEFAULT_CLUSTER_BITS, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, SECTOR,
+} from './format.js';
+import { Qcow2Image, type OpenOptions } from './image.js';
+import { fail, fromSystemError } from '../errors.js';
+
+export type Preallocation = 'off' | 'metadata' | 'full';
+
+export interface Qcow2CreateOptions {
+  size: number;
+  /** 512 B .. 2 MiB, a power of two; default 64 KiB. */
+  clusterSize?: number;
+  /** 16 only. */
+  refcountBits?: number;
+  lazyRefcounts?: boolean;
+  preallocation?: Preallocation;
+}
+
+export interface CreateExtras {
+  /** Overwrite an existing file (blockdev-create with a file node, as QEMU); default: refuse. */
+  overwrite?: boolean;
+  /** Incompatible bits and extensions a layer above adds (the zoned extension). */
+  incompatible?: bigint;
+  extensions?: HeaderExtension[];
+  /** Runs on the open image before it is closed (the zoned layer allocates its array here). */
+  finish?: (image: Qcow2Image) => void | Promise<void>;
+  /** Passed to the engine's open (the zoned layer allows its bit). */
+  openOptions?: OpenOptions;
+}
+
+/** Checks every option before anything is written; returns the cluster bits. */
+export function validateCreateOptions(o: Qcow2CreateOptions): number {
+  if (!Number.isSafeInteger(o.size) || o.size < 0) throw fail('out-of-range', `size must be a non-negative integer; found ${o.size}`);
+  if (o.size % SECTOR !== 0) throw fail('unaligned', `Image size must be a multiple of 512 bytes; found ${o.size}`);
+  const cs = o.clusterSize ?? 2 ** DEFAULT_CLUSTER_BITS;
+  const bits = Math.log2(cs);
+  if (!Number.isInteger(bits) || bits < MIN_CLUSTER_BITS || bits > MAX_CLUSTER_BITS) {
+    throw fail('unsupported-feature', `Cluster size must be a power of two between 512 and 2048k; found ${cs}`);
+  }
+  if ((o.refcountBits ?? 16) !== 16) {
+    throw fail('unsupported-feature', `refcount-bits must be 16; found ${o.refcountBits}`);
+  }
+  const l1Entries = Math.ceil(o.size / (cs * (cs / 8)));
+  if (l1Entries * 8 > MAX_L1_BYTES) {
+    const max = (MAX_L1_BYTES / 8) * cs * (cs / 8);
+    throw fail('out-of-range', `a virtual size of ${o.size} bytes needs an L1 table larger than ${MAX_L1_BYTES} bytes with ${cs}-byte clusters; the largest size for that cluster size is ${max} bytes`);
+  }
+  const p = o.preallocation ?? 'off';
+  if (!['off', 'metadata', 'full'].includes(p)) throw fail('unsupported-feature', `preallocation must be off, metadata or full; found ${p}`);
+  return bits;
+}
+
+export async function createQcow2(path: string, options: Qcow2CreateOptions, extras: CreateExtras = {}): Promise<void> {
+  const clusterBits = validateCreateOptions(options);
+  const cs = 2 ** clusterBits;
+  const header: Qcow2Header = {
+    version: 3,
+    backingFileOffset: 0,
+    backingFileSize: 0,
+    clusterBits,
+    size: options.size,
+    cryptMethod: 0,
+    l1Size: 0,
+    l1TableOffset: 0,
+    refcountTableOffset: cs,
+    refcountTableClusters: 1,
+    nbSnapshots: 0,
+    snapshotsOffset: 0,
+    incompatible: extras.incompatible ?? 0n,
+    compatible: options.lazyRefcounts ? 1n << BigInt(COMPAT.lazyRefcounts) : 0n,
+    autoclear: 0n,
+    refcountOrder: 4,
+    headerLength: 112,
+    compressionType: COMPRESSION.zlib,
+    extraHeaderBytes: Buffer.alloc(0),
+    extensions: extras.extensions ?? [],
+    featureNames: new Map(),
+  };
+  // Encode first: an extension that does not fit is refused before the file exists.
+  const cluster0 = encodeHeader(header);
+  const existed = fs.existsSync(path);
+  if (existed && !extras.overwrite) throw fail('file-exists', `Could not create '${path}': the file already exists`);
+  let file: NodeFile;
+  try {
+    file = existed ? new NodeFile(path) : new NodeFile(path, { create: true });
+  } catch (e) {
+    throw fromSystemError(e, path, 'create');
+  }
+  try {
+    if (existed) file.truncate(0);
+    const reftable = Buffer.alloc(cs);
+    reftable.writeBigUInt64BE(BigInt(2 * cs), 0);
+    const refblock = Buffer.alloc(cs);
+    for (let c = 0; c < 3; c++) refblock.writeUInt16BE(1, c * 2);
+    file.pwrite(refblock, 2 * cs);
+    file.pwrite(reftable, cs);
+    file.sync();
+    // The header last: until it is written, the file is not a qcow2 image at all.
+    file.pwrite(cluster0, 0);
+    file.sync();
+  } catch (e) {
+    file.close();
+    if (!existed) fs.rmSync(path, { force: true });
+    throw fromSystemError(e, path, 'write');
+  }
+  file.close();
+  const image = await Qcow2Image.open(path, { ...extras.openOptions, creating: true, holder: 'qzoned create' });
+  try {
+    image.growL1ForSize();
+    const p = options.preallocation ?? 'off';
+    if (p !== 'off') image.preallocate(p);
+    await extras.finish?.(image);
+  } finally {
+    await image.close();
+  }
+}

@@ -1,0 +1,559 @@
+/**
+ * A qcow2 image: open/close, read/write/zero/discard/flush at any byte offset (QEMU block/qcow2.c's
+ * role). Knows nothing of zones; the zoned layer (src/zoned/) builds on the hooks at the bottom.
+ *
+ * The I/O path is synchronous (file-io.ts explains why). Ordering of writes that matter after a
+ * crash is never left to call order: every metadata change records its dependencies in the flush
+ * graph (cache.ts) right where it is made.
+ */
+import fs from 'node:fs';
+import { NodeFile, type BlockFile } from '../block/file-io.js';
+import { acquireWriterLock, type WriterLock } from '../block/lock.js';
+import { DataBarrier } from './cache.js';
+import { ClusterMap, type Mapping } from './cluster.js';
+import { Refcounts } from './refcount.js';
+import {
+  checkFeatures, encodeHeader, hasBit, isCorrupt, isDirty, isLazyRefcounts, parseHeader, setBit, type Qcow2Header,
+} from './header.js';
+import { INCOMPAT, MAX_CLUSTER_BITS, OFLAG_COPIED, OFLAG_ZERO } from './format.js';
+import { compressedHostClusters, inflateCluster, parseCompressedEntry } from './compressed.js';
+import { rebuildRefcounts } from './check.js';
+import { corrupt, fail, isQzonedError, QzonedError } from '../errors.js';
+
+export interface ExtraMetadata {
+  offset: number;
+  length: number;
+  what: string;
+}
+
+export interface OpenOptions {
+  readOnly?: boolean;
+  /** Take the exclusive-writer lock on read-write open (default true). */
+  lock?: boolean;
+  /** Who holds the lock, shown to a second opener ("qzoned io", "qzoned daemon node q1"). */
+  holder?: string;
+  /** Incompatible feature bits the caller (e.g. the zoned layer) handles itself. */
+  allowIncompatible?: bigint;
+  /** Metadata a caller keeps outside L1/L2 (the zoned array), counted when refcounts are rebuilt. */
+  extraMetadata?: (h: Qcow2Header) => ExtraMetadata[];
+  /** Creation only: the new image's L1 table is still empty and is grown right after open. */
+  creating?: boolean;
+  /** Cache sizes in bytes. */
+  l2CacheBytes?: number;
+  refcountCacheBytes?: number;
+}
+
+export interface Qcow2Info {
+  filename: string;
+  format: 'qcow2';
+  virtualSize: number;
+  clusterSize: number;
+  /** Bytes the file occupies on disk (st_blocks * 512). */
+  actualSize: number;
+  compat: '0.10' | '1.1';
+  compressionType: 'zlib' | 'zstd';
+  lazyRefcounts: boolean;
+  refcountBits: number;
+  corrupt: boolean;
+  dirty: boolean;
+  extendedL2: boolean;
+  readOnly: boolean;
+  /** Why the image can only be opened read-only (internal snapshots, corrupt bit, v2). */
+  readOnlyReason?: string;
+}
+
+/** BlockFile wrapper that knows the real end of the file, including metadata written by caches. */
+class TrackedFile implements BlockFile {
+  private readonly inner: NodeFile;
+  end: number;
+  constructor(inner: NodeFile) {
+    this.inner = inner;
+    this.end = inner.size();
+  }
+  get path(): string { return this.inner.path; }
+  get readOnly(): boolean { return this.inner.readOnly; }
+  get syncs(): number { return this.inner.syncs; }
+  pread(buf: Buffer, pos: number): void { this.inner.pread(buf, pos); }
+  pwrite(buf: Buffer, pos: number): void {
+    this.inner.pwrite(buf, pos);
+    if (pos + buf.length > this.end) this.end = pos + buf.length;
+  }
+  sync(): void { this.inner.sync(); }
+  size(): number { return this.inner.size(); }
+  truncate(length: number): void { this.inner.truncate(length); this.end = length; }
+  close(): void { this.inner.close(); }
+}
+
+function readCluster0(file: BlockFile): Buffer {
+  const size = file.size();
+  const buf = Buffer.alloc(Math.min(size, 2 ** MAX_CLUSTER_BITS));
+  file.pread(buf, 0);
+  return buf;
+}
+
+export class Qcow2Image {
+  readonly path: string;
+  readonly file: TrackedFile;
+  readonly virtualSize: number;
+  readonly clusterSize: number;
+  readonly clusterBits: number;
+  readonly readOnly: boolean;
+  readonly readOnlyReason: string | undefined;
+  private header: Qcow2Header;
+  private readonly refcounts: Refcounts;
+  private readonly map: ClusterMap;
+  private readonly data: DataBarrier;
+  private readonly lock: WriterLock | null;
+  private lazyDirtySet = false;
+  private closed = false;
+  /** Last decompressed cluster: sequential reads of a compressed image decompress each once. */
+  private inflated: { entry: bigint; data: Buffer } | null = null;
+
+  private constructor(file: TrackedFile, header: Qcow2Header, readOnly: boolean, readOnlyReason: string | undefined,
+    lock: WriterLock | null, options: OpenOptions) {
+    this.path = file.path;
+    this.file = file;
+    this.header = header;
+    this.readOnly = readOnly;
+    this.readOnlyReason = readOnlyReason;
+    this.lock = lock;
+    this.clusterBits = header.clusterBits;
+    this.clusterSize = 2 ** header.clusterBits;
+    this.virtualSize = header.size;
+    this.data = new DataBarrier(file);
+    this.refcounts = new Refcounts(file, {
+      clusterBits: header.clusterBits,
+      refcountOrder: header.refcountOrder,
+      reftableOffset: header.refcountTableOffset,
+      reftableClusters: header.refcountTableClusters,
+    }, (offset, clusters) => this.updateHeader((h) => {
+      h.refcountTableOffset = offset;
+      h.refcountTableClusters = clusters;
+    }), options.refcountCacheBytes);
+    const neededL1 = Math.ceil(header.size / (this.clusterSize * (this.clusterSize / 8)));
+    if (header.l1Size < neededL1 && !options.creating) {
+      throw corrupt(`the L1 table has ${header.l1Size} entries but the virtual size of ${header.size} bytes needs ${neededL1}`);
+    }
+    this.map = new ClusterMap(file, header.clusterBits, header.l1TableOffset, header.l1Size, this.refcounts,
+      (offset, entries) => this.updateHeader((h) => {
+        h.l1TableOffset = offset;
+        h.l1Size = entries;
+      }), options.l2CacheBytes);
+  }
+
+  /**
+   * Opens an image. Everything that could refuse it is checked before the file is opened for
+   * writing, so a refused image is never modified.
+   */
+  static async open(path: string, options: OpenOptions = {}): Promise<Qcow2Image> {
+    const probe = new NodeFile(path, { readOnly: true });
+    let header: Qcow2Header;
+    let verdict: ReturnType<typeof checkFeatures>;
+    try {
+      header = parseHeader(readCluster0(probe));
+      verdict = checkFeatures(header, options.allowIncompatible ?? 0n);
+    } finally {
+      probe.close();
+    }
+    const wantWrite = !options.readOnly;
+    if (wantWrite && verdict.readOnlyReason) {
+      throw fail('unsupported-feature', `'${path}' can only be opened read-only: ${verdict.readOnlyReason}`);
+    }
+    let lock: WriterLock | null = null;
+    if (wantWrite && options.lock !== false) lock = await acquireWriterLock(path, options.holder ?? `qzoned process ${process.pid}`);
+    let file: TrackedFile | null = null;
+    try {
+      file = new TrackedFile(new NodeFile(path, { readOnly: !wantWrite }));
+      if (wantWrite) {
+        // Re-read under the lock: another writer may have changed the header since the probe.
+        header = parseHeader(readCluster0(file));
+        checkFeatures(header, options.allowIncompatible ?? 0n);
+        if (isDirty(header)) {
+          // Lazy refcounts after a crash: rebuild them from L1/L2 before anything else (as QEMU).
+          rebuildRefcounts(file, header, options.extraMetadata?.(header) ?? []);
+          header = parseHeader(readCluster0(file));
+          header.incompatible = setBit(header.incompatible, INCOMPAT.dirty, false);
+          Qcow2Image.writeHeaderTo(file, header);
+        }
+        if (header.autoclear !== 0n) {
+          // We maintain no autoclear feature (bitmaps, raw external data): clearing the bits is
+          // how qcow2.txt says a writer that does not update them must invalidate them.
+          header.autoclear = 0n;
+          Qcow2Image.writeHeaderTo(file, header);
+        }
+      }
+      return new Qcow2Image(file, header, !wantWrite, verdict.readOnlyReason, lock, options);
+    } catch (e) {
+      file?.close();
+      await lock?.release();
+      throw e;
+    }
+  }
+
+  private static writeHeaderTo(file: BlockFile, h: Qcow2Header): void {
+    file.pwrite(encodeHeader(h), 0);
+    file.sync();
+  }
+
+  /** Changes header fields and makes the header durable at once. */
+  updateHeader(mutate: (h: Qcow2Header) => void): void {
+    this.assertWritable();
+    const next: Qcow2Header = { ...this.header, extensions: [...this.header.extensions] };
+    mutate(next);
+    Qcow2Image.writeHeaderTo(this.file, next);
+    this.header = next;
+  }
+
+  get headerSnapshot(): Readonly<Qcow2Header> {
+    return this.header;
+  }
+
+  private assertWritable(): void {
+    if (this.closed) throw fail('io-error', `'${this.path}' is closed`);
+    if (this.readOnly) throw fail('read-only-node', `'${this.path}' is open read-only`);
+  }
+
+  private checkRange(offset: number, length: number): void {
+    if (this.closed) throw fail('io-error', `'${this.path}' is closed`);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw fail('out-of-range', `offset ${offset} and length ${length} must be non-negative integers`);
+    }
+    if (offset + length > this.virtualSize) {
+      throw fail('out-of-range', `the range ${offset}+${length} ends beyond the virtual size of ${this.virtualSize} bytes`);
+    }
+  }
+
+  /** With lazy refcounts, the first change marks the image dirty (QEMU's qcow2_mark_dirty). */
+  private beforeChange(): void {
+    this.assertWritable();
+    if (!this.lazyDirtySet && isLazyRefcounts(this.header)) {
+      this.updateHeader((h) => { h.incompatible = setBit(h.incompatible, INCOMPAT.dirty, true); });
+      this.lazyDirtySet = true;
+    }
+  }
+
+  // ---- reads ---------------------------------------------------------------------------------
+
+  read(offset: number, length: number): Buffer {
+    const out = Buffer.alloc(length);
+    this.readInto(out, offset);
+    return out;
+  }
+
+  readInto(out: Buffer, offset: number): void {
+    this.checkRange(offset, out.length);
+    const cs = this.clusterSize;
+    let pos = 0;
+    while (pos < out.length) {
+      const guest = offset + pos;
+      const gc = Math.floor(guest / cs);
+      const inCluster = guest - gc * cs;
+      const m = this.map.lookup(gc);
+      if (m.kind === 'normal') {
+        // Coalesce host-contiguous clusters into one read.
+        let n = Math.min(cs - inCluster, out.length - pos);
+        for (let k = 1; pos + n < out.length; k++) {
+          const next = this.map.lookup(gc + k);
+          if (next.kind !== 'normal' || next.host !== m.host + k * cs) break;
+          n += Math.min(cs, out.length - pos - n);
+        }
+        this.file.pread(out.subarray(pos, pos + n), m.host + inCluster);
+        pos += n;
+        continue;
+      }
+      const n = Math.min(cs - inCluster, out.length - pos);
+      if (m.kind === 'compressed') {
+        this.inflate(m.entry).copy(out, pos, inCluster, inCluster + n);
+      } else {
+        out.fill(0, pos, pos + n);
+      }
+      pos += n;
+    }
+  }
+
+  private inflate(entry: bigint): Buffer {
+    if (this.inflated && this.inflated.entry === entry) return this.inflated.data;
+    const c = parseCompressedEntry(entry, this.clusterBits);
+    const stored = Buffer.alloc(c.storedLength);
+    this.file.pread(stored, c.hostOffset);
+    const data = inflateCluster(stored, this.clusterSize);
+    this.inflated = { entry, data };
+    return data;
+  }
+
+  // ---- writes --------------------------------------------------------------------------------
+
+  write(offset: number, data: Buffer): void {
+    this.checkRange(offset, data.length);
+    if (data.length === 0) return;
+    this.beforeChange();
+    const cs = this.clusterSize;
+    let pos = 0;
+    while (pos < data.length) {
+      const guest = offset + pos;
+      const gc = Math.floor(guest / cs);
+      const inCluster = guest - gc * cs;
+      const m = this.map.lookup(gc);
+      if (m.kind === 'normal' && m.copied) {
+        // In place: the cluster is ours alone. Coalesce host-contiguous clusters.
+        let n = Math.min(cs - inCluster, data.length - pos);
+        let k = 1;
+        while (pos + n < data.length) {
+          const next = this.map.lookup(gc + k);
+          if (next.kind !== 'normal' || !next.copied || next.host !== m.host + k * cs) break;
+          n += Math.min(cs, data.length - pos - n);
+          k++;
+        }
+        this.file.pwrite(data.subarray(pos, pos + n), m.host + inCluster);
+        pos += n;
+        continue;
+      }
+      // A run of clusters that all need a new home; one allocation, one write.
+      let k = 1;
+      let end = Math.min((gc + 1) * cs, offset + data.length);
+      while (end < offset + data.length) {
+        const next = this.map.lookup(gc + k);
+        if (next.kind === 'normal' && next.copied) break;
+        k++;
+        end = Math.min((gc + k) * cs, offset + data.length);
+      }
+      this.writeNewClusters(gc, k, guest, data.subarray(pos, pos + (end - guest)));
+      pos += end - guest;
+    }
+  }
+
+  /**
+   * Writes `bytes` (at guest offset `guest`) into k newly allocated clusters starting at guest
+   * cluster gc. Parts of the clusters the write does not cover keep their old guest content
+   * (zeros, or the decompressed/shared cluster's bytes), so old host bytes never show (rule 5).
+   */
+  private writeNewClusters(gc: number, k: number, guest: number, bytes: Buffer): void {
+    const cs = this.clusterSize;
+    const old: Mapping[] = [];
+    for (let i = 0; i < k; i++) old.push(this.map.lookup(gc + i));
+    const host = this.refcounts.alloc(k);
+    const start = guest - gc * cs;
+    const stop = start + bytes.length;
+    const beyondEnd = host >= this.file.end;
+    const headKeep = start > 0 && (old[0]!.kind === 'compressed' || old[0]!.kind === 'normal');
+    const tailKeep = stop < k * cs && (old[k - 1]!.kind === 'compressed' || old[k - 1]!.kind === 'normal');
+    if (beyondEnd && !headKeep && !tailKeep) {
+      // Rule 5's one exception: clusters wholly beyond the end of the file read as zeros already.
+      this.file.pwrite(bytes, host + start);
+    } else {
+      const buf = Buffer.alloc(k * cs);
+      if (headKeep) this.readInto(buf.subarray(0, start), gc * cs);
+      if (tailKeep) this.readInto(buf.subarray(stop, k * cs), gc * cs + stop);
+      bytes.copy(buf, start);
+      this.file.pwrite(buf, host);
+    }
+    this.data.markWritten();
+    // Rules 1 and 3: the new mappings wait for their data and their refcounts. Recorded before
+    // the entries change, so a cycle break (rule 6) flushes the table without them.
+    this.map.l2.dependsOn(this.data);
+    this.map.l2.dependsOn(this.refcounts);
+    for (let i = 0; i < k; i++) this.map.setEntry(gc + i, BigInt(host + i * cs) | OFLAG_COPIED);
+    this.releaseAll(old);
+  }
+
+  /** Drops the host references of replaced mappings; the decreases wait for the L2 change (rule 2). */
+  private releaseAll(old: Mapping[]): void {
+    let freed = false;
+    for (const m of old) {
+      if (m.kind === 'normal' || (m.kind === 'zero' && m.host !== 0)) {
+        this.refcounts.free(m.host, 1);
+        freed = true;
+      } else if (m.kind === 'compressed') {
+        const { first, last } = compressedHostClusters(parseCompressedEntry(m.entry, this.clusterBits), this.clusterBits);
+        for (let c = first; c <= last; c++) this.refcounts.free(c * this.clusterSize, 1);
+        freed = true;
+      }
+      if (m.kind === 'compressed' && this.inflated?.entry === m.entry) this.inflated = null;
+    }
+    if (freed) this.refcounts.dependsOn(this.map.l2);
+  }
+
+  /** Zeroes a range: whole clusters become zero entries, partial ones are written with zeros. */
+  writeZeroes(offset: number, length: number): void {
+    this.changeWholeClusters(offset, length, OFLAG_ZERO);
+  }
+
+  /** Deallocates a range; it reads as zeros afterwards (partial clusters are zeroed in place). */
+  discard(offset: number, length: number): void {
+    this.changeWholeClusters(offset, length, 0n);
+  }
+
+  private changeWholeClusters(offset: number, length: number, wholeEntry: bigint): void {
+    this.checkRange(offset, length);
+    if (length === 0) return;
+    this.beforeChange();
+    const cs = this.clusterSize;
+    const end = offset + length;
+    const firstWhole = Math.ceil(offset / cs);
+    const endWhole = Math.floor(end / cs);
+    if (firstWhole >= endWhole) {
+      // No whole cluster: at most the tail of one cluster and the head of the next.
+      const boundary = (Math.floor(offset / cs) + 1) * cs;
+      this.zeroPartial(offset, Math.min(end, boundary));
+      this.zeroPartial(boundary, end);
+      return;
+    }
+    this.zeroPartial(offset, firstWhole * cs);
+    this.zeroPartial(endWhole * cs, end);
+    const l2e = this.map.l2Entries;
+    const old: Mapping[] = [];
+    for (let gc = firstWhole; gc < endWhole;) {
+      // Skip whole L2 tables that do not exist: nothing to free there, and zero is the default.
+      const l1Index = Math.floor(gc / l2e);
+      const tableEnd = Math.min((l1Index + 1) * l2e, endWhole);
+      if (l1Index >= this.map.l1.entries || this.map.l1.get(l1Index) === 0n) {
+        gc = tableEnd;
+        continue;
+      }
+      for (; gc < tableEnd; gc++) {
+        const e = this.map.entry(gc);
+        if (e === 0n || e === wholeEntry) continue;
+        old.push(this.map.decode(e, gc));
+        this.map.setEntry(gc, wholeEntry);
+      }
+    }
+    this.releaseAll(old);
+  }
+
+  /** Zeroes [from, to) inside one cluster, unless it already reads as zeros. */
+  private zeroPartial(from: number, to: number): void {
+    if (to <= from) return;
+    const m = this.map.lookup(Math.floor(from / this.clusterSize));
+    if (m.kind === 'unallocated' || m.kind === 'zero') return;
+    this.write(from, Buffer.alloc(to - from));
+  }
+
+  // ---- durability ----------------------------------------------------------------------------
+
+  /** Makes every completed write durable, in the format spec's crash orders. */
+  flush(): void {
+    if (this.readOnly || this.closed) return;
+    this.map.l1.flush();
+    this.map.l2.flush();
+    this.refcounts.flush();
+    this.data.flush();
+  }
+
+  /** Flushes, clears the lazy-refcounts dirty bit, releases the lock. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      if (!this.readOnly) {
+        this.flush();
+        if (this.lazyDirtySet) {
+          this.updateHeader((h) => { h.incompatible = setBit(h.incompatible, INCOMPAT.dirty, false); });
+        }
+      }
+    } finally {
+      this.closed = true;
+      this.file.close();
+      await this.lock?.release();
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  info(): Qcow2Info {
+    const h = this.header;
+    let actualSize = 0;
+    try {
+      actualSize = fs.statSync(this.path).blocks * 512;
+    } catch {
+      actualSize = 0;
+    }
+    const out: Qcow2Info = {
+      filename: this.path,
+      format: 'qcow2',
+      virtualSize: h.size,
+      clusterSize: this.clusterSize,
+      actualSize,
+      compat: h.version === 3 ? '1.1' : '0.10',
+      compressionType: h.compressionType === 1 ? 'zstd' : 'zlib',
+      lazyRefcounts: isLazyRefcounts(h),
+      refcountBits: 2 ** h.refcountOrder,
+      corrupt: isCorrupt(h),
+      dirty: isDirty(h),
+      extendedL2: hasBit(h.incompatible, INCOMPAT.extendedL2),
+      readOnly: this.readOnly,
+    };
+    if (this.readOnlyReason) out.readOnlyReason = this.readOnlyReason;
+    return out;
+  }
+
+  // ---- hooks for layers above (zoned extension, preallocation, tools) -----------------------
+
+  /** Creation: grows the empty L1 table to cover the virtual size. */
+  growL1ForSize(): void {
+    this.assertWritable();
+    this.map.growL1(Math.ceil(this.virtualSize / (this.clusterSize * this.map.l2Entries)));
+  }
+
+  /** Allocates n contiguous clusters (refcount 1) for caller-owned metadata; returns the offset. */
+  allocMetadata(n: number): number {
+    this.assertWritable();
+    return this.refcounts.alloc(n);
+  }
+
+  /** Makes the refcount structures durable (so a header pointer may point at new metadata). */
+  flushRefcounts(): void {
+    this.refcounts.flush();
+  }
+
+  /** Mapping of one guest cluster (tools, tests, preallocation). */
+  mapping(guestCluster: number): Mapping {
+    return this.map.lookup(guestCluster);
+  }
+
+  /** Is any part of [offset, offset+length) backed by allocated data? (convert, zone cleanup) */
+  isAllocated(offset: number, length: number): boolean {
+    const cs = this.clusterSize;
+    for (let gc = Math.floor(offset / cs); gc * cs < offset + length; gc++) {
+      const m = this.map.lookup(gc);
+      if (m.kind === 'normal' || m.kind === 'compressed') return true;
+    }
+    return false;
+  }
+
+  /**
+   * Preallocation: maps every guest cluster to a host cluster (metadata), and with `full` also
+   * writes zeros over them. Clusters are allocated one L2 table's worth at a time.
+   */
+  preallocate(mode: 'metadata' | 'full'): void {
+    this.assertWritable();
+    const cs = this.clusterSize;
+    const total = Math.ceil(this.virtualSize / cs);
+    const per = this.map.l2Entries;
+    const zeros = mode === 'full' ? Buffer.alloc(Math.min(per * cs, 8 * 1024 * 1024)) : null;
+    for (let first = 0; first < total; first += per) {
+      const k = Math.min(per, total - first);
+      const host = this.refcounts.alloc(k);
+      if (zeros) {
+        for (let done = 0; done < k * cs; done += zeros.length) {
+          this.file.pwrite(zeros.subarray(0, Math.min(zeros.length, k * cs - done)), host + done);
+        }
+      } else if (host + k * cs > this.file.end) {
+        // Sparse extension: the clusters read as zeros without being written.
+        this.file.truncate(host + k * cs);
+      }
+      this.data.markWritten();
+      this.map.l2.dependsOn(this.data);
+      this.map.l2.dependsOn(this.refcounts);
+      for (let i = 0; i < k; i++) this.map.setEntry(first + i, BigInt(host + i * cs) | OFLAG_COPIED);
+    }
+    this.flush();
+  }
+
+  /** The engine's sync count (tests and benchmarks). */
+  get syncCount(): number {
+    return this.file.syncs;
+  }
+}
+
+export { QzonedError, isQzonedError };

@@ -1,0 +1,264 @@
+/**
+ * Refcount table and blocks: reading refcounts, allocating and freeing clusters, growing the
+ * refcount table (QEMU block/qcow2-refcount.c's role). 16-bit refcounts are written; other orders
+ * are read.
+ *
+ * Crash-order duties (format spec §1):
+ * - rule 4: a freed cluster is parked in `pendingFree` until the refcount decrease is durable;
+ *   the allocator skips parked clusters;
+ * - rule 7: a refcount-table entry is written only after the block it points to is on disk, and
+ *   a moved table is freed only after the header points at its successor.
+ * The caller records "L2 depends on refcounts" after an allocation and "refcounts depend on L2"
+ * after a free (cache.ts).
+ */
+import { FlushNode, TableCache } from './cache.js';
+import type { BlockFile } from '../block/file-io.js';
+import { MAX_REFTABLE_BYTES, REFT_OFFSET_MASK } from './format.js';
+import { corrupt, fail } from '../errors.js';
+
+export interface RefcountGeometry {
+  clusterBits: number;
+  refcountOrder: number;
+  reftableOffset: number;
+  reftableClusters: number;
+}
+
+/** Called with the new table's place once it is durable; must write the header and sync. */
+export type ReftableMoved = (offset: number, clusters: number) => void;
+
+export class Refcounts extends FlushNode {
+  private readonly clusterBits: number;
+  private readonly clusterSize: number;
+  private readonly refcountBits: number;
+  /** Refcount entries per block. */
+  private readonly perBlock: number;
+  private readonly blockShift: number;
+  private readonly maxRefcount: number;
+  private readonly blocks: TableCache;
+  private reftable: Buffer;
+  private reftableOffset: number;
+  private reftableDirtyLo = Infinity;
+  private reftableDirtyHi = -1;
+  /** Set while a grown table lives only in memory; writeBack moves it (rule 7). */
+  private relocation: { oldOffset: number; oldClusters: number } | null = null;
+  private readonly onReftableMoved: ReftableMoved;
+  /** Clusters whose refcount dropped to 0 but whose decrease is not yet durable (rule 4). */
+  private pendingFree = new Set<number>();
+  /** Lowest cluster index that may be free. */
+  private freeHint = 0;
+  readonly readOnly: boolean;
+
+  constructor(file: BlockFile, g: RefcountGeometry, onReftableMoved: ReftableMoved, cacheBytes = 4 * 1024 * 1024) {
+    super('refcounts', file);
+    this.readOnly = file.readOnly;
+    this.clusterBits = g.clusterBits;
+    this.clusterSize = 2 ** g.clusterBits;
+    this.refcountBits = 2 ** g.refcountOrder;
+    this.perBlock = (this.clusterSize * 8) / this.refcountBits;
+    this.blockShift = Math.log2(this.perBlock);
+    this.maxRefcount = this.refcountBits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** this.refcountBits - 1;
+    this.reftableOffset = g.reftableOffset;
+    if (g.reftableClusters * this.clusterSize > MAX_REFTABLE_BYTES) {
+      throw corrupt(`the refcount table has ${g.reftableClusters} clusters, more than QEMU's limit of ${MAX_REFTABLE_BYTES} bytes`);
+    }
+    if (g.reftableOffset % this.clusterSize !== 0 || g.reftableOffset === 0) {
+      throw corrupt(`refcount_table_offset ${g.reftableOffset} is not a non-zero multiple of the cluster size`);
+    }
+    this.reftable = Buffer.alloc(g.reftableClusters * this.clusterSize);
+    file.pread(this.reftable, g.reftableOffset);
+    this.onReftableMoved = onReftableMoved;
+    this.blocks = new TableCache(file, this.clusterSize, cacheBytes, () => this.flush());
+  }
+
+  get reftableEntries(): number {
+    return this.reftable.length / 8;
+  }
+
+  get tableOffset(): number {
+    return this.reftableOffset;
+  }
+
+  get tableClusters(): number {
+    return this.reftable.length / this.clusterSize;
+  }
+
+  /** Offset of the refcount block for a block index, 0 when there is none. */
+  blockOffset(blockIndex: number): number {
+    if (blockIndex >= this.reftableEntries) return 0;
+    const off = Number(this.reftable.readBigUInt64BE(blockIndex * 8) & REFT_OFFSET_MASK);
+    if (off !== 0 && off % this.clusterSize !== 0) {
+      throw corrupt(`refcount table entry ${blockIndex} (${off}) is not cluster aligned`);
+    }
+    return off;
+  }
+
+  private readEntry(block: Buffer, i: number): number {
+    switch (this.refcountBits) {
+      case 16: return block.readUInt16BE(i * 2);
+      case 8: return block[i]!;
+      case 32: return block.readUInt32BE(i * 4);
+      case 64: return Number(block.readBigUInt64BE(i * 8));
+      default: {
+        // 1, 2 and 4-bit refcounts pack several entries per byte, most significant bits last.
+        const bitPos = i * this.refcountBits;
+        const byte = block[bitPos >> 3]!;
+        return (byte >> (bitPos & 7)) & ((1 << this.refcountBits) - 1);
+      }
+    }
+  }
+
+  private writeEntry(block: Buffer, i: number, v: number): void {
+    if (this.refcountBits !== 16) throw fail('unsupported-feature', `writing ${this.refcountBits}-bit refcounts is not supported`);
+    block.writeUInt16BE(v, i * 2);
+  }
+
+  get(cluster: number): number {
+    const off = this.blockOffset(cluster >> this.blockShift);
+    if (off === 0) return 0;
+    return this.readEntry(this.blocks.get(off), cluster & (this.perBlock - 1));
+  }
+
+  /** Adds delta to a cluster's refcount; the block must exist (allocation creates blocks). */
+  update(cluster: number, delta: number): number {
+    const off = this.blockOffset(cluster >> this.blockShift);
+    if (off === 0) throw corrupt(`cluster ${cluster} has no refcount block but is referenced`);
+    const block = this.blocks.get(off);
+    const i = cluster & (this.perBlock - 1);
+    const v = this.readEntry(block, i) + delta;
+    if (v < 0) throw corrupt(`the refcount of cluster ${cluster} would drop below zero`);
+    if (v > this.maxRefcount) throw corrupt(`the refcount of cluster ${cluster} would overflow`);
+    this.writeEntry(block, i, v);
+    this.blocks.markDirty(off);
+    if (v === 0) this.pendingFree.add(cluster);
+    return v;
+  }
+
+  /** Drops one reference from each cluster of [offset, offset + n clusters). */
+  free(offset: number, n = 1): void {
+    const first = Math.floor(offset / this.clusterSize);
+    for (let c = first; c < first + n; c++) this.update(c, -1);
+  }
+
+  private isFree(cluster: number): boolean {
+    return !this.pendingFree.has(cluster) && this.get(cluster) === 0;
+  }
+
+  /** First run of n free clusters at or after the hint (clusters no block covers are free). */
+  private findFreeRun(n: number): number {
+    let start = this.freeHint;
+    let run = 0;
+    for (let c = start; ; c++) {
+      if (this.isFree(c)) {
+        if (run === 0) start = c;
+        if (++run === n) return start;
+      } else {
+        run = 0;
+      }
+    }
+  }
+
+  /** Block indices in [first, end) clusters whose refcount block does not exist yet. */
+  private missingBlocks(first: number, end: number): number[] {
+    const out: number[] = [];
+    for (let b = first >> this.blockShift; b <= (end - 1) >> this.blockShift; b++) {
+      if (this.blockOffset(b) === 0) out.push(b);
+    }
+    return out;
+  }
+
+  /**
+   * Allocates n contiguous clusters with refcount 1 and returns the host offset of the first.
+   * Missing refcount blocks are placed right after the run, so that they cover themselves.
+   */
+  alloc(n: number): number {
+    if (this.readOnly) throw fail('read-only-node', 'the image is open read-only');
+    let extra = 0;
+    for (let guard = 0; guard < 64; guard++) {
+      const start = this.findFreeRun(n + extra);
+      const end = start + n + extra;
+      const missing = this.missingBlocks(start, end);
+      if (missing.length > extra) {
+        extra = missing.length;
+        continue;
+      }
+      const lastNeeded = missing.length ? missing[missing.length - 1]! : (end - 1) >> this.blockShift;
+      if (lastNeeded >= this.reftableEntries) {
+        this.growTable(lastNeeded + 1);
+        extra = 0;
+        continue;
+      }
+      missing.forEach((b, i) => {
+        const loc = (start + n + i) * this.clusterSize;
+        this.blocks.create(loc);
+        this.setTableEntry(b, loc);
+      });
+      const used = n + missing.length;
+      for (let c = start; c < start + used; c++) this.update(c, 1);
+      if (start === this.freeHint) this.freeHint = start + used;
+      return start * this.clusterSize;
+    }
+    throw new Error('internal: cluster allocation did not converge');
+  }
+
+  private setTableEntry(blockIndex: number, offset: number): void {
+    this.reftable.writeBigUInt64BE(BigInt(offset), blockIndex * 8);
+    this.reftableDirtyLo = Math.min(this.reftableDirtyLo, blockIndex);
+    this.reftableDirtyHi = Math.max(this.reftableDirtyHi, blockIndex);
+  }
+
+  /** Grows the table in memory; writeBack() moves it to disk in rule 7's order. */
+  private growTable(minEntries: number): void {
+    const perCluster = this.clusterSize / 8;
+    // Headroom: the new table and the blocks covering it land beyond the current end.
+    const wanted = Math.max(minEntries + 2, Math.ceil(this.reftableEntries * 1.5) + 2);
+    const clusters = Math.ceil(wanted / perCluster);
+    if (clusters * this.clusterSize > MAX_REFTABLE_BYTES) {
+      throw fail('io-error', `the refcount table would need ${clusters} clusters, beyond QEMU's limit of ${MAX_REFTABLE_BYTES} bytes`);
+    }
+    if (!this.relocation) this.relocation = { oldOffset: this.reftableOffset, oldClusters: this.tableClusters };
+    const bigger = Buffer.alloc(clusters * this.clusterSize);
+    this.reftable.copy(bigger);
+    this.reftable = bigger;
+    this.reftableOffset = this.alloc(clusters);
+    this.reftableDirtyLo = 0;
+    this.reftableDirtyHi = this.reftableEntries - 1;
+    // Move it now: a table that lives only in memory would leave later allocations unordered.
+    this.flush();
+  }
+
+  isDirty(): boolean {
+    return this.blocks.hasDirty() || this.reftableDirtyHi >= 0 || this.relocation !== null;
+  }
+
+  protected writeBack(): void {
+    const tableChanged = this.reftableDirtyHi >= 0;
+    this.blocks.writeDirty();
+    if (!tableChanged) return;
+    // Rule 7: blocks on disk before the table entries that point at them.
+    this.file.sync();
+    const lo = this.reftableDirtyLo * 8;
+    const hi = (this.reftableDirtyHi + 1) * 8;
+    this.file.pwrite(this.reftable.subarray(lo, hi), this.reftableOffset + lo);
+    this.reftableDirtyLo = Infinity;
+    this.reftableDirtyHi = -1;
+    const moved = this.relocation;
+    if (moved) {
+      // The whole new table was dirty; the header may point at it once it is durable.
+      this.file.sync();
+      this.relocation = null;
+      this.onReftableMoved(this.reftableOffset, this.tableClusters);
+      // Only now may the old table's clusters be freed (rule 7).
+      for (let c = 0; c < moved.oldClusters; c++) this.update(moved.oldOffset / this.clusterSize + c, -1);
+    }
+  }
+
+  protected override afterDurable(): void {
+    // The decreases written by this flush are durable: their clusters may be reused (rule 4).
+    // Decreases made after writeBack (the old table above) are still in dirty blocks, so keep those.
+    const stillDirty = this.blocks.hasDirty();
+    if (!stillDirty) {
+      for (const c of this.pendingFree) if (c < this.freeHint) this.freeHint = c;
+      this.pendingFree.clear();
+    }
+  }
+}
