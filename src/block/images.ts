@@ -1,23 +1,18 @@
-// SKELETON: the one place that creates and opens images, plain or zoned (the branch point, as
-// null_blk's null_handle_cmd). Signatures are the contract; bodies arrive with the engine.
-import type { Qcow2Image, Qcow2Info } from '../qcow2/image.js';
+/**
+ * The one place that creates and opens images, plain or zoned: the branch point, as null_blk's
+ * null_handle_cmd() is. Everything above (tools, the daemon) sees one async surface, BlockImage,
+ * plus ZonedOps when the image is zoned.
+ */
+import { NodeFile } from './file-io.js';
+import { Qcow2Image, type Qcow2Info } from '../qcow2/image.js';
+import { parseHeader, hasBit } from '../qcow2/header.js';
+import { INCOMPAT, MAX_CLUSTER_BITS } from '../qcow2/format.js';
 import type { Preallocation } from '../qcow2/create.js';
+import { ZonedImage, zonedExtensionOf, type ZoneInfo } from '../zoned/zoned-image.js';
+import type { ZoneCreateOptions } from '../zoned/validate.js';
+import type { MgmtOp, ZoneCondition, ZoneDescriptor } from '../zoned/model.js';
 
-export type ZoneCondition =
-  | 'not-write-pointer' | 'empty' | 'implicit-open' | 'explicit-open' | 'closed' | 'full' | 'read-only' | 'offline';
-
-/** protocol.md §4: `zone` of blockdev-create's qcow2 options, a union on `mode`. */
-export type ZoneCreateOptions =
-  | { mode: 'non-zoned' }
-  | {
-      mode: 'host-managed';
-      size?: number;
-      capacity?: number;
-      'conventional-zones'?: number;
-      'max-open-zones'?: number;
-      'max-active-zones'?: number;
-      'max-append-bytes'?: number;
-    };
+export type { ZoneCondition, ZoneDescriptor, ZoneCreateOptions, ZoneInfo };
 
 export interface ImageCreateOptions {
   size: number;
@@ -28,37 +23,17 @@ export interface ImageCreateOptions {
   zone?: ZoneCreateOptions;
 }
 
-export interface ZoneDescriptor {
-  start: number;
-  length: number;
-  capacity: number;
-  'write-pointer': number;
-  type: 'conventional' | 'sequential-write-required';
-  condition: ZoneCondition;
-}
-
-export interface ZoneInfo {
-  mode: 'host-managed';
-  size: number;
-  capacity: number;
-  'conventional-zones': number;
-  'nr-zones': number;
-  'max-open-zones': number;
-  'max-active-zones': number;
-  'max-append-bytes': number;
-  'open-zones': number;
-  'active-zones': number;
-}
-
 /** What a zoned image adds to the plain engine's surface. */
 export interface ZonedOps {
   readonly zoned: true;
   zoneInfo(): ZoneInfo;
   zoneReport(offset?: number, nrZones?: number, conditions?: ZoneCondition[]): ZoneDescriptor[];
-  zoneMgmt(op: 'open' | 'close' | 'finish' | 'reset', range: { offset: number; length: number } | 'all'): Promise<void>;
+  zoneMgmt(op: MgmtOp, range: { offset: number; length: number } | 'all'): Promise<void>;
   /** Returns the byte offset where the data landed. */
   zoneAppend(zoneStart: number, data: Buffer): Promise<number>;
   zoneInject(zoneStart: number, condition: 'read-only' | 'offline' | 'none'): Promise<void>;
+  /** Called with the zones whose condition or write pointer changed. */
+  onZonesChanged(listener: (zones: number[]) => void): () => void;
 }
 
 /** Data path common to plain and zoned images (zoned ones enforce zone rules on writes). */
@@ -83,10 +58,81 @@ export function isZoned(image: AnyImage): image is BlockImage & ZonedOps {
   return (image as Partial<ZonedOps>).zoned === true;
 }
 
-export async function createImage(_path: string, _options: ImageCreateOptions): Promise<void> {
-  throw new Error('not implemented');
+class PlainImage implements BlockImage {
+  constructor(readonly qcow2: Qcow2Image) {}
+  get path(): string { return this.qcow2.path; }
+  get virtualSize(): number { return this.qcow2.virtualSize; }
+  get readOnly(): boolean { return this.qcow2.readOnly; }
+  async read(offset: number, length: number): Promise<Buffer> { return this.qcow2.read(offset, length); }
+  async write(offset: number, data: Buffer): Promise<void> { this.qcow2.write(offset, data); }
+  async writeZeroes(offset: number, length: number): Promise<void> { this.qcow2.writeZeroes(offset, length); }
+  async discard(offset: number, length: number): Promise<void> { this.qcow2.discard(offset, length); }
+  async flush(): Promise<void> { this.qcow2.flush(); }
+  async close(): Promise<void> { await this.qcow2.close(); }
+  info(): Qcow2Info { return this.qcow2.info(); }
 }
 
-export async function openImage(_path: string, _options: { readOnly?: boolean; holder?: string } = {}): Promise<AnyImage> {
-  throw new Error('not implemented');
+class ZonedBlockImage implements BlockImage, ZonedOps {
+  readonly zoned = true as const;
+  constructor(readonly image: ZonedImage) {}
+  get qcow2(): Qcow2Image { return this.image.qcow2; }
+  get path(): string { return this.image.qcow2.path; }
+  get virtualSize(): number { return this.image.virtualSize; }
+  get readOnly(): boolean { return this.image.qcow2.readOnly; }
+  async read(offset: number, length: number): Promise<Buffer> { return this.image.read(offset, length); }
+  async write(offset: number, data: Buffer): Promise<void> { this.image.write(offset, data); }
+  async writeZeroes(offset: number, length: number): Promise<void> { this.image.writeZeroes(offset, length); }
+  async discard(offset: number, length: number): Promise<void> { this.image.discard(offset, length); }
+  async flush(): Promise<void> { this.image.flushSync(); }
+  async close(): Promise<void> { await this.image.close(); }
+  info(): Qcow2Info & { zone: ZoneInfo } { return { ...this.image.qcow2.info(), zone: this.image.zoneInfo() }; }
+  zoneInfo(): ZoneInfo { return this.image.zoneInfo(); }
+  zoneReport(offset?: number, nrZones?: number, conditions?: ZoneCondition[]): ZoneDescriptor[] {
+    return this.image.report(offset, nrZones, conditions);
+  }
+  async zoneMgmt(op: MgmtOp, range: { offset: number; length: number } | 'all'): Promise<void> { this.image.zoneMgmt(op, range); }
+  async zoneAppend(zoneStart: number, data: Buffer): Promise<number> { return this.image.append(zoneStart, data); }
+  async zoneInject(zoneStart: number, condition: 'read-only' | 'offline' | 'none'): Promise<void> { this.image.inject(zoneStart, condition); }
+  onZonesChanged(listener: (zones: number[]) => void): () => void { return this.image.onZonesChanged(listener); }
+}
+
+/** Creates an image; a zoned one when `zone.mode` is host-managed. Nothing is written on bad options. */
+export async function createImage(path: string, options: ImageCreateOptions, extras: { overwrite?: boolean } = {}): Promise<void> {
+  const { zone, ...qcow2 } = options;
+  await ZonedImage.create(path, qcow2, zone ?? { mode: 'non-zoned' }, extras);
+}
+
+/** Does the header say zoned (bit 5, or a zoned extension with a non-zero model)? */
+function looksZoned(path: string): boolean {
+  const f = new NodeFile(path, { readOnly: true });
+  try {
+    const buf = Buffer.alloc(Math.min(f.size(), 2 ** MAX_CLUSTER_BITS));
+    f.pread(buf, 0);
+    const h = parseHeader(buf);
+    const ext = zonedExtensionOf(h);
+    return hasBit(h.incompatible, INCOMPAT.zoned) || (ext !== undefined && ext.zoneModel !== 0);
+  } finally {
+    f.close();
+  }
+}
+
+export interface ImageOpenOptions {
+  readOnly?: boolean;
+  /** Named to a second opener that finds the writer lock taken. */
+  holder?: string;
+  /** write-cache off: each operation is durable before it returns. */
+  writeThrough?: boolean;
+}
+
+export async function openImage(path: string, options: ImageOpenOptions = {}): Promise<AnyImage> {
+  if (looksZoned(path)) return new ZonedBlockImage(await ZonedImage.open(path, options));
+  const qcow2 = await Qcow2Image.open(path, options);
+  if (!options.writeThrough) return new PlainImage(qcow2);
+  return new WriteThroughImage(qcow2);
+}
+
+class WriteThroughImage extends PlainImage {
+  override async write(offset: number, data: Buffer): Promise<void> { this.qcow2.write(offset, data); this.qcow2.flush(); }
+  override async writeZeroes(offset: number, length: number): Promise<void> { this.qcow2.writeZeroes(offset, length); this.qcow2.flush(); }
+  override async discard(offset: number, length: number): Promise<void> { this.qcow2.discard(offset, length); this.qcow2.flush(); }
 }

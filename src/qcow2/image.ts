@@ -18,7 +18,7 @@ import {
 import { INCOMPAT, MAX_CLUSTER_BITS, OFLAG_COPIED, OFLAG_ZERO } from './format.js';
 import { compressedHostClusters, inflateCluster, parseCompressedEntry } from './compressed.js';
 import { rebuildRefcounts } from './check.js';
-import { corrupt, fail, isQzonedError, QzonedError } from '../errors.js';
+import { corrupt, fail } from '../errors.js';
 
 export interface ExtraMetadata {
   offset: number;
@@ -38,6 +38,11 @@ export interface OpenOptions {
   extraMetadata?: (h: Qcow2Header) => ExtraMetadata[];
   /** Creation only: the new image's L1 table is still empty and is grown right after open. */
   creating?: boolean;
+  /**
+   * Opens the underlying file; tests pass a recording file to simulate power loss. Default:
+   * NodeFile (synchronous fs calls).
+   */
+  openFile?: (path: string, readOnly: boolean) => BlockFile;
   /** Cache sizes in bytes. */
   l2CacheBytes?: number;
   refcountCacheBytes?: number;
@@ -64,21 +69,21 @@ export interface Qcow2Info {
 
 /** BlockFile wrapper that knows the real end of the file, including metadata written by caches. */
 class TrackedFile implements BlockFile {
-  private readonly inner: NodeFile;
+  private readonly inner: BlockFile;
   end: number;
-  constructor(inner: NodeFile) {
+  syncs = 0;
+  constructor(inner: BlockFile) {
     this.inner = inner;
     this.end = inner.size();
   }
   get path(): string { return this.inner.path; }
   get readOnly(): boolean { return this.inner.readOnly; }
-  get syncs(): number { return this.inner.syncs; }
   pread(buf: Buffer, pos: number): void { this.inner.pread(buf, pos); }
   pwrite(buf: Buffer, pos: number): void {
     this.inner.pwrite(buf, pos);
     if (pos + buf.length > this.end) this.end = pos + buf.length;
   }
-  sync(): void { this.inner.sync(); }
+  sync(): void { this.syncs++; this.inner.sync(); }
   size(): number { return this.inner.size(); }
   truncate(length: number): void { this.inner.truncate(length); this.end = length; }
   close(): void { this.inner.close(); }
@@ -146,7 +151,8 @@ export class Qcow2Image {
    * writing, so a refused image is never modified.
    */
   static async open(path: string, options: OpenOptions = {}): Promise<Qcow2Image> {
-    const probe = new NodeFile(path, { readOnly: true });
+    const openFile = options.openFile ?? ((p: string, ro: boolean): BlockFile => new NodeFile(p, { readOnly: ro }));
+    const probe = openFile(path, true);
     let header: Qcow2Header;
     let verdict: ReturnType<typeof checkFeatures>;
     try {
@@ -163,7 +169,7 @@ export class Qcow2Image {
     if (wantWrite && options.lock !== false) lock = await acquireWriterLock(path, options.holder ?? `qzoned process ${process.pid}`);
     let file: TrackedFile | null = null;
     try {
-      file = new TrackedFile(new NodeFile(path, { readOnly: !wantWrite }));
+      file = new TrackedFile(openFile(path, !wantWrite));
       if (wantWrite) {
         // Re-read under the lock: another writer may have changed the header since the probe.
         header = parseHeader(readCluster0(file));
@@ -511,12 +517,20 @@ export class Qcow2Image {
     return this.map.lookup(guestCluster);
   }
 
-  /** Is any part of [offset, offset+length) backed by allocated data? (convert, zone cleanup) */
+  /** Is any part of [offset, offset+length) backed by allocated data? Skips absent L2 tables. */
   isAllocated(offset: number, length: number): boolean {
     const cs = this.clusterSize;
-    for (let gc = Math.floor(offset / cs); gc * cs < offset + length; gc++) {
+    const per = this.map.l2Entries;
+    const end = Math.ceil((offset + length) / cs);
+    for (let gc = Math.floor(offset / cs); gc < end;) {
+      const l1Index = Math.floor(gc / per);
+      if (l1Index >= this.map.l1.entries || this.map.l1.get(l1Index) === 0n) {
+        gc = (l1Index + 1) * per;
+        continue;
+      }
       const m = this.map.lookup(gc);
       if (m.kind === 'normal' || m.kind === 'compressed') return true;
+      gc++;
     }
     return false;
   }
@@ -556,4 +570,3 @@ export class Qcow2Image {
   }
 }
 
-export { QzonedError, isQzonedError };
