@@ -1,0 +1,53 @@
+/**
+ * Protocol-neutral dispatch (QEMU qapi/qmp-dispatch.c): find the command in the generated table,
+ * refuse positional params, validate with the generated validator, call the typed handler, and
+ * turn an unexpected exception into an InternalError with a log entry. Transports call `call()`;
+ * only wire-errors.ts knows how an error looks on the wire.
+ */
+import { randomUUID } from 'node:crypto';
+import { COMMANDS, isCommandName, type CommandName, type CommandParams, type CommandResult } from '../generated/commands.js';
+import { validateParams } from './params-error.js';
+import { commandNotFound, InternalError, InvalidParamsError, isQzonedError } from '../errors.js';
+import type { Connection } from './types.js';
+import type { Logger } from '../log.js';
+
+export interface HandlerContext {
+  connection: Connection;
+  log: Logger;
+}
+
+export type Handler<C extends CommandName> = (params: CommandParams<C>, ctx: HandlerContext) => Promise<CommandResult<C>> | CommandResult<C>;
+
+/** One handler per command, typed by the generated map: a missing handler does not compile. */
+export type HandlerTable = { [C in CommandName]: Handler<C> };
+
+export class Dispatcher {
+  private readonly handlers: HandlerTable;
+  private readonly log: Logger;
+
+  constructor(handlers: HandlerTable, log: Logger) {
+    this.handlers = handlers;
+    this.log = log;
+  }
+
+  /** Runs one command; rejects with a QzonedError (InvalidParamsError, InternalError, ...). */
+  async call(connection: Connection, method: string, params: unknown): Promise<unknown> {
+    if (!isCommandName(method) || !COMMANDS[method].dialects.includes(connection.dialect)) throw commandNotFound(method);
+    if (params === undefined || params === null) params = {};
+    if (Array.isArray(params)) {
+      throw new InvalidParamsError(`${method} takes its arguments by name (an object); found a positional array`, { path: '', errors: [] });
+    }
+    const bad = validateParams(method, params);
+    if (bad) throw new InvalidParamsError(bad.message, { path: bad.path, errors: bad.errors });
+    try {
+      const handler = this.handlers[method] as Handler<CommandName>;
+      const result = await handler(params as CommandParams<CommandName>, { connection, log: this.log });
+      return result ?? {};
+    } catch (e) {
+      if (isQzonedError(e)) throw e;
+      const logId = randomUUID();
+      this.log.error({ err: e, logId, method, connection: connection.id }, 'unexpected exception in a command handler');
+      throw new InternalError(logId);
+    }
+  }
+}

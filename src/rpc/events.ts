@@ -1,0 +1,36 @@
+/**
+ * The event bus: every event gets its timestamp here (QMP's wall-clock seconds + microseconds) and
+ * goes to every subscribed connection. Transports subscribe a connection once it may receive events
+ * (QMP: after capabilities negotiation).
+ */
+import type { EventName, EventTypes } from '../generated/commands.js';
+import type { EventListener, QzonedEvent, Timestamp } from './types.js';
+
+export function timestampNow(): Timestamp {
+  const micros = BigInt(Date.now()) * 1000n + BigInt(Math.floor((performance.now() % 1) * 1000));
+  return { seconds: Number(micros / 1_000_000n), microseconds: Number(micros % 1_000_000n) };
+}
+
+export class EventBus {
+  private readonly listeners = new Set<EventListener>();
+
+  subscribe(listener: EventListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  emit<E extends EventName>(event: E, data: EventTypes[E]): void {
+    const message: QzonedEvent = { event, data: data as unknown as Record<string, unknown>, timestamp: timestampNow() };
+    for (const l of [...this.listeners]) {
+      try {
+        l(message);
+      } catch {
+        // A listener that throws (a dead connection) must not stop delivery to the others.
+      }
+    }
+  }
+
+  get size(): number {
+    return this.listeners.size;
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * The only place that knows what an error looks like on the wire (protocol.md §2 and §3).
+ * JSON-RPC: {code, message, data: {class, reason?, path?, errors?}}; QMP: {class, desc, reason?}.
+ */
+import { InternalError, InvalidParamsError, isQzonedError, QzonedError } from '../errors.js';
+
+export const JSONRPC_CODES = {
+  parseError: -32700,
+  invalidRequest: -32600,
+  methodNotFound: -32601,
+  invalidParams: -32602,
+  internalError: -32603,
+  commandFailed: -32000,
+  deviceNotFound: -32001,
+} as const;
+
+export interface JsonRpcErrorObject {
+  code: number;
+  message: string;
+  data?: Record<string, unknown>;
+}
+
+export interface QmpErrorObject {
+  class: string;
+  desc: string;
+  reason?: string;
+}
+
+function asQzoned(e: unknown): QzonedError {
+  if (isQzonedError(e)) return e;
+  // Should not happen (dispatch wraps handler exceptions), but a transport bug must not leak a stack.
+  return new InternalError('unlogged');
+}
+
+export function toJsonRpcError(e: unknown): JsonRpcErrorObject {
+  const err = asQzoned(e);
+  const data: Record<string, unknown> = { class: err.errorClass };
+  if (err instanceof InvalidParamsError) {
+    return { code: JSONRPC_CODES.invalidParams, message: err.message, data: { ...data, ...err.data } };
+  }
+  if (err instanceof InternalError) return { code: JSONRPC_CODES.internalError, message: err.message, data };
+  if (err.errorClass === 'CommandNotFound') return { code: JSONRPC_CODES.methodNotFound, message: err.message, data };
+  if (err.errorClass === 'DeviceNotFound') return { code: JSONRPC_CODES.deviceNotFound, message: err.message, data };
+  if (err.reason) data.reason = err.reason;
+  return { code: JSONRPC_CODES.commandFailed, message: err.message, data };
+}
+
+export function toQmpError(e: unknown): QmpErrorObject {
+  const err = asQzoned(e);
+  const out: QmpErrorObject = { class: err.errorClass, desc: err.message };
+  if (err.reason) out.reason = err.reason;
+  return out;
+}
