@@ -3,18 +3,10 @@
  * (protocol.md §2), and one human sentence. Engine code throws it; only the wire layer turns it
  * into JSON-RPC or QMP shapes.
  */
-export type ErrorClass = 'GenericError' | 'CommandNotFound' | 'DeviceNotFound' | 'DeviceNotActive';
-
-/** protocol.md §2 `data.reason` values. The schema (schema/errors.json) is their source of truth. */
-export const REASONS = [
-  'zone-full', 'zone-read-only', 'zone-offline', 'not-at-write-pointer', 'crosses-zone-boundary',
-  'beyond-zone-capacity', 'too-many-open-zones', 'too-many-active-zones', 'invalid-zone-transition',
-  'append-too-large', 'conventional-zone', 'sequential-zone', 'unaligned', 'out-of-range', 'too-large',
-  'read-only-node', 'node-in-use', 'node-name-in-use', 'job-id-in-use', 'job-not-found', 'job-not-concluded',
-  'file-not-found', 'file-exists', 'image-locked', 'path-outside-image-dir', 'unsupported-feature',
-  'invalid-zone-geometry', 'corrupt-image', 'io-error',
-] as const;
-export type Reason = (typeof REASONS)[number];
+// ErrorClass and the protocol.md §2 `data.reason` values come from schema/errors.json, via the generator.
+import { REASONS, type ErrorClass, type Reason } from './generated/errors.js';
+export { REASONS };
+export type { ErrorClass, Reason };
 
 export class QzonedError extends Error {
   readonly errorClass: ErrorClass;
@@ -55,4 +47,30 @@ export function fromSystemError(e: unknown, path: string, action: string): Qzone
   if (err && err.code === 'EEXIST') return fail('file-exists', `Could not ${action} '${path}': the file already exists`);
   const why = err && err.message ? err.message : String(e);
   return fail('io-error', `Could not ${action} '${path}': ${why}`);
+}
+
+/** Arguments that fail the schema: JSON-RPC -32602, QMP GenericError. `data` has path and errors. */
+export class InvalidParamsError extends QzonedError {
+  constructor(message: string, data: { path: string; errors: unknown[] }) {
+    super('GenericError', undefined, message, data);
+    this.name = 'InvalidParamsError';
+  }
+}
+
+/** A bug: an unexpected exception, logged under `logId`. JSON-RPC -32603. */
+export class InternalError extends QzonedError {
+  readonly logId: string;
+  constructor(logId: string) {
+    super('GenericError', undefined, `An internal error happened; see log entry ${logId}`);
+    this.name = 'InternalError';
+    this.logId = logId;
+  }
+}
+
+export function commandNotFound(name: string): QzonedError {
+  return new QzonedError('CommandNotFound', undefined, `The command ${name} has not been found`);
+}
+
+export function deviceNotFound(nodeName: string): QzonedError {
+  return new QzonedError('DeviceNotFound', undefined, `Cannot find node-name '${nodeName}'`);
 }

@@ -1,0 +1,126 @@
+/**
+ * Our query-qmp-schema answer against QEMU 7.2's own (qemu-storage-daemon): the same SchemaInfo
+ * keys per meta-type, and the commands qzoned shares with QEMU take arguments of QEMU's names and
+ * builtin types, so introspecting clients see the same shapes.
+ */
+import test from 'ava';
+import { execFileSync, spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { existsSync } from 'node:fs';
+import { loadSchemaDir } from '../../schema/gen/load.js';
+import { buildQmpSchema } from '../../schema/gen/emit-qmp-schema.js';
+import { tempDir } from '../helpers/tmp.js';
+
+type Entry = Record<string, unknown> & { name: string };
+const root = resolve(fileURLToPath(import.meta.url), '..', '..', '..', '..');
+
+const hasQsd = (() => {
+  try {
+    execFileSync('qemu-storage-daemon', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+async function qemuSchema(dir: string): Promise<Entry[]> {
+  const sock = join(dir, 'qmp.sock');
+  const qsd = spawn('qemu-storage-daemon', ['--chardev', `socket,id=m0,path=${sock},server=on,wait=off`, '--monitor', 'chardev=m0'], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 100 && !existsSync(sock); i++) await sleep(50);
+    return await new Promise<Entry[]>((done, fail) => {
+      const c = connect(sock);
+      let buf = '';
+      let step = 0;
+      c.on('error', fail);
+      c.on('data', (d) => {
+        buf += d.toString('utf8');
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const msg = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+          buf = buf.slice(nl + 1);
+          if (msg.event) continue;
+          if (step === 0) c.write('{"execute":"qmp_capabilities"}\n');
+          else if (step === 1) c.write('{"execute":"query-qmp-schema"}\n');
+          else {
+            c.end();
+            done(msg.return as Entry[]);
+          }
+          step++;
+        }
+      });
+    });
+  } finally {
+    qsd.kill();
+  }
+}
+
+function index(entries: Entry[]): Map<string, Entry> {
+  return new Map(entries.map((e) => [e.name, e]));
+}
+
+/** name → builtin or meta-type of each member of an object type (following nothing deeper). */
+function memberKinds(types: Map<string, Entry>, typeName: string): Map<string, string> {
+  const t = types.get(typeName)!;
+  const kind = (n: string) => {
+    const e = types.get(n);
+    return e?.['meta-type'] === 'builtin' ? n : String(e?.['meta-type'] ?? n);
+  };
+  return new Map(((t.members ?? []) as Array<{ name: string; type: string }>).map((m) => [m.name, kind(m.type)]));
+}
+
+const title = 'query-qmp-schema has the shapes of QEMU 7.2 for the commands both have';
+if (!hasQsd) {
+  test.skip(`${title} (qemu-storage-daemon not installed)`, () => {});
+} else {
+  test(title, async (t) => {
+    const theirs = index(await qemuSchema(tempDir(t)));
+    const ours = index(buildQmpSchema(loadSchemaDir(join(root, 'schema'))) as Entry[]);
+    t.true(theirs.size > 100, 'QEMU answered with its schema');
+
+    // Every key we emit for a meta-type is one QEMU emits for it.
+    const keysOf = (m: Map<string, Entry>) => {
+      const out = new Map<string, Set<string>>();
+      for (const e of m.values()) {
+        const mt = String(e['meta-type']);
+        if (!out.has(mt)) out.set(mt, new Set());
+        for (const k of Object.keys(e)) out.get(mt)!.add(k);
+      }
+      return out;
+    };
+    const theirKeys = keysOf(theirs);
+    for (const [mt, keys] of keysOf(ours)) {
+      for (const k of keys) t.true(theirKeys.get(mt)?.has(k), `meta-type ${mt}: key ${k} is not one QEMU sends`);
+    }
+
+    // Arguments of the commands both define: same member names, same builtins, same optionality.
+    for (const command of ['blockdev-del', 'job-dismiss', 'job-cancel', 'query-named-block-nodes', 'query-jobs', 'query-version', 'blockdev-create']) {
+      const q = theirs.get(command)!;
+      const o = ours.get(command)!;
+      t.truthy(q, `${command} exists in QEMU`);
+      const qArgs = memberKinds(theirs, q['arg-type'] as string);
+      const oArgs = memberKinds(ours, o['arg-type'] as string);
+      for (const [name, kind] of oArgs) t.is(qArgs.get(name), kind, `${command}: argument ${name}`);
+    }
+
+    // blockdev-create options: a union on driver whose qcow2 and file variants use QEMU's member names.
+    const variantsOf = (m: Map<string, Entry>) => {
+      const args = m.get(m.get('blockdev-create')!['arg-type'] as string)!;
+      const options = m.get((args.members as Array<{ name: string; type: string }>).find((x) => x.name === 'options')!.type)!;
+      t.is(options.tag, 'driver');
+      return new Map((options.variants as Array<{ case: string; type: string }>).map((v) => [v.case, memberKinds(m, v.type)]));
+    };
+    const qv = variantsOf(theirs);
+    for (const [driver, members] of variantsOf(ours)) {
+      const theirsForDriver = qv.get(driver)!;
+      t.truthy(theirsForDriver, `QEMU has the ${driver} variant`);
+      for (const [name, kind] of members) {
+        if (name === 'zone') continue; // zoned qcow2 arrives in QEMU after 7.2
+        t.is(theirsForDriver.get(name), kind, `blockdev-create ${driver}: ${name}`);
+      }
+    }
+  });
+}
