@@ -145,6 +145,8 @@ export class Refcounts extends FlushNode {
 
   /** First run of n free clusters at or after the hint (clusters no block covers are free). */
   private findFreeRun(n: number): number {
+    // Clusters below the first free one stay in use until something is freed: move the hint.
+    while (!this.isFree(this.freeHint)) this.freeHint++;
     let start = this.freeHint;
     let run = 0;
     for (let c = start; ; c++) {
