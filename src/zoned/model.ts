@@ -225,6 +225,8 @@ export interface WritePlan {
   readonly evict: number | undefined;
   /** The zone becomes full (its wp reaches start + capacity). */
   readonly fills: boolean;
+  /** @internal Decided by the fast path: the zone was open and stays open (see fastPlan). */
+  readonly fast?: true;
 }
 
 export type ZoneRange = { offset: number; length: number } | 'all';
@@ -422,16 +424,45 @@ export class ZoneModel {
 
   /** Checks a write or write-zeroes (zone-model.md "Writes and appends"); changes nothing. */
   planWrite(offset: number, length: number, kind: 'write' | 'write-zeroes' = 'write'): WritePlan {
-    return this.runWrite(new Txn(this), kind, offset, length);
+    return this.fastPlan(kind, offset, length) ?? this.runWrite(new Txn(this), kind, offset, length);
   }
 
   /** Checks an append to the zone starting at zoneStart; changes nothing. plan.offset is the result. */
   planAppend(zoneStart: number, length: number): WritePlan {
-    return this.runWrite(new Txn(this), 'append', zoneStart, length);
+    return this.fastPlan('append', zoneStart, length) ?? this.runWrite(new Txn(this), 'append', zoneStart, length);
+  }
+
+  /**
+   * The hot case without a working view (the full rules cost more than the engine's write itself):
+   * an aligned, non-empty write or append to a zone that is already open and stays open, so no
+   * resource, eviction or condition can change. Anything else returns undefined and runWrite
+   * decides, errors included; a fast plan is always what runWrite would have planned.
+   */
+  private fastPlan(kind: WriteKind, requested: number, length: number): WritePlan | undefined {
+    const g = this.geometry;
+    if (!(length > 0) || !Number.isSafeInteger(requested) || !Number.isSafeInteger(length) || requested < 0) return undefined;
+    if (requested % SECTOR !== 0 || length % SECTOR !== 0 || requested + length > g.virtualSize) return undefined;
+    const i = Math.floor(requested / g.zoneSize);
+    const c = this.cond[i];
+    if (c !== 'implicit-open' && c !== 'explicit-open') return undefined;
+    const start = i * g.zoneSize;
+    const wp = this.wp[i]!;
+    if (kind === 'append' ? requested !== start || length > g.maxAppendBytes : requested !== wp) return undefined;
+    if (wp + length >= start + this.zoneCapacity(i)) return undefined;
+    return { kind, requested, length, offset: wp, zone: i, conventional: false, acquires: [], evict: undefined, fills: false, fast: true };
   }
 
   /** Applies a plan after its data I/O succeeded. Returns the zones whose descriptor changed. */
   commitWrite(plan: WritePlan): number[] {
+    const z = plan.zone;
+    if (plan.fast && (this.cond[z] === 'implicit-open' || this.cond[z] === 'explicit-open') && this.wp[z] === plan.offset) {
+      // Same effect as runWrite + apply for a zone that stays open: wp moves, LRU bump, entry dirty.
+      this.wp[z] = plan.offset + plan.length;
+      this.tick += 1;
+      this.lastUse[z] = this.tick;
+      this.dirty.add(z);
+      return [z];
+    }
     const t = new Txn(this);
     const again = this.runWrite(t, plan.kind, plan.requested, plan.length);
     if (again.offset !== plan.offset) {
