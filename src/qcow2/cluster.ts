@@ -199,8 +199,9 @@ export class ClusterMap {
     const old = { offset: this.l1.offset, clusters: Math.ceil(this.l1.table.length / this.clusterSize) };
     const offset = this.refcounts.alloc(clusters);
     this.file.pwrite(table.subarray(0, entries * 8), offset);
-    this.refcounts.flush();
-    this.file.sync();
+    // One sync orders both the table and its refcount before the header points at it.
+    if (this.refcounts.isDirty()) this.refcounts.flush();
+    else this.file.sync();
     this.l1.replace(offset, table.subarray(0, entries * 8));
     this.onL1Moved(offset, entries);
     if (old.offset !== 0 && old.clusters > 0) this.refcounts.free(old.offset, old.clusters);

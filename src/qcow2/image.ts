@@ -364,19 +364,20 @@ export class Qcow2Image {
 
   /** Drops the host references of replaced mappings; the decreases wait for the L2 change (rule 2). */
   private releaseAll(old: Mapping[]): void {
-    let freed = false;
+    const holdsCluster = (m: Mapping): boolean =>
+      m.kind === 'normal' || m.kind === 'compressed' || (m.kind === 'zero' && m.host !== 0);
+    // Rule 2: record the dependency BEFORE decreasing. If it breaks a cycle (rule 6) by flushing
+    // the refcounts, that flush must not carry these decreases to disk ahead of the L2 change.
+    if (old.some(holdsCluster)) this.refcounts.dependsOn(this.map.l2);
     for (const m of old) {
       if (m.kind === 'normal' || (m.kind === 'zero' && m.host !== 0)) {
         this.refcounts.free(m.host, 1);
-        freed = true;
       } else if (m.kind === 'compressed') {
         const { first, last } = compressedHostClusters(parseCompressedEntry(m.entry, this.clusterBits), this.clusterBits);
         for (let c = first; c <= last; c++) this.refcounts.free(c * this.clusterSize, 1);
-        freed = true;
       }
       if (m.kind === 'compressed' && this.inflated?.entry === m.entry) this.inflated = null;
     }
-    if (freed) this.refcounts.dependsOn(this.map.l2);
   }
 
   /** Zeroes a range: whole clusters become zero entries, partial ones are written with zeros. */
@@ -507,9 +508,13 @@ export class Qcow2Image {
     return this.refcounts.alloc(n);
   }
 
-  /** Makes the refcount structures durable (so a header pointer may point at new metadata). */
+  /**
+   * Makes the refcount structures, and every write made before this call, durable (so a header
+   * pointer may point at new metadata written by the caller). One sync when nothing else is dirty.
+   */
   flushRefcounts(): void {
-    this.refcounts.flush();
+    if (this.refcounts.isDirty()) this.refcounts.flush();
+    else this.file.sync();
   }
 
   /** Mapping of one guest cluster (tools, tests, preallocation). */

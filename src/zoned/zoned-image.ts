@@ -93,14 +93,18 @@ export class ZonedImage {
         const clusters = Math.ceil(fields.zonedmetaSize / cs);
         const offset = image.allocMetadata(clusters);
         const array = Buffer.alloc(clusters * cs);
-        for (let i = 0; i < fields.nrZones; i++) {
+        for (let i = 0; i < fields.conventionalZones; i++) {
+          writeZoneEntry(array, i * ZONE_ENTRY_SIZE, { wp: i * fields.zoneSize, conventional: true, persistentCondition: 'none' });
+        }
+        // Sequential zones start empty: the entry is just the zone start (below 2^53, so two u32s).
+        for (let i = fields.conventionalZones; i < fields.nrZones; i++) {
           const start = i * fields.zoneSize;
-          writeZoneEntry(array, i * ZONE_ENTRY_SIZE, { wp: start, conventional: i < fields.conventionalZones, persistentCondition: 'none' });
+          array.writeUInt32BE(Math.floor(start / 2 ** 32), i * ZONE_ENTRY_SIZE);
+          array.writeUInt32BE(start % 2 ** 32, i * ZONE_ENTRY_SIZE + 4);
         }
         image.file.pwrite(array, offset);
         // Rule 7: the array and its refcounts are durable before the header points at them.
         image.flushRefcounts();
-        image.file.sync();
         validateZonedHeader({ ...fields, zonedmetaOffset: offset }, { virtualSize: options.size, clusterSize: cs, source: 'create' });
         image.updateHeader((h) => {
           h.extensions = h.extensions.map((e) => e.magic === EXT.zoned ? { magic: EXT.zoned, data: encodeZonedExtension({ ...fields, zonedmetaOffset: offset }) } : e);
