@@ -1,0 +1,135 @@
+/**
+ * The HTTP(S) listener: POST / carries one JSON-RPC request or batch (so curl and OpenRPC tooling
+ * can talk to the service), and upgrades on the same port go to websocket.ts. The token is checked
+ * from the headers alone, so a refusal (401) comes before any body byte is read; a body above the
+ * size limit gets 413 with a JSON-RPC error. HTTP has no push: no events here.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import type { Dispatcher } from '../rpc/dispatch.js';
+import type { Connection } from '../rpc/types.js';
+import type { Logger } from '../log.js';
+import { isAuthorized, UNAUTHORIZED_TEXT, type TlsMaterial } from './auth.js';
+import { JsonRpcSession, decodeUtf8, invalidRequestResponse, notUtf8Response, oversizeResponse } from './jsonrpc.js';
+import type { WebSocketListener } from './websocket.js';
+
+export interface HttpOptions {
+  dispatcher: Dispatcher;
+  log: Logger;
+  maxMessageSize: number;
+  token: string | undefined;
+  tls: TlsMaterial | undefined;
+  websocket: WebSocketListener;
+}
+
+export interface HttpListener {
+  server: http.Server;
+  /** Resolves when no POST is being handled. */
+  idle(): Promise<void>;
+}
+
+const JSON_TYPE = 'application/json';
+
+function sendJson(res: ServerResponse, status: number, body: string, extra: Record<string, string> = {}): void {
+  res.writeHead(status, { 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body), ...extra });
+  res.end(body);
+}
+
+/** Refuses a request without reading its body; the connection closes so no unread body lingers. */
+function refuse(res: ServerResponse, status: number, message: string, extra: Record<string, string> = {}): void {
+  sendJson(res, status, JSON.stringify(invalidRequestResponse(message)), { Connection: 'close', ...extra });
+}
+
+function pathOf(req: IncomingMessage): string {
+  return new URL(req.url ?? '/', 'http://x').pathname;
+}
+
+export function createHttpListener(options: HttpOptions): HttpListener {
+  const { dispatcher, log, maxMessageSize, token, websocket } = options;
+  const inFlight = new Set<Promise<void>>();
+  let idleWaiters: Array<() => void> = [];
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (pathOf(req) !== '/') return refuse(res, 404, `Not found: JSON-RPC is served at POST /, not ${pathOf(req)}`);
+    if (req.method !== 'POST') return refuse(res, 405, 'Method not allowed: send JSON-RPC with POST /', { Allow: 'POST' });
+    if (!isAuthorized(req, token)) return refuse(res, 401, UNAUTHORIZED_TEXT, { 'WWW-Authenticate': 'Bearer' });
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== JSON_TYPE) return refuse(res, 415, `Unsupported media type: the body must be ${JSON_TYPE}`);
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    const tooBig = (): void => sendJson(res, 413, JSON.stringify(oversizeResponse(maxMessageSize)), { Connection: 'close' });
+    if (declared > maxMessageSize) return tooBig();
+
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const body = await new Promise<Buffer | null>((resolve) => {
+      req.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxMessageSize) {
+          req.pause();
+          req.removeAllListeners('data');
+          resolve(null);
+          return;
+        }
+        chunks.push(chunk);
+      });
+      req.on('end', () => resolve(Buffer.concat(chunks)));
+      req.on('error', () => resolve(null));
+    });
+    if (body === null) {
+      if (!res.headersSent && !res.destroyed) tooBig();
+      return;
+    }
+    const text = decodeUtf8(body);
+    if (text === null) return sendJson(res, 200, notUtf8Response());
+    const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    const connection: Connection = { id: randomUUID(), dialect: 'json-rpc', peer };
+    const session = new JsonRpcSession({ connection, dispatcher, log: log.child({ connection: connection.id, listener: 'http', peer }) });
+    const reply = await session.handle(text);
+    if (reply === null) {
+      res.writeHead(204);
+      res.end();
+    } else sendJson(res, 200, reply);
+  };
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const work = handle(req, res).catch((e: unknown) => {
+      log.error({ err: e }, 'http request failed');
+      if (!res.headersSent) refuse(res, 500, 'Internal error in the HTTP listener');
+    });
+    inFlight.add(work);
+    void work.then(() => {
+      inFlight.delete(work);
+      if (inFlight.size === 0) {
+        const w = idleWaiters;
+        idleWaiters = [];
+        for (const f of w) f();
+      }
+    });
+  };
+
+  const server = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, onRequest) : http.createServer(onRequest);
+  // Bodies are limited by maxMessageSize; headers by Node's own limit (16 KiB).
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    const refuseUpgrade = (status: string, text: string, extra = ''): void => {
+      const body = JSON.stringify(invalidRequestResponse(text));
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`);
+    };
+    if (!isAuthorized(req, token)) return refuseUpgrade('401 Unauthorized', UNAUTHORIZED_TEXT, 'WWW-Authenticate: Bearer\r\n');
+    if (pathOf(req) !== '/') return refuseUpgrade('404 Not Found', `Not found: the WebSocket endpoint is /, not ${pathOf(req)}`);
+    if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return refuseUpgrade('400 Bad Request', 'Only WebSocket upgrades are served');
+    websocket.upgrade(req, socket, head);
+  });
+  server.on('clientError', (err, socket) => {
+    log.debug({ err }, 'http client error');
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+
+  return {
+    server,
+    idle: () => (inFlight.size === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve))),
+  };
+}

@@ -1,0 +1,203 @@
+/**
+ * JSON-RPC 2.0 sessions: the only file that touches json-rpc-2.0. One JSONRPCServerAndClient per
+ * connection: its server side runs requests through the Dispatcher, its client side sends events
+ * as notifications. The library's defaults are overridden where protocol.md §2 needs it: every
+ * command error is mapped by rpc/wire-errors.ts (nothing goes out as code 0), its console logging
+ * goes to pino, and the request envelope (batches, ids, members) is checked here before the
+ * library sees it, because the library answers a batch of one with a bare object and accepts ids
+ * JSON-RPC forbids.
+ */
+import {
+  JSONRPCClient,
+  JSONRPCServer,
+  JSONRPCServerAndClient,
+  createJSONRPCErrorResponse,
+  createJSONRPCSuccessResponse,
+  type JSONRPCID,
+  type JSONRPCRequest,
+  type JSONRPCResponse,
+} from 'json-rpc-2.0';
+import type { Dispatcher } from '../rpc/dispatch.js';
+import type { Connection, QzonedEvent } from '../rpc/types.js';
+import { JSONRPC_CODES, toJsonRpcError } from '../rpc/wire-errors.js';
+import type { Logger } from '../log.js';
+
+interface ServerParams {
+  connection: Connection;
+}
+
+const REQUEST_MEMBERS = new Set(['jsonrpc', 'method', 'params', 'id']);
+
+/**
+ * The two envelope errors that never reach dispatch (-32700, -32600). They carry no `data`
+ * (protocol.md §2). TODO(wire-errors): these belong in rpc/wire-errors.ts beside toJsonRpcError.
+ */
+function envelopeError(code: typeof JSONRPC_CODES.parseError | typeof JSONRPC_CODES.invalidRequest, id: JSONRPCID, message: string): JSONRPCResponse {
+  return createJSONRPCErrorResponse(id, code, message);
+}
+
+export function parseErrorResponse(message: string): JSONRPCResponse {
+  return envelopeError(JSONRPC_CODES.parseError, null, message);
+}
+
+export function invalidRequestResponse(message: string, id: JSONRPCID = null): JSONRPCResponse {
+  return envelopeError(JSONRPC_CODES.invalidRequest, id, message);
+}
+
+/** The error sent (then the connection is closed) when a client's message is above the limit. */
+export function oversizeResponse(limit: number): JSONRPCResponse {
+  return invalidRequestResponse(`Invalid request: the message exceeds the maximum message size of ${limit} bytes`);
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isId = (v: unknown): v is JSONRPCID => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v)) || v === null;
+
+/** Checks one request object; an error response when it is not a valid JSON-RPC 2.0 request. */
+function checkRequest(item: unknown): JSONRPCResponse | null {
+  if (!isPlainObject(item)) return invalidRequestResponse('Invalid request: a request must be a JSON object');
+  const readableId = 'id' in item && isId(item.id) ? item.id : null;
+  if ('id' in item && !isId(item.id)) return invalidRequestResponse('Invalid request: member \'id\' must be a string, a number or null');
+  if (item.jsonrpc !== '2.0') return invalidRequestResponse('Invalid request: member \'jsonrpc\' must be "2.0"', readableId);
+  if (typeof item.method !== 'string') return invalidRequestResponse('Invalid request: member \'method\' must be a string', readableId);
+  if ('params' in item && (typeof item.params !== 'object' || item.params === null)) {
+    return invalidRequestResponse('Invalid request: member \'params\' must be an object (arguments by name)', readableId);
+  }
+  for (const key of Object.keys(item)) {
+    if (!REQUEST_MEMBERS.has(key)) return invalidRequestResponse(`Invalid request: member '${key}' is unexpected`, readableId);
+  }
+  return null;
+}
+
+export interface JsonRpcSessionOptions {
+  connection: Connection;
+  dispatcher: Dispatcher;
+  log: Logger;
+  /** Where notifications go; absent for HTTP POST, which has no push. */
+  push?: (message: string) => void;
+}
+
+export class JsonRpcSession {
+  readonly connection: Connection;
+  private readonly rpc: JSONRPCServerAndClient<ServerParams, void>;
+  private readonly log: Logger;
+  private readonly pending = new Set<Promise<unknown>>();
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(options: JsonRpcSessionOptions) {
+    this.connection = options.connection;
+    this.log = options.log;
+    const log = options.log;
+    const errorListener = (message: string, data: unknown): void => {
+      // The library reports every failed command here; real bugs were already logged by dispatch.
+      log.debug({ connection: options.connection.id, err: data }, message);
+    };
+    const server = new JSONRPCServer<ServerParams>({ errorListener });
+    server.mapErrorToJSONRPCErrorResponse = (id, error) => {
+      const e = toJsonRpcError(error);
+      return createJSONRPCErrorResponse(id, e.code, e.message, e.data);
+    };
+    const dispatcher = options.dispatcher;
+    // Every method goes to dispatch, which knows the command table; the library's own method map stays empty.
+    server.applyMiddleware(async (_next, request, params) => {
+      const result = await dispatcher.call(params.connection, request.method, request.params);
+      return request.id === undefined ? null : createJSONRPCSuccessResponse(request.id, result);
+    });
+    const push = options.push;
+    const client = new JSONRPCClient<void>((payload) => {
+      if (push) push(JSON.stringify(payload));
+    });
+    this.rpc = new JSONRPCServerAndClient(server, client, { errorListener });
+  }
+
+  /**
+   * Handles one message (the text of a frame, line or POST body). Resolves to the reply text, or
+   * null when nothing is to be answered (notifications only).
+   */
+  handle(text: string): Promise<string | null> {
+    const work = this.handleParsed(text);
+    this.pending.add(work);
+    const done = (): void => {
+      this.pending.delete(work);
+      // After the caller's own continuation has sent the reply: idle means answered, not just computed.
+      if (this.pending.size === 0) setImmediate(() => this.wakeIdle());
+    };
+    return work.then(
+      (r) => {
+        done();
+        return r;
+      },
+      (e: unknown) => {
+        done();
+        throw e;
+      },
+    );
+  }
+
+  /** Sends an event as a JSON-RPC notification (protocol.md §2). */
+  notify(event: QzonedEvent): void {
+    this.rpc.notify(event.event, { data: event.data, timestamp: event.timestamp });
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  private wakeIdle(): void {
+    if (this.pending.size !== 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves once no message is being handled and the last reply has been handed on. */
+  idle(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private async handleParsed(text: string): Promise<string | null> {
+    let payload: unknown;
+    try {
+      payload = JSON.parse(text);
+    } catch (e) {
+      return JSON.stringify(parseErrorResponse(`Parse error: the message is not valid JSON (${(e as Error).message})`));
+    }
+    if (Array.isArray(payload)) {
+      if (payload.length === 0) return JSON.stringify(invalidRequestResponse('Invalid request: an empty batch'));
+      const replies = await Promise.all(payload.map((item) => this.handleOne(item)));
+      const present = replies.filter((r): r is JSONRPCResponse => r !== null);
+      return present.length === 0 ? null : JSON.stringify(present);
+    }
+    const reply = await this.handleOne(payload);
+    return reply === null ? null : JSON.stringify(reply);
+  }
+
+  private async handleOne(item: unknown): Promise<JSONRPCResponse | null> {
+    const bad = checkRequest(item);
+    if (bad) return bad;
+    try {
+      return await this.rpc.server.receive(item as JSONRPCRequest, { connection: this.connection });
+    } catch (e) {
+      // The library maps handler errors itself; anything else here is a bug in this file.
+      this.log.error({ err: e, connection: this.connection.id }, 'json-rpc session failed on a request');
+      const id = (item as JSONRPCRequest).id;
+      if (id === undefined) return null;
+      const mapped = toJsonRpcError(e);
+      return createJSONRPCErrorResponse(id, mapped.code, mapped.message, mapped.data);
+    }
+  }
+}
+
+/** Decodes a message's bytes; null when they are not UTF-8. */
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+export function decodeUtf8(bytes: Uint8Array): string | null {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
+export function notUtf8Response(): string {
+  return JSON.stringify(parseErrorResponse('Parse error: the message is not valid UTF-8'));
+}

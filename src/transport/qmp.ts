@@ -1,0 +1,184 @@
+/**
+ * The QMP dialect on its own unix socket (protocol.md §3, qmp-notes.md §1): greeting on connect,
+ * capabilities negotiation per connection, QEMU's streaming JSON input and envelope texts, id
+ * echoed verbatim, CRLF ASCII output, events only after negotiation. Like QEMU's monitor, one
+ * connection's requests run one at a time in arrival order (negotiation depends on it), and input
+ * is held back while more than eight are queued; unlike QEMU, any number of clients may connect.
+ */
+import net from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { QzonedError } from '../errors.js';
+import type { Dispatcher } from '../rpc/dispatch.js';
+import type { EventBus } from '../rpc/events.js';
+import type { Connection, QzonedEvent } from '../rpc/types.js';
+import { toQmpError } from '../rpc/wire-errors.js';
+import type { Logger } from '../log.js';
+import { checkEnvelope, NEGOTIATION_DONE, NEGOTIATION_EXPECTED } from './qmp-envelope.js';
+import { QmpJsonStream, toPlain, type QmpStreamItem, type QmpValue } from './qmp-json-stream.js';
+import { qmpLine } from './qmp-json-output.js';
+import { SocketTransport } from './socket-transport.js';
+import { flowLimitsFor } from './transport.js';
+import { listenUnix, type SessionRegistry } from './unix.js';
+
+/** monitor/qmp.c QMP_REQ_QUEUE_LEN_MAX: input is suspended while this many requests wait. */
+const QUEUE_MAX = 8;
+
+export interface QmpListenerOptions {
+  path: string;
+  dispatcher: Dispatcher;
+  events: EventBus;
+  log: Logger;
+  maxMessageSize: number;
+  version: { major: number; minor: number; micro: number; package: string };
+  sessions: SessionRegistry;
+}
+
+const genericError = (desc: string): QzonedError => new QzonedError('GenericError', undefined, desc);
+
+function errorReply(e: unknown, id: QmpValue | undefined): Record<string, unknown> {
+  const error = toQmpError(e);
+  // QEMU's member order: the id first on errors, last on returns (qmp-notes.md §1.1).
+  return id === undefined ? { error } : { id, error };
+}
+
+function returnReply(value: unknown, id: QmpValue | undefined): Record<string, unknown> {
+  return id === undefined ? { return: value } : { return: value, id };
+}
+
+export function qmpEventLine(ev: QzonedEvent): string {
+  return qmpLine({ timestamp: ev.timestamp, event: ev.event, data: ev.data });
+}
+
+class QmpSession {
+  private readonly queue: QmpStreamItem[] = [];
+  private running = false;
+  private negotiated = false;
+  private unsubscribe: (() => void) | null = null;
+  private heldBack = false;
+  private idleWaiters: Array<() => void> = [];
+  private closeAfterQueue = false;
+
+  constructor(
+    private readonly connection: Connection,
+    private readonly transport: SocketTransport,
+    private readonly options: QmpListenerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  enqueue(item: QmpStreamItem): void {
+    this.queue.push(item);
+    if (!this.heldBack && this.queue.length > QUEUE_MAX) {
+      this.heldBack = true;
+      this.transport.pauseInput('queue');
+    }
+    if (!this.running) void this.pump();
+  }
+
+  /** Answers what is queued, then closes (oversize input, shutdown). */
+  finish(): Promise<void> {
+    this.closeAfterQueue = true;
+    if (!this.running && this.queue.length === 0) {
+      this.transport.close();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  dispose(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+  }
+
+  private async pump(): Promise<void> {
+    this.running = true;
+    while (this.queue.length > 0) {
+      const item = this.queue.shift()!;
+      if (this.heldBack && this.queue.length <= QUEUE_MAX / 2) {
+        this.heldBack = false;
+        this.transport.resumeInput('queue');
+      }
+      let reply: Record<string, unknown>;
+      try {
+        reply = await this.handle(item);
+      } catch (e) {
+        this.log.error({ err: e }, 'unexpected failure in the QMP session');
+        reply = errorReply(e, undefined);
+      }
+      this.transport.send(qmpLine(reply));
+    }
+    this.running = false;
+    if (this.closeAfterQueue) {
+      this.transport.close();
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private async handle(item: QmpStreamItem): Promise<Record<string, unknown>> {
+    if ('error' in item) return errorReply(genericError(item.error), undefined);
+    const checked = checkEnvelope(item.value);
+    if ('error' in checked) return errorReply(genericError(checked.error), checked.id);
+    const { command, id } = checked.request;
+    if (!this.negotiated && command !== 'qmp_capabilities') {
+      return errorReply(new QzonedError('CommandNotFound', undefined, NEGOTIATION_EXPECTED), id);
+    }
+    let result: unknown;
+    try {
+      result = await this.options.dispatcher.call(this.connection, command, toPlain(checked.request.arguments));
+    } catch (e) {
+      return errorReply(e, id);
+    }
+    if (command === 'qmp_capabilities') {
+      // Arguments are validated first, as QEMU does; then the state decides (monitor/qmp.c).
+      if (this.negotiated) return errorReply(new QzonedError('CommandNotFound', undefined, NEGOTIATION_DONE), id);
+      this.negotiated = true;
+      this.unsubscribe = this.options.events.subscribe((ev) => this.transport.send(qmpEventLine(ev)));
+    }
+    return returnReply(result ?? {}, id);
+  }
+}
+
+export function qmpGreeting(version: QmpListenerOptions['version']): string {
+  const { major, minor, micro } = version;
+  return qmpLine({ QMP: { version: { qemu: { major, minor, micro }, package: version.package }, capabilities: [] } });
+}
+
+export async function startQmp(options: QmpListenerOptions): Promise<net.Server> {
+  const { log, maxMessageSize, sessions } = options;
+  const limits = flowLimitsFor(maxMessageSize);
+  const server = net.createServer((socket) => {
+    const connection: Connection = { id: randomUUID(), dialect: 'qmp', peer: 'unix' };
+    const clog = log.child({ connection: connection.id, listener: 'qmp' });
+    const transport = new SocketTransport(socket, limits, clog);
+    const session = new QmpSession(connection, transport, options, clog);
+    let accepting = true;
+    const stream = new QmpJsonStream({
+      maxMessageSize,
+      onItem: (item) => session.enqueue(item),
+      onOversize: () => {
+        accepting = false;
+        clog.warn({ limit: maxMessageSize }, 'QMP input above the size limit; closing the connection');
+        session.enqueue({ error: `QMP input exceeds the maximum message size of ${maxMessageSize} bytes; closing the connection` });
+        socket.pause();
+        void session.finish();
+      },
+    });
+    transport.send(qmpGreeting(options.version));
+    socket.on('data', (chunk: Buffer) => {
+      if (accepting) stream.feed(chunk);
+    });
+    socket.on('error', (e) => clog.debug({ err: e }, 'socket error'));
+    const unregister = sessions.add(async () => {
+      accepting = false;
+      socket.pause();
+      await session.finish();
+    });
+    socket.on('close', () => {
+      session.dispose();
+      unregister();
+    });
+  });
+  await listenUnix(server, options.path);
+  return server;
+}

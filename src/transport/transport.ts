@@ -1,0 +1,31 @@
+/**
+ * What a protocol session needs from a connection: send a message, hold input back while the
+ * peer is slow, close. Sockets, framing and TLS stay below this line; commands stay above it.
+ * (MCP TypeScript SDK shared/transport.ts plays the same role.)
+ */
+export interface Transport {
+  /** Who is on the other end, for logs ("unix", "127.0.0.1:53422"). */
+  readonly peer: string;
+  /** Queues one outgoing message; a no-op once the connection is gone. */
+  send(message: string): void;
+  /** Stops reading input for `why` until resumeInput(why); counted per reason. */
+  pauseInput(why: string): void;
+  resumeInput(why: string): void;
+  /** Closes the connection after what was queued has been written. */
+  close(reason?: string): void;
+  readonly closed: boolean;
+}
+
+/** Per-connection limits shared by the stream listeners. */
+export interface FlowLimits {
+  /** Output backlog (bytes) above which input is paused until the peer drains it. */
+  highWaterMark: number;
+  /** Backlog above which a peer that still sends nothing back is dropped as too slow. */
+  outputLimit: number;
+}
+
+export function flowLimitsFor(maxMessageSize: number): FlowLimits {
+  // A single reply may legitimately be ~30 MB (a full zone report), so the drop limit leaves room
+  // for a few of those before a non-reading peer is cut off.
+  return { highWaterMark: 1 << 20, outputLimit: Math.max(4 * maxMessageSize, 64 << 20) };
+}

@@ -1,0 +1,145 @@
+/**
+ * Unix socket listeners: the socket file is created mode 0600 (no window where another user could
+ * connect), a stale file left by a dead daemon is replaced, a live one is refused. The JSON-RPC
+ * listener frames messages by newline with a maximum size; QMP uses the same socket setup.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { QzonedError } from '../errors.js';
+import type { Dispatcher } from '../rpc/dispatch.js';
+import type { EventBus } from '../rpc/events.js';
+import type { Connection } from '../rpc/types.js';
+import type { Logger } from '../log.js';
+import { LineDecoder, encodeLine } from './framing.js';
+import { JsonRpcSession, decodeUtf8, notUtf8Response, oversizeResponse } from './jsonrpc.js';
+import { SocketTransport } from './socket-transport.js';
+import { flowLimitsFor } from './transport.js';
+
+/** Requests one connection may have running before its input is paused. */
+const MAX_IN_FLIGHT = 256;
+
+function listenerError(message: string): QzonedError {
+  return new QzonedError('GenericError', undefined, message);
+}
+
+async function isLive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
+
+/** Listens on a unix socket path, mode 0600; refuses a path another live server holds. */
+export async function listenUnix(server: net.Server, path: string): Promise<void> {
+  let st: fs.Stats | null = null;
+  try {
+    st = fs.lstatSync(path);
+  } catch {
+    // absent: the normal case
+  }
+  if (st) {
+    if (!st.isSocket()) throw listenerError(`Cannot listen on '${path}': it exists and is not a socket`);
+    if (await isLive(path)) throw listenerError(`Cannot listen on '${path}': another server is listening there`);
+    fs.unlinkSync(path);
+  }
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: Error): void => reject(listenerError(`Cannot listen on '${path}': ${e.message}`));
+    server.once('error', onError);
+    // bind() happens inside listen(), in this same tick, so the umask covers exactly this socket.
+    const old = process.umask(0o177);
+    try {
+      server.listen(path, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    } finally {
+      process.umask(old);
+    }
+  });
+  fs.chmodSync(path, 0o600);
+}
+
+export function removeSocketFile(path: string): void {
+  try {
+    if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+export interface SessionRegistry {
+  /** Runs when the listener closes: wait for in-flight work, then close the connection. */
+  add(drain: () => Promise<void>): () => void;
+}
+
+export interface UnixJsonRpcOptions {
+  path: string;
+  dispatcher: Dispatcher;
+  events: EventBus;
+  log: Logger;
+  maxMessageSize: number;
+  sessions: SessionRegistry;
+}
+
+export async function startUnixJsonRpc(options: UnixJsonRpcOptions): Promise<net.Server> {
+  const { dispatcher, events, log, maxMessageSize, sessions } = options;
+  const limits = flowLimitsFor(maxMessageSize);
+  const server = net.createServer((socket) => {
+    const connection: Connection = { id: randomUUID(), dialect: 'json-rpc', peer: 'unix' };
+    const clog = log.child({ connection: connection.id, listener: 'unix' });
+    const transport = new SocketTransport(socket, limits, clog);
+    const session = new JsonRpcSession({ connection, dispatcher, log: clog, push: (m) => transport.send(encodeLine(m)) });
+    const unsubscribe = events.subscribe((ev) => session.notify(ev));
+    let draining = false;
+    let heldBack = false;
+    const reply = (text: string | null): void => {
+      if (text !== null) transport.send(encodeLine(text));
+    };
+    const settled = (text: string | null): void => {
+      reply(text);
+      if (heldBack && session.inFlight < MAX_IN_FLIGHT / 2) {
+        heldBack = false;
+        transport.resumeInput('in-flight');
+      }
+    };
+    const decoder = new LineDecoder(maxMessageSize, {
+      line: (bytes) => {
+        if (draining) return;
+        const text = decodeUtf8(bytes);
+        if (text === null) return reply(notUtf8Response());
+        const work = session.handle(text);
+        if (!heldBack && session.inFlight >= MAX_IN_FLIGHT) {
+          heldBack = true;
+          transport.pauseInput('in-flight');
+        }
+        void work.then(settled, (e: unknown) => clog.error({ err: e }, 'unhandled failure in a json-rpc session'));
+      },
+      oversize: (seen) => {
+        clog.warn({ seen, limit: maxMessageSize }, 'message above the size limit; closing the connection');
+        reply(JSON.stringify(oversizeResponse(maxMessageSize)));
+        socket.pause();
+        void session.idle().then(() => transport.close());
+      },
+    });
+    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.on('error', (e) => clog.debug({ err: e }, 'socket error'));
+    const unregister = sessions.add(async () => {
+      draining = true;
+      socket.pause();
+      await session.idle();
+      transport.close();
+    });
+    socket.on('close', () => {
+      unsubscribe();
+      unregister();
+    });
+    clog.debug('client connected');
+  });
+  await listenUnix(server, options.path);
+  return server;
+}

@@ -1,0 +1,151 @@
+/**
+ * JSON-RPC over WebSocket: ws in noServer mode behind http.ts's upgrade handler, one JSON text per
+ * text frame, maxPayload = the listener's message size (ws's own default is 100 MiB). A frame above
+ * it gets a JSON-RPC error and a 1009 close with a reason that says why.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Dispatcher } from '../rpc/dispatch.js';
+import type { EventBus } from '../rpc/events.js';
+import type { Connection } from '../rpc/types.js';
+import type { Logger } from '../log.js';
+import { JsonRpcSession, decodeUtf8, invalidRequestResponse, notUtf8Response, oversizeResponse } from './jsonrpc.js';
+import { flowLimitsFor, type FlowLimits, type Transport } from './transport.js';
+import type { SessionRegistry } from './unix.js';
+
+const CLOSE_TOO_BIG = 1009;
+const CLOSE_GOING_AWAY = 1001;
+const MAX_IN_FLIGHT = 256;
+
+class WsTransport implements Transport {
+  private readonly pauses = new Map<string, number>();
+
+  constructor(
+    private readonly ws: WebSocket,
+    readonly peer: string,
+    private readonly limits: FlowLimits,
+    private readonly log: Logger,
+  ) {}
+
+  get closed(): boolean {
+    return this.ws.readyState !== this.ws.OPEN;
+  }
+
+  send(message: string): void {
+    if (this.closed) return;
+    if (this.ws.bufferedAmount > this.limits.outputLimit) {
+      this.log.warn({ peer: this.peer, backlog: this.ws.bufferedAmount }, 'dropping a client that does not read its output');
+      this.ws.terminate();
+      return;
+    }
+    this.ws.send(message);
+    if (this.ws.bufferedAmount > this.limits.highWaterMark && !this.pauses.has('output')) {
+      this.pauseInput('output');
+      // ws has no drain event of its own; its socket has (a private member, stable across ws 8).
+      const raw = (this.ws as unknown as { _socket?: Socket })._socket;
+      if (raw) raw.once('drain', () => this.resumeInput('output'));
+      else this.resumeInput('output');
+    }
+  }
+
+  pauseInput(why: string): void {
+    this.pauses.set(why, (this.pauses.get(why) ?? 0) + 1);
+    this.ws.pause();
+  }
+
+  resumeInput(why: string): void {
+    const n = this.pauses.get(why) ?? 0;
+    if (n === 0) return;
+    if (n === 1) this.pauses.delete(why);
+    else this.pauses.set(why, n - 1);
+    if (this.pauses.size === 0 && !this.closed) this.ws.resume();
+  }
+
+  close(reason = 'server shutting down'): void {
+    if (this.closed) return;
+    this.ws.close(CLOSE_GOING_AWAY, reason);
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+  }
+}
+
+export interface WebSocketOptions {
+  dispatcher: Dispatcher;
+  events: EventBus;
+  log: Logger;
+  maxMessageSize: number;
+  sessions: SessionRegistry;
+}
+
+export class WebSocketListener {
+  private readonly wss: WebSocketServer;
+
+  constructor(private readonly options: WebSocketOptions) {
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageSize, perMessageDeflate: false, clientTracking: false });
+  }
+
+  /** Completes an upgrade that http.ts has already authorised. */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req));
+  }
+
+  private accept(ws: WebSocket, req: IncomingMessage): void {
+    const { dispatcher, events, log, maxMessageSize, sessions } = this.options;
+    const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    const connection: Connection = { id: randomUUID(), dialect: 'json-rpc', peer };
+    const clog = log.child({ connection: connection.id, listener: 'ws', peer });
+    const transport = new WsTransport(ws, peer, flowLimitsFor(maxMessageSize), clog);
+    const session = new JsonRpcSession({ connection, dispatcher, log: clog, push: (m) => transport.send(m) });
+    const unsubscribe = events.subscribe((ev) => session.notify(ev));
+    let draining = false;
+    let heldBack = false;
+
+    // ws closes an oversized message itself with a bare 1009; say why, on the wire and in the close frame.
+    const close = ws.close.bind(ws);
+    ws.close = (code?: number, reason?: string | Buffer): void => {
+      if (code === CLOSE_TOO_BIG && !reason) {
+        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(oversizeResponse(maxMessageSize)));
+        return close(code, `message exceeds the maximum message size of ${maxMessageSize} bytes`);
+      }
+      return close(code, reason);
+    };
+
+    ws.on('message', (data, isBinary) => {
+      if (draining) return;
+      if (isBinary) {
+        transport.send(JSON.stringify(invalidRequestResponse('Invalid request: JSON-RPC goes in text frames, not binary ones')));
+        return;
+      }
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      const text = decodeUtf8(bytes);
+      if (text === null) return transport.send(notUtf8Response());
+      const work = session.handle(text);
+      if (!heldBack && session.inFlight >= MAX_IN_FLIGHT) {
+        heldBack = true;
+        transport.pauseInput('in-flight');
+      }
+      void work.then(
+        (reply) => {
+          if (reply !== null) transport.send(reply);
+          if (heldBack && session.inFlight < MAX_IN_FLIGHT / 2) {
+            heldBack = false;
+            transport.resumeInput('in-flight');
+          }
+        },
+        (e: unknown) => clog.error({ err: e }, 'unhandled failure in a json-rpc session'),
+      );
+    });
+    ws.on('error', (e) => clog.debug({ err: e }, 'websocket error'));
+    const unregister = sessions.add(async () => {
+      draining = true;
+      await session.idle();
+      transport.close();
+    });
+    ws.on('close', () => {
+      unsubscribe();
+      unregister();
+    });
+  }
+}
