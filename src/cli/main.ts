@@ -4,6 +4,7 @@ import { reportError, type CliContext } from './context.js';
 import { imgCommand } from './img.js';
 import { ioCommand } from './io.js';
 import { serveCommand } from './serve.js';
+import { shellCommand } from '../../clients/shell/main.js';
 
 export interface CliStreams {
   out(text: string): void;
@@ -45,7 +46,7 @@ export function buildProgram(ctx: CliContext): Command {
   program.addCommand(serveCommand(ctx));
   program.addCommand(imgCommand(ctx));
   program.addCommand(ioCommand(ctx));
-  program.addCommand(placeholder(ctx, 'shell', 'the REPL (like qmp-shell)'));
+  program.addCommand(shellCommand(ctx));
   configure(program, ctx);
   return program;
 }

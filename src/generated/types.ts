@@ -99,7 +99,7 @@ export type Count = number;
  */
 export type JobId = string;
 /**
- * Binary data encoded as base64 (RFC 4648, with padding). At most 16 MiB of decoded data per call.
+ * Binary data encoded as base64 (RFC 4648, with padding). At most 16 MiB of decoded data per call. (The pattern is linear on purpose: a grouped pattern overflows the regex engine on megabytes of data; the handlers check the exact encoding.)
  *
  * This interface was referenced by `QzonedSchema`'s JSON-Schema
  * via the `definition` "Base64Data".
@@ -823,7 +823,7 @@ export interface ZoneDescriptor {
    */
   capacity: Size;
   /**
-   * Absolute offset of the next write; for a conventional zone, its start.
+   * Absolute offset of the next write; a conventional zone reports its end (start + length), as Linux null_blk does.
    */
   'write-pointer': Offset;
   type: ZoneType;

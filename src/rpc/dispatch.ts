@@ -37,9 +37,9 @@ export class Dispatcher {
     if (Array.isArray(params)) {
       throw new InvalidParamsError(`${method} takes its arguments by name (an object); found a positional array`, { path: '', errors: [] });
     }
-    const bad = validateParams(method, params);
-    if (bad) throw new InvalidParamsError(bad.message, { path: bad.path, errors: bad.errors });
     try {
+      const bad = validateParams(method, params);
+      if (bad) throw new InvalidParamsError(bad.message, { path: bad.path, errors: bad.errors });
       const handler = this.handlers[method] as Handler<CommandName>;
       const result = await handler(params as CommandParams<CommandName>, { connection, log: this.log });
       return result ?? {};

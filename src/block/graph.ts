@@ -1,0 +1,304 @@
+/**
+ * The node graph (QEMU's block layer, small): named file nodes, which hold a path inside the
+ * image directory, and qcow2 nodes on top of them, which hold the open image. Names are unique
+ * across both kinds; a file node cannot go while a qcow2 node sits on it; a qcow2 node is flushed
+ * (data, then write pointers: the engine's close) and closed when deleted. Mutations run one at
+ * a time, so two concurrent blockdev-add calls cannot both take a name.
+ *
+ * The exclusive-writer lock is the engine's (openImage takes it for a read-write open), so a
+ * second read-write qcow2 node on the same file, here or in another process, gets image-locked.
+ *
+ * BLOCK_ZONES_CHANGED is coalesced here per node (protocol.md §4): at most one event per
+ * interval (100 ms: ten a second), carrying the latest state of every zone changed since the last.
+ */
+import fs from 'node:fs';
+import { deviceNotFound, fail, fromSystemError } from '../errors.js';
+import { openImage, isZoned, type AnyImage, type BlockImage, type ZonedOps } from './images.js';
+import type { ImageDir } from './paths.js';
+import type { EventBus } from '../rpc/events.js';
+import type { Logger } from '../log.js';
+import type {
+  BlockDeviceInfo, BlockdevInlineFile, BlockdevOptionsFile, BlockdevOptionsQcow2, ImageInfo, ZoneDescriptor,
+} from '../generated/types.js';
+
+export interface FileNode {
+  readonly kind: 'file';
+  readonly name: string;
+  /** As the client gave it (shown by query-named-block-nodes). */
+  readonly filename: string;
+  /** Absolute and symlink-free, inside the image directory. */
+  readonly path: string;
+  readonly readOnly: boolean;
+  /** Created by inline options of a qcow2 node; goes away with that node. */
+  readonly implicit: boolean;
+  /** qcow2 nodes and running jobs using this node. */
+  users: number;
+}
+
+export interface Qcow2Node {
+  readonly kind: 'qcow2';
+  readonly name: string;
+  readonly file: FileNode;
+  readonly image: AnyImage;
+  readonly readOnly: boolean;
+  readonly zoneEvents: ZoneEventCoalescer | null;
+}
+
+export type BlockNode = FileNode | Qcow2Node;
+
+export interface GraphOptions {
+  events: EventBus;
+  log?: Logger;
+  /** Shortest time between two BLOCK_ZONES_CHANGED events of one node (default 100 ms). */
+  zoneEventIntervalMs?: number;
+}
+
+export const ZONE_EVENT_INTERVAL_MS = 100;
+
+export class BlockGraph {
+  /** Insertion order = age: query-named-block-nodes lists the newest first, as QEMU does. */
+  private readonly nodes = new Map<string, BlockNode>();
+  private readonly imageDir: ImageDir;
+  private readonly options: GraphOptions;
+  private mutations: Promise<unknown> = Promise.resolve();
+  private implicitCounter = 0;
+
+  constructor(imageDir: ImageDir, options: GraphOptions) {
+    this.imageDir = imageDir;
+    this.options = options;
+  }
+
+  /** The node named, or DeviceNotFound. */
+  get(name: string): BlockNode {
+    const node = this.nodes.get(name);
+    if (!node) throw deviceNotFound(name);
+    return node;
+  }
+
+  has(name: string): boolean {
+    return this.nodes.has(name);
+  }
+
+  /** Resolves a client's filename inside the image directory (path-outside-image-dir otherwise). */
+  resolvePath(filename: string): string {
+    return this.imageDir.resolve(filename);
+  }
+
+  /** The qcow2 nodes whose image lives at `path` (absolute, as resolvePath returns it). */
+  qcow2NodesOn(path: string): Qcow2Node[] {
+    return [...this.nodes.values()].filter((n): n is Qcow2Node => n.kind === 'qcow2' && n.file.path === path);
+  }
+
+  addFile(options: BlockdevOptionsFile): Promise<FileNode> {
+    return this.serialize(async () => this.addFileNow(options['node-name'], options.filename, options['read-only'] ?? false, false));
+  }
+
+  addQcow2(options: BlockdevOptionsQcow2): Promise<Qcow2Node> {
+    return this.serialize(() => this.addQcow2Now(options));
+  }
+
+  /** blockdev-del: refused while another node uses it; a qcow2 node is flushed and closed first. */
+  del(name: string): Promise<void> {
+    return this.serialize(async () => {
+      const node = this.get(name);
+      if (node.kind === 'file') {
+        // QEMU's text (qmp-notes.md §3).
+        if (node.users > 0) throw fail('node-in-use', `Block device ${name} is in use`);
+        this.nodes.delete(name);
+        return;
+      }
+      await this.closeQcow2(node);
+    });
+  }
+
+  /** Shutdown: every qcow2 node is flushed and closed; the graph is empty afterwards. */
+  closeAll(): Promise<void> {
+    return this.serialize(async () => {
+      let first: unknown;
+      for (const node of [...this.nodes.values()].reverse()) {
+        if (node.kind !== 'qcow2') continue;
+        try {
+          await this.closeQcow2(node);
+        } catch (e) {
+          this.options.log?.error({ err: e, node: node.name }, 'closing a node at shutdown failed');
+          first ??= e;
+        }
+      }
+      this.nodes.clear();
+      if (first) throw first;
+    });
+  }
+
+  /** query-named-block-nodes, newest node first. */
+  list(): BlockDeviceInfo[] {
+    return [...this.nodes.values()].reverse().map((n) => (n.kind === 'file' ? fileNodeInfo(n) : qcow2NodeInfo(n)));
+  }
+
+  // ---- internals -------------------------------------------------------------------------------
+
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.mutations.then(fn, fn);
+    this.mutations = run.catch(() => undefined);
+    return run;
+  }
+
+  private checkNameFree(name: string): void {
+    // QEMU's text (qmp-notes.md §3).
+    if (this.nodes.has(name)) throw fail('node-name-in-use', `Duplicate nodes with node-name='${name}'`);
+  }
+
+  private addFileNow(name: string, filename: string, readOnly: boolean, implicit: boolean): FileNode {
+    this.checkNameFree(name);
+    const path = this.imageDir.resolve(filename);
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(path);
+      fs.accessSync(path, readOnly ? fs.constants.R_OK : fs.constants.R_OK | fs.constants.W_OK);
+    } catch (e) {
+      throw fromSystemError(e, filename, 'open');
+    }
+    if (!st.isFile()) throw fail('io-error', `Could not open '${filename}': it is not a regular file`);
+    const node: FileNode = { kind: 'file', name, filename, path, readOnly, implicit, users: 0 };
+    this.nodes.set(name, node);
+    return node;
+  }
+
+  private fileNodeFor(ref: string | BlockdevInlineFile, readOnly: boolean): FileNode {
+    if (typeof ref === 'string') {
+      const node = this.get(ref);
+      if (node.kind !== 'file') {
+        throw fail('unsupported-feature', `node '${ref}' is a qcow2 node; a qcow2 node sits on a file node`);
+      }
+      return node;
+    }
+    // QEMU names implicit children '#blockN'; '#' cannot start a client's node name, so no clash.
+    const name = ref['node-name'] ?? `#block${++this.implicitCounter}`;
+    return this.addFileNow(name, ref.filename, readOnly, true);
+  }
+
+  private async addQcow2Now(options: BlockdevOptionsQcow2): Promise<Qcow2Node> {
+    const name = options['node-name'];
+    const readOnly = options['read-only'] ?? false;
+    this.checkNameFree(name);
+    const file = this.fileNodeFor(options.file, readOnly);
+    try {
+      if (file.readOnly && !readOnly) {
+        throw fail('read-only-node', `file node '${file.name}' is read-only; a read-write qcow2 node needs a read-write file node`);
+      }
+      const image = await openImage(file.path, {
+        readOnly,
+        holder: `qzoned daemon node ${name}`,
+        writeThrough: options['write-cache'] === false,
+      });
+      const zoneEvents = isZoned(image)
+        ? new ZoneEventCoalescer(name, image, this.options.events, this.options.zoneEventIntervalMs ?? ZONE_EVENT_INTERVAL_MS)
+        : null;
+      const node: Qcow2Node = { kind: 'qcow2', name, file, image, readOnly, zoneEvents };
+      file.users++;
+      this.nodes.set(name, node);
+      return node;
+    } catch (e) {
+      if (file.implicit) this.nodes.delete(file.name);
+      throw e;
+    }
+  }
+
+  private async closeQcow2(node: Qcow2Node): Promise<void> {
+    // Gone from the graph first, so no new command reaches an image being closed.
+    this.nodes.delete(node.name);
+    node.file.users--;
+    if (node.file.implicit) this.nodes.delete(node.file.name);
+    node.zoneEvents?.stop();
+    try {
+      await node.image.close();
+    } catch (e) {
+      throw fromSystemError(e, node.file.filename, 'flush and close');
+    }
+  }
+}
+
+/**
+ * Per-node BLOCK_ZONES_CHANGED: changed zone indexes accumulate; one event goes out at most once
+ * per interval with each zone's state at sending time, so a busy node cannot flood a slow client.
+ */
+export class ZoneEventCoalescer {
+  private readonly pending = new Set<number>();
+  private timer: NodeJS.Timeout | null = null;
+  private lastSent = -Infinity;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly nodeName: string,
+    private readonly image: BlockImage & ZonedOps,
+    private readonly events: EventBus,
+    private readonly intervalMs: number,
+  ) {
+    this.unsubscribe = image.onZonesChanged((zones) => this.changed(zones));
+  }
+
+  private changed(zones: number[]): void {
+    for (const z of zones) this.pending.add(z);
+    if (this.timer) return;
+    const wait = Math.max(0, this.lastSent + this.intervalMs - performance.now());
+    this.timer = setTimeout(() => this.send(), wait);
+  }
+
+  private send(): void {
+    this.timer = null;
+    if (this.pending.size === 0) return;
+    const zoneSize = this.image.zoneInfo().size;
+    const indexes = [...this.pending].sort((a, b) => a - b);
+    this.pending.clear();
+    const zones: ZoneDescriptor[] = [];
+    for (const i of indexes) zones.push(...this.image.zoneReport(i * zoneSize, 1));
+    this.lastSent = performance.now();
+    this.events.emit('BLOCK_ZONES_CHANGED', { 'node-name': this.nodeName, zones });
+  }
+
+  /** At node removal: what is pending goes out now (the image is still open), then no more. */
+  stop(): void {
+    this.unsubscribe();
+    if (this.timer) clearTimeout(this.timer);
+    this.send();
+  }
+}
+
+function fileNodeInfo(node: FileNode): BlockDeviceInfo {
+  let size = 0;
+  let actual = 0;
+  try {
+    const st = fs.statSync(node.path);
+    size = st.size;
+    actual = st.blocks * 512;
+  } catch {
+    // Removed behind our back: report it empty rather than fail the whole query.
+  }
+  const image: ImageInfo = { 'virtual-size': size, filename: node.filename, format: 'file', 'actual-size': actual, 'dirty-flag': false };
+  return { 'node-name': node.name, drv: 'file', ro: node.readOnly, file: node.filename, image };
+}
+
+function qcow2NodeInfo(node: Qcow2Node): BlockDeviceInfo {
+  const info = node.image.info();
+  const data: NonNullable<ImageInfo['format-specific']>['data'] = {
+    compat: info.compat,
+    'refcount-bits': info.refcountBits,
+    'lazy-refcounts': info.lazyRefcounts,
+    corrupt: info.corrupt,
+  };
+  if (info.zone) data.zone = info.zone;
+  return {
+    'node-name': node.name,
+    drv: 'qcow2',
+    ro: node.readOnly,
+    file: node.file.filename,
+    image: {
+      'virtual-size': info.virtualSize,
+      filename: node.file.filename,
+      format: 'qcow2',
+      'cluster-size': info.clusterSize,
+      'actual-size': info.actualSize,
+      'dirty-flag': info.dirty,
+      'format-specific': { type: 'qcow2', data },
+    },
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * The daemon: builds the logger, the node graph, the job list, the handlers and the dispatcher,
+ * then hands them to the transports (src/transport/index.ts, engineer T's). Closing answers what
+ * is in flight (the listeners' close), lets running jobs finish, then flushes and closes every
+ * image, so write pointers are durable before the process exits.
+ */
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import { BlockGraph } from './block/graph.js';
+import { ImageDir } from './block/paths.js';
+import { JobList } from './jobs/job-list.js';
+import { createHandlers, type Services, type VersionNumbers } from './handlers/index.js';
+import { Dispatcher } from './rpc/dispatch.js';
+import { EventBus } from './rpc/events.js';
+import { createLogger, type Logger } from './log.js';
+import { startListeners, type ListenerConfig, type Listeners } from './transport/index.js';
+
+export { DEFAULT_MAX_MESSAGE_SIZE, type ListenerConfig, type Listeners } from './transport/index.js';
+
+export interface DaemonOptions {
+  /** Created if missing; every filename a client gives resolves inside it. */
+  imageDir: string;
+  listeners: ListenerConfig;
+  log?: Logger;
+  logLevel?: string;
+  /** Shortest time between two BLOCK_ZONES_CHANGED events of one node (tests shorten it). */
+  zoneEventIntervalMs?: number;
+}
+
+export interface Daemon {
+  listeners: Listeners;
+  services: Services;
+  dispatcher: Dispatcher;
+  /** Answers in-flight requests, removes the sockets, flushes and closes every image. Idempotent. */
+  close(): Promise<void>;
+}
+
+export function qzonedVersion(): VersionNumbers {
+  const require = createRequire(import.meta.url);
+  let version = '0.0.0';
+  // dist/src/daemon.js and src/daemon.ts sit at different depths below package.json.
+  for (const candidate of ['../../package.json', '../package.json']) {
+    try {
+      const pkg = require(candidate) as { name?: string; version?: string };
+      if (pkg.name === 'qzoned' && pkg.version) {
+        version = pkg.version;
+        break;
+      }
+    } catch {
+      // Try the next depth.
+    }
+  }
+  const [major = 0, minor = 0, micro = 0] = version.split('.').map((n) => Number.parseInt(n, 10) || 0);
+  return { major, minor, micro, package: `qzoned ${major}.${minor}.${micro}` };
+}
+
+/** Everything but the listeners: what a handler test builds in-process. */
+export function createServices(options: { imageDir: string; log: Logger; events?: EventBus; zoneEventIntervalMs?: number }): Services {
+  fs.mkdirSync(options.imageDir, { recursive: true });
+  const events = options.events ?? new EventBus();
+  const graph = new BlockGraph(new ImageDir(options.imageDir), {
+    events,
+    log: options.log,
+    zoneEventIntervalMs: options.zoneEventIntervalMs,
+  });
+  return { graph, jobs: new JobList(events), events, log: options.log, version: qzonedVersion() };
+}
+
+/** Waits for running jobs, then flushes and closes every image. */
+export async function closeServices(services: Services): Promise<void> {
+  await Promise.allSettled(services.jobs.unfinished().map((j) => j.finished));
+  await services.graph.closeAll();
+}
+
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const log = options.log ?? createLogger({ level: options.logLevel });
+  const services = createServices({ imageDir: options.imageDir, log, zoneEventIntervalMs: options.zoneEventIntervalMs });
+  const dispatcher = new Dispatcher(createHandlers(services), log);
+  const listeners = await startListeners(options.listeners, { dispatcher, events: services.events, log, version: services.version });
+  services.httpUrl = listeners.addresses.http;
+  log.info({ addresses: listeners.addresses, imageDir: options.imageDir }, 'qzoned is listening');
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      try {
+        await listeners.close();
+      } finally {
+        await closeServices(services);
+        log.info('qzoned stopped: every image flushed and closed');
+      }
+    })();
+    return closing;
+  };
+  return { listeners, services, dispatcher, close };
+}
+
+/**
+ * SIGTERM/SIGINT close the daemon once (a second signal while closing is ignored: the images
+ * must reach their flush), then `done` runs with the exit status: 0, or 1 if closing failed.
+ */
+export function closeOnSignals(daemon: Daemon, log: Logger, done: (status: number) => void): () => void {
+  let started = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (started) return;
+    started = true;
+    log.info({ signal }, 'closing on signal');
+    daemon.close().then(
+      () => done(0),
+      (e: unknown) => {
+        log.error({ err: e }, 'closing failed');
+        done(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return () => {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  };
+}

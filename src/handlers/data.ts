@@ -1,0 +1,38 @@
+/**
+ * The payload of a data-carrying command: base64 `data`, or `pattern` + `length` like qemu-io's
+ * -P. At most 16 MiB per call (protocol.md §1: too-large), checked before anything is allocated.
+ */
+import { formatFound } from '../rpc/params-error.js';
+import { fail, InvalidParamsError } from '../errors.js';
+
+export const MAX_DATA_BYTES = 16 * 1024 * 1024;
+
+export function checkDataLength(length: number, what: string): void {
+  if (length > MAX_DATA_BYTES) {
+    throw fail('too-large', `${what} of ${length} bytes is more than one call moves (at most ${MAX_DATA_BYTES} bytes); split it`);
+  }
+}
+
+export function payload(command: string, params: { data?: string; pattern?: number; length?: number }): Buffer {
+  const hasData = params.data !== undefined;
+  const hasPattern = params.pattern !== undefined;
+  if (hasData === hasPattern) {
+    const found = hasData ? 'both' : 'neither';
+    throw new InvalidParamsError(`${command} takes either data, or pattern and length; found ${found}`, { path: '', errors: [] });
+  }
+  if (hasData) {
+    const text = params.data!;
+    const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
+    checkDataLength((text.length / 4) * 3 - padding, 'data');
+    const bytes = Buffer.from(text, 'base64');
+    // Node's decoder skips what it does not understand; only canonical base64 round-trips.
+    if (bytes.toString('base64') !== text) {
+      // The schema's pattern is linear (a grouped one overflows the regex engine on megabytes), so
+      // the exact encoding is checked here, with the validator's sentence.
+      throw new InvalidParamsError(`data must be base64 data; found ${formatFound(text)}`, { path: '/data', errors: [] });
+    }
+    return bytes;
+  }
+  checkDataLength(params.length!, 'length');
+  return Buffer.alloc(params.length!, params.pattern!);
+}

@@ -1,0 +1,20 @@
+/** The handler table: one part per schema module; a command without a handler does not compile. */
+import type { HandlerTable } from '../rpc/dispatch.js';
+import { blockCoreHandlers } from './block-core.js';
+import { blockCreateHandlers } from './block-create.js';
+import { controlHandlers } from './control.js';
+import { jobHandlers } from './job.js';
+import { zoneHandlers } from './zone.js';
+import type { Services } from './services.js';
+
+export type { Services, VersionNumbers } from './services.js';
+
+export function createHandlers(services: Services): HandlerTable {
+  return {
+    ...controlHandlers(services),
+    ...jobHandlers(services),
+    ...blockCoreHandlers(services),
+    ...blockCreateHandlers(services),
+    ...zoneHandlers(services),
+  };
+}

@@ -1,0 +1,49 @@
+/**
+ * schema/zone.json: report, management, append, fault injection on a host-managed qcow2 node.
+ * The zone rules and their reasons are the engine's; a node without zones is refused here with
+ * unsupported-feature.
+ */
+import { fail, InvalidParamsError } from '../errors.js';
+import { isZoned, type BlockImage, type ZonedOps } from '../block/images.js';
+import { payload } from './data.js';
+import type { HandlerTable } from '../rpc/dispatch.js';
+import type { Services } from './services.js';
+
+type ZoneCommands = 'blockdev-zone-report' | 'blockdev-zone-mgmt' | 'blockdev-zone-append' | 'blockdev-zone-inject';
+
+export function zoneHandlers(s: Services): Pick<HandlerTable, ZoneCommands> {
+  const zonedImage = (name: string, command: string): BlockImage & ZonedOps => {
+    const node = s.graph.get(name);
+    if (node.kind === 'file') {
+      throw fail('unsupported-feature', `node '${name}' is a file node; ${command} needs a host-managed qcow2 node`);
+    }
+    if (!isZoned(node.image)) {
+      throw fail('unsupported-feature', `node '${name}' is not zoned; ${command} needs a host-managed qcow2 node`);
+    }
+    return node.image;
+  };
+  return {
+    'blockdev-zone-report': (params) =>
+      zonedImage(params['node-name'], 'blockdev-zone-report').zoneReport(params.offset ?? 0, params['nr-zones'], params.condition),
+    'blockdev-zone-mgmt': async (params) => {
+      const image = zonedImage(params['node-name'], 'blockdev-zone-mgmt');
+      const all = params.all === true;
+      const ranged = params.offset !== undefined;
+      if (all === ranged) {
+        const found = all ? 'both' : 'neither';
+        throw new InvalidParamsError(`blockdev-zone-mgmt takes either offset and length, or all: true; found ${found}`, { path: '', errors: [] });
+      }
+      await image.zoneMgmt(params.op, all ? 'all' : { offset: params.offset!, length: params.length! });
+      return {};
+    },
+    'blockdev-zone-append': async (params) => {
+      const image = zonedImage(params['node-name'], 'blockdev-zone-append');
+      const offset = await image.zoneAppend(params.offset, payload('blockdev-zone-append', params));
+      return { offset };
+    },
+    'blockdev-zone-inject': async (params) => {
+      await zonedImage(params['node-name'], 'blockdev-zone-inject').zoneInject(params.offset, params.condition);
+      return {};
+    },
+  };
+}

@@ -1,0 +1,91 @@
+/**
+ * A job (QEMU job.c): a status that moves only along JobSTT, verbs allowed per status as in
+ * JobVerbTable, and a JOB_STATUS_CHANGE event on every change. Both tables are data, copied from
+ * job.c (qmp-notes.md §2.1), so a test can walk them.
+ */
+import { fail, QzonedError } from '../errors.js';
+import type { EventBus } from '../rpc/events.js';
+import type { JobInfo, JobStatus, JobType } from '../generated/types.js';
+
+/** job.c JobSTT: the statuses each status may move to. */
+export const JOB_TRANSITIONS: Readonly<Record<JobStatus, readonly JobStatus[]>> = {
+  undefined: ['created'],
+  created: ['running', 'aborting', 'null'],
+  running: ['paused', 'ready', 'waiting', 'aborting'],
+  paused: ['running'],
+  ready: ['standby', 'waiting', 'aborting'],
+  standby: ['ready'],
+  waiting: ['pending', 'aborting'],
+  pending: ['aborting', 'concluded'],
+  aborting: ['aborting', 'concluded'],
+  concluded: ['null'],
+  null: [],
+};
+
+export type JobVerb = 'cancel' | 'pause' | 'resume' | 'set-speed' | 'complete' | 'finalize' | 'dismiss';
+
+/** job.c JobVerbTable: the statuses in which each verb is accepted. */
+export const JOB_VERBS: Readonly<Record<JobVerb, readonly JobStatus[]>> = {
+  cancel: ['created', 'running', 'paused', 'ready', 'standby', 'waiting', 'pending'],
+  pause: ['created', 'running', 'paused', 'ready', 'standby'],
+  resume: ['created', 'running', 'paused', 'ready', 'standby'],
+  'set-speed': ['created', 'running', 'paused', 'ready', 'standby'],
+  complete: ['ready', 'standby'],
+  finalize: ['pending'],
+  dismiss: ['concluded'],
+};
+
+export class Job {
+  readonly id: string;
+  readonly type: JobType;
+  private currentStatus: JobStatus = 'undefined';
+  currentProgress = 0;
+  totalProgress = 1;
+  /** Set when the job fails or is cancelled: one sentence, shown by query-jobs. */
+  error: string | undefined;
+  cancelRequested = false;
+  /** Settles when the job's work is over (concluded), whatever the outcome. */
+  finished: Promise<void> = Promise.resolve();
+  private readonly events: EventBus;
+
+  constructor(id: string, type: JobType, events: EventBus) {
+    this.id = id;
+    this.type = type;
+    this.events = events;
+    this.transition('created');
+  }
+
+  get status(): JobStatus {
+    return this.currentStatus;
+  }
+
+  /** Moves to `to` if JobSTT allows it, and tells every client. A disallowed move is a bug. */
+  transition(to: JobStatus): void {
+    const from = this.currentStatus;
+    if (!JOB_TRANSITIONS[from].includes(to)) {
+      throw new Error(`job '${this.id}': transition ${from} -> ${to} is not in the transition table`);
+    }
+    this.currentStatus = to;
+    this.events.emit('JOB_STATUS_CHANGE', { id: this.id, status: to });
+  }
+
+  /** Refuses a verb the current status does not accept, in QEMU's words. */
+  checkVerb(verb: JobVerb): void {
+    if (JOB_VERBS[verb].includes(this.currentStatus)) return;
+    const message = `Job '${this.id}' in state '${this.currentStatus}' cannot accept command verb '${verb}'`;
+    // Only dismiss has a reason of its own in protocol.md §2; other verbs fail as a plain GenericError.
+    throw verb === 'dismiss' ? fail('job-not-concluded', message) : new QzonedError('GenericError', undefined, message);
+  }
+
+  info(): JobInfo {
+    const out: JobInfo = {
+      id: this.id,
+      type: this.type,
+      status: this.currentStatus,
+      'current-progress': this.currentProgress,
+      'total-progress': this.totalProgress,
+    };
+    if (this.error !== undefined) out.error = this.error;
+    return out;
+  }
+}
