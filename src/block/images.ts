@@ -11,6 +11,8 @@ import type { Preallocation } from '../qcow2/create.js';
 import { ZonedImage, zonedExtensionOf, type ZoneInfo } from '../zoned/zoned-image.js';
 import type { ZoneCreateOptions } from '../zoned/validate.js';
 import type { MgmtOp, ZoneCondition, ZoneDescriptor } from '../zoned/model.js';
+import { checkImage, type CheckResult } from '../qcow2/check.js';
+import { checkZonedImage } from '../zoned/check.js';
 
 export type { ZoneCondition, ZoneDescriptor, ZoneCreateOptions, ZoneInfo };
 
@@ -114,6 +116,11 @@ function looksZoned(path: string): boolean {
   } finally {
     f.close();
   }
+}
+
+/** `img check` for any qcow2 image: zoned ones get the zone metadata checks on top. */
+export async function checkAnyImage(path: string, options: { repair?: 'leaks' | 'all' } = {}): Promise<CheckResult> {
+  return looksZoned(path) ? checkZonedImage(path, options) : checkImage(path, options);
 }
 
 export interface ImageOpenOptions {

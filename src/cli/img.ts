@@ -7,7 +7,8 @@ import {
 } from '../block/images.js';
 import type { Preallocation } from '../qcow2/create.js';
 import { DEFAULT_CLUSTER_BITS, DEFAULT_REFCOUNT_ORDER, QCOW2_MAGIC } from '../qcow2/format.js';
-import { checkImage, type CheckResult } from '../qcow2/check.js';
+import { type CheckResult } from '../qcow2/check.js';
+import { checkAnyImage } from '../block/images.js';
 import type { Qcow2Info } from '../qcow2/image.js';
 import { collect, type CliContext } from './context.js';
 import { dumpQdictHuman, keepInsertionOrder, toQemuJson, type QDict } from './qemu-json.js';
@@ -681,7 +682,7 @@ export function imgCommand(ctx: CliContext): Command {
         ctx.exitCode = 63;
         return;
       }
-      const first = await checkImage(file, opts.repair ? { repair: opts.repair as 'leaks' | 'all' } : {});
+      const first = await checkAnyImage(file, opts.repair ? { repair: opts.repair as 'leaks' | 'all' } : {});
       for (const line of first.messages) ctx.err(`${line}\n`);
       let result = first;
       if (first.corruptionsFixed || first.leaksFixed) {
@@ -690,7 +691,7 @@ export function imgCommand(ctx: CliContext): Command {
             + `    ${first.leaksFixed} leaked clusters\n    ${first.corruptionsFixed} corruptions\n\n`
             + 'Double checking the fixed image now...\n');
         }
-        const again = await checkImage(file, {});
+        const again = await checkAnyImage(file, {});
         for (const line of again.messages) ctx.err(`${line}\n`);
         result = { ...again, leaksFixed: first.leaksFixed, corruptionsFixed: first.corruptionsFixed };
       }
