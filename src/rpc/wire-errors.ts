@@ -32,6 +32,11 @@ function asQzoned(e: unknown): QzonedError {
   return new InternalError('unlogged');
 }
 
+/** The envelope errors that never reach dispatch: not JSON (-32700), not a request (-32600). No data. */
+export function jsonRpcEnvelopeError(kind: 'parse' | 'invalid-request', message: string): JsonRpcErrorObject {
+  return { code: kind === 'parse' ? JSONRPC_CODES.parseError : JSONRPC_CODES.invalidRequest, message };
+}
+
 export function toJsonRpcError(e: unknown): JsonRpcErrorObject {
   const err = asQzoned(e);
   const data: Record<string, unknown> = { class: err.errorClass };

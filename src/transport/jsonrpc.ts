@@ -19,7 +19,7 @@ import {
 } from 'json-rpc-2.0';
 import type { Dispatcher } from '../rpc/dispatch.js';
 import type { Connection, QzonedEvent } from '../rpc/types.js';
-import { JSONRPC_CODES, toJsonRpcError } from '../rpc/wire-errors.js';
+import { jsonRpcEnvelopeError, toJsonRpcError } from '../rpc/wire-errors.js';
 import type { Logger } from '../log.js';
 
 interface ServerParams {
@@ -28,20 +28,14 @@ interface ServerParams {
 
 const REQUEST_MEMBERS = new Set(['jsonrpc', 'method', 'params', 'id']);
 
-/**
- * The two envelope errors that never reach dispatch (-32700, -32600). They carry no `data`
- * (protocol.md §2). TODO(wire-errors): these belong in rpc/wire-errors.ts beside toJsonRpcError.
- */
-function envelopeError(code: typeof JSONRPC_CODES.parseError | typeof JSONRPC_CODES.invalidRequest, id: JSONRPCID, message: string): JSONRPCResponse {
-  return createJSONRPCErrorResponse(id, code, message);
-}
-
 export function parseErrorResponse(message: string): JSONRPCResponse {
-  return envelopeError(JSONRPC_CODES.parseError, null, message);
+  const e = jsonRpcEnvelopeError('parse', message);
+  return createJSONRPCErrorResponse(null, e.code, e.message);
 }
 
 export function invalidRequestResponse(message: string, id: JSONRPCID = null): JSONRPCResponse {
-  return envelopeError(JSONRPC_CODES.invalidRequest, id, message);
+  const e = jsonRpcEnvelopeError('invalid-request', message);
+  return createJSONRPCErrorResponse(id, e.code, e.message);
 }
 
 /** The error sent (then the connection is closed) when a client's message is above the limit. */
