@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import { NodeFile } from '../block/file-io.js';
+import { acquireWriterLock, type WriterLock } from '../block/lock.js';
 import { encodeHeader, type HeaderExtension, type Qcow2Header } from './header.js';
 import {
   COMPAT, COMPRESSION, DEFAULT_CLUSTER_BITS, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, SECTOR,
@@ -88,10 +89,14 @@ export async function createQcow2(path: string, options: Qcow2CreateOptions, ext
   const cluster0 = encodeHeader(header);
   const existed = fs.existsSync(path);
   if (existed && !extras.overwrite) throw fail('file-exists', `Could not create '${path}': the file already exists`);
+  // An existing image is overwritten only under its writer lock, taken before the first byte.
+  let lock: WriterLock | null = existed ? await acquireWriterLock(path, 'qzoned create') : null;
   let file: NodeFile;
   try {
     file = existed ? new NodeFile(path) : new NodeFile(path, { create: true });
+    lock ??= await acquireWriterLock(path, 'qzoned create');
   } catch (e) {
+    await lock?.release();
     throw fromSystemError(e, path, 'create');
   }
   try {
@@ -108,11 +113,12 @@ export async function createQcow2(path: string, options: Qcow2CreateOptions, ext
     file.sync();
   } catch (e) {
     file.close();
+    await lock.release();
     if (!existed) fs.rmSync(path, { force: true });
     throw fromSystemError(e, path, 'write');
   }
   file.close();
-  const image = await Qcow2Image.open(path, { ...extras.openOptions, creating: true, holder: 'qzoned create' });
+  const image = await Qcow2Image.open(path, { ...extras.openOptions, creating: true, heldLock: lock, holder: 'qzoned create' });
   try {
     image.growL1ForSize();
     const p = options.preallocation ?? 'off';

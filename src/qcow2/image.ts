@@ -30,6 +30,8 @@ export interface OpenOptions {
   readOnly?: boolean;
   /** Take the exclusive-writer lock on read-write open (default true). */
   lock?: boolean;
+  /** A writer lock the caller already holds (creation); the image releases it on close. */
+  heldLock?: WriterLock;
   /** Who holds the lock, shown to a second opener ("qzoned io", "qzoned daemon node q1"). */
   holder?: string;
   /** Incompatible feature bits the caller (e.g. the zoned layer) handles itself. */
@@ -165,8 +167,8 @@ export class Qcow2Image {
     if (wantWrite && verdict.readOnlyReason) {
       throw fail('unsupported-feature', `'${path}' can only be opened read-only: ${verdict.readOnlyReason}`);
     }
-    let lock: WriterLock | null = null;
-    if (wantWrite && options.lock !== false) lock = await acquireWriterLock(path, options.holder ?? `qzoned process ${process.pid}`);
+    let lock: WriterLock | null = options.heldLock ?? null;
+    if (wantWrite && !lock && options.lock !== false) lock = await acquireWriterLock(path, options.holder ?? `qzoned process ${process.pid}`);
     let file: TrackedFile | null = null;
     try {
       file = new TrackedFile(openFile(path, !wantWrite));
