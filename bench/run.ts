@@ -5,10 +5,12 @@
 import { printSummary } from './lib.js';
 import { qcow2Benchmarks } from './qcow2.js';
 import { zoneBenchmarks } from './zones.js';
+import { rpcBenchmarks } from './rpc.js';
 
 const groups: Record<string, () => Promise<void>> = {
   qcow2: qcow2Benchmarks,
   zones: zoneBenchmarks,
+  rpc: rpcBenchmarks,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -1,0 +1,221 @@
+/**
+ * Service benchmarks (issue 11), each against references measured with the same client in the
+ * same run: sequential round trips over the unix socket, the QMP socket and WebSocket, against
+ * qemu-storage-daemon's QMP and a server that does no work at all; pipelined throughput with 64
+ * requests in flight on one connection; 128 KiB appends through the service against engine-direct.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import WebSocket from 'ws';
+import { benchDir, hasTool, median, QZONED, report, timeAsync, timeSync } from './lib.js';
+import { createImage } from '../src/block/images.js';
+import { ZonedImage } from '../src/zoned/zoned-image.js';
+
+const MiB = 1024 * 1024;
+const ROUNDS = Number(process.env.QZONED_BENCH_ROUNDS ?? 3);
+
+/** Sends one JSON text per line (or per frame) and matches replies by id; the same for every server. */
+interface Conn {
+  request(body: Record<string, unknown>): Promise<unknown>;
+  close(): void;
+}
+
+function streamConn(sock: net.Socket, frame: (o: Record<string, unknown>) => string, idKey = 'id'): Conn {
+  let next = 1;
+  let buf = '';
+  const waiting = new Map<number, (m: unknown) => void>();
+  sock.setEncoding('utf8');
+  sock.on('data', (chunk: string) => {
+    buf += chunk;
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (!line) continue;
+      const msg = JSON.parse(line) as Record<string, unknown>;
+      const id = msg[idKey] as number | undefined;
+      if (id !== undefined) waiting.get(id)?.(msg);
+    }
+  });
+  return {
+    request(body) {
+      const id = next++;
+      return new Promise((resolve) => {
+        waiting.set(id, (m) => { waiting.delete(id); resolve(m); });
+        sock.write(frame({ ...body, [idKey]: id }));
+      });
+    },
+    close: () => sock.destroy(),
+  };
+}
+
+async function connectUnix(p: string): Promise<net.Socket> {
+  const sock = net.connect(p);
+  await new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+  return sock;
+}
+
+/** QMP: wait for the greeting, negotiate, then requests carry `execute`. */
+async function qmpConn(p: string): Promise<Conn> {
+  const sock = await connectUnix(p);
+  const greeting = new Promise<void>((resolve) => sock.once('data', () => resolve()));
+  const conn = streamConn(sock, (o) => `${JSON.stringify(o)}\n`);
+  await greeting;
+  await conn.request({ execute: 'qmp_capabilities' });
+  return conn;
+}
+
+async function wsConn(url: string): Promise<Conn> {
+  const ws = new WebSocket(url);
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  let next = 1;
+  const waiting = new Map<number, (m: unknown) => void>();
+  ws.on('message', (d) => {
+    const msg = JSON.parse(String(d)) as { id?: number };
+    if (msg.id !== undefined) waiting.get(msg.id)?.(msg);
+  });
+  return {
+    request(body) {
+      const id = next++;
+      return new Promise((resolve) => { waiting.set(id, resolve); ws.send(JSON.stringify({ ...body, id })); });
+    },
+    close: () => ws.close(),
+  };
+}
+
+/** The do-nothing reference, in its own process like the others: answers every line at once. */
+const DO_NOTHING = `
+const net = require('node:net');
+net.createServer((sock) => {
+  let buf = '';
+  sock.setEncoding('utf8');
+  sock.on('data', (chunk) => {
+    buf += chunk;
+    let out = '';
+    for (let nl = buf.indexOf('\\n'); nl >= 0; nl = buf.indexOf('\\n')) {
+      const msg = JSON.parse(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+      out += '{"jsonrpc":"2.0","id":' + msg.id + ',"result":{}}\\n';
+    }
+    if (out) sock.write(out);
+  });
+}).listen(process.argv[1]);
+`;
+
+async function waitForSocket(p: string): Promise<void> {
+  for (let i = 0; i < 200 && !fs.existsSync(p); i++) await new Promise((r) => setTimeout(r, 50));
+  if (!fs.existsSync(p)) throw new Error(`no socket appeared at ${p}`);
+}
+
+async function sequential(conn: Conn, body: Record<string, unknown>, n: number): Promise<number> {
+  for (let i = 0; i < 200; i++) await conn.request(body); // warm up
+  const t = await timeAsync(async () => { for (let i = 0; i < n; i++) await conn.request(body); });
+  return n / t;
+}
+
+async function pipelined(conn: Conn, body: () => Record<string, unknown>, n: number, depth: number): Promise<number> {
+  let sent = 0;
+  const t = await timeAsync(async () => {
+    await Promise.all(Array.from({ length: depth }, async () => {
+      while (sent < n) { sent++; await conn.request(body()); }
+    }));
+  });
+  return n / t;
+}
+
+async function startQsd(dir: string): Promise<{ proc: ChildProcess; sock: string } | null> {
+  if (!hasTool('qemu-storage-daemon')) return null;
+  const sock = path.join(dir, 'qsd.sock');
+  const proc = spawn('qemu-storage-daemon', ['--chardev', `socket,path=${sock},server=on,wait=off,id=c0`, '--monitor', 'chardev=c0'], { stdio: 'ignore' });
+  for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
+  return fs.existsSync(sock) ? { proc, sock } : null;
+}
+
+export async function rpcBenchmarks(): Promise<void> {
+  const dir = benchDir();
+  const imageDir = path.join(dir, 'images');
+  fs.mkdirSync(imageDir);
+  await createImage(path.join(imageDir, 'z.qcow2'), { size: 4096 * MiB, zone: { mode: 'host-managed', size: 256 * MiB, 'max-append-bytes': 128 * 1024 } });
+  // Servers run in their own processes, as qemu-storage-daemon does, so the client is measured alone.
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const daemon = spawn(process.execPath, [QZONED, 'serve', '--image-dir', imageDir, '--socket', path.join(dir, 'q.sock'),
+    '--qmp', path.join(dir, 'qmp.sock'), '--ws', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const nothing = spawn(process.execPath, ['-e', DO_NOTHING, path.join(dir, 'nothing.sock')], { stdio: 'ignore' });
+  await waitForSocket(path.join(dir, 'q.sock'));
+  await waitForSocket(path.join(dir, 'nothing.sock'));
+  const qsd = await startQsd(dir);
+  try {
+    const unix = streamConn(await connectUnix(path.join(dir, 'q.sock')), (o) => `${JSON.stringify({ jsonrpc: '2.0', ...o })}\n`);
+    await unix.request({ method: 'blockdev-add', params: { driver: 'qcow2', 'node-name': 'z', file: { driver: 'file', filename: 'z.qcow2' } } });
+    const qmp = await qmpConn(path.join(dir, 'qmp.sock'));
+    const ws = await wsConn(`ws://127.0.0.1:${port}/`);
+    const none = streamConn(await connectUnix(path.join(dir, 'nothing.sock')), (o) => `${JSON.stringify({ jsonrpc: '2.0', ...o })}\n`);
+    const qsdConn = qsd ? await qmpConn(qsd.sock) : null;
+    const N = 3000;
+    const jr = (method: string, params: Record<string, unknown> = {}): Record<string, unknown> => ({ method, params });
+    const qm = (execute: string, args: Record<string, unknown> = {}): Record<string, unknown> => ({ execute, arguments: args });
+    let zoneCursor = 0;
+    const nextZone = () => ((zoneCursor++ % 15) + 1) * 256 * MiB;
+
+    const measure = async (label: string, ours: () => Promise<number>, refs: Array<[string, () => Promise<number>, { min: number; text: string } | undefined]>) => {
+      const o: number[] = [];
+      const r = refs.map(() => [] as number[]);
+      for (let k = 0; k < ROUNDS; k++) {
+        o.push(await ours());
+        for (let j = 0; j < refs.length; j++) r[j]!.push(await refs[j]![1]());
+      }
+      refs.forEach(([name, , goal], j) => report(label, median(o), median(r[j]!), name, 'req/s', goal, false));
+    };
+    const vsNothing = { min: 0.7, text: '>= 0.7x do-nothing' };
+    const nothingRef: [string, () => Promise<number>, typeof vsNothing] = ['do-nothing server', () => sequential(none, jr('query-version'), N), vsNothing];
+    const refsVersion: Array<[string, () => Promise<number>, { min: number; text: string } | undefined]> = [nothingRef];
+    if (qsdConn) refsVersion.push(['qemu-storage-daemon QMP', () => sequential(qsdConn, qm('query-version'), N), undefined]);
+    await measure('query-version round trips, unix socket', () => sequential(unix, jr('query-version'), N), refsVersion);
+    await measure('query-version round trips, QMP socket', () => sequential(qmp, qm('query-version'), N), refsVersion);
+    await measure('query-version round trips, WebSocket', () => sequential(ws, jr('query-version'), N), [nothingRef]);
+    await measure('one-zone report round trips, unix socket', () => sequential(unix, jr('blockdev-zone-report', { 'node-name': 'z', offset: 0, 'nr-zones': 1 }), N), [nothingRef]);
+    await measure('4 KiB append round trips, unix socket', async () => {
+      const z = nextZone();
+      return sequential(unix, jr('blockdev-zone-append', { 'node-name': 'z', offset: z, pattern: 7, length: 4096 }), N);
+    }, [nothingRef]);
+    // Pipelined: 64 in flight on one connection.
+    const P = 20000;
+    const pipeRefs: Array<[string, () => Promise<number>, { min: number; text: string } | undefined]> = [];
+    if (qsdConn) pipeRefs.push(['qemu-storage-daemon QMP, 64 in flight', () => pipelined(qsdConn, () => qm('query-version'), 5000, 64), { min: 10, text: '>= 10x qemu-storage-daemon' }]);
+    pipeRefs.push(['do-nothing server, 64 in flight', () => pipelined(none, () => jr('query-version'), P, 64), undefined]);
+    await measure('query-version, 64 in flight on one unix connection', () => pipelined(unix, () => jr('query-version'), P, 64), pipeRefs);
+
+    // 128 KiB appends through the service against engine-direct, same image geometry.
+    const payload = 128 * 1024;
+    const count = 1024;
+    const serviceRate: number[] = [];
+    const directRate: number[] = [];
+    for (let k = 0; k < ROUNDS; k++) {
+      await unix.request(jr('blockdev-zone-mgmt', { 'node-name': 'z', op: 'reset', all: true }));
+      const t = await timeAsync(async () => {
+        let sent = 0;
+        await Promise.all(Array.from({ length: 4 }, async () => {
+          while (sent < count) { const z = (1 + (sent++ % 8)) * 256 * MiB; await unix.request(jr('blockdev-zone-append', { 'node-name': 'z', offset: z, pattern: 9, length: payload })); }
+        }));
+      });
+      serviceRate.push((count * payload) / MiB / t);
+      const direct = path.join(dir, 'direct.qcow2');
+      fs.rmSync(direct, { force: true });
+      await ZonedImage.create(direct, { size: 4096 * MiB }, { mode: 'host-managed', size: 256 * MiB, 'max-append-bytes': payload });
+      const img = await ZonedImage.open(direct);
+      const buf = Buffer.alloc(payload, 9);
+      const td = timeSync(() => { for (let i = 0; i < count; i++) img.append((1 + (i % 8)) * 256 * MiB, buf); });
+      await img.close();
+      directRate.push((count * payload) / MiB / td);
+    }
+    report('128 KiB appends through the service (unix socket, 4 in flight)', median(serviceRate), median(directRate), 'engine-direct', 'MiB/s', { min: 0.5, text: '>= 0.5x engine-direct' }, false);
+    for (const c of [unix, qmp, ws, none, ...(qsdConn ? [qsdConn] : [])]) c.close();
+  } finally {
+    qsd?.proc.kill('SIGTERM');
+    nothing.kill('SIGTERM');
+    daemon.kill('SIGTERM');
+    await new Promise((r) => daemon.once('exit', r));
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
