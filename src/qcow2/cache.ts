@@ -15,7 +15,18 @@ import type { BlockFile } from '../block/file-io.js';
 export abstract class FlushNode {
   readonly name: string;
   protected readonly file: BlockFile;
-  private readonly deps = new Set<FlushNode>();
+  /**
+   * Nodes this one waits for, each with the other's flushSeq when the edge was made: the edge
+   * covers the other's state as of then, and is satisfied once a flush that started later has
+   * completed. Without that, an edge outlives what it protected and, next to a reverse edge made
+   * later (a free after an allocation), forms a cycle that flushes the newer state in the wrong
+   * order (rule 2 broken by a stale rule 1 edge).
+   */
+  private readonly deps = new Map<FlushNode, number>();
+  /** Number of flushes started (writeBack begun). */
+  private flushSeq = 0;
+  /** flushSeq of the last flush whose sync completed. */
+  private durableSeq = 0;
 
   constructor(name: string, file: BlockFile) {
     this.name = name;
@@ -29,21 +40,27 @@ export abstract class FlushNode {
   /** Called once the sync after writeBack() returned: the written state is durable. */
   protected afterDurable(): void {}
 
-  /** Records that this node's dirty state may reach the disk only after `other`'s. */
+  private satisfied(other: FlushNode, seqAtEdge: number): boolean {
+    return other.durableSeq > seqAtEdge || !other.isDirty();
+  }
+
+  /** Records that this node's dirty state may reach the disk only after `other`'s current state. */
   dependsOn(other: FlushNode): void {
-    if (other === this || this.deps.has(other)) return;
+    if (other === this || !other.isDirty()) return;
     if (other.waitsFor(this)) {
       // Rule 6: `other` waits for us and we are about to wait for it. Make ourselves durable
       // first (as QEMU flushes the dependency's dependency), which satisfies `other`'s wait.
       this.flush();
     }
-    this.deps.add(other);
+    // Replaces an older edge to `other`: the newer one covers more of its state.
+    this.deps.set(other, other.flushSeq);
   }
 
   /** Does this node (transitively) wait for `target`'s dirty state? */
   private waitsFor(target: FlushNode, seen = new Set<FlushNode>()): boolean {
     if (!target.isDirty()) return false;
-    for (const d of this.deps) {
+    for (const [d, seq] of this.deps) {
+      if (this.satisfied(d, seq)) continue;
       if (d === target) return true;
       if (!seen.has(d)) {
         seen.add(d);
@@ -57,15 +74,17 @@ export abstract class FlushNode {
   flush(): void {
     this.flushDependencies();
     if (!this.isDirty()) return;
+    const seq = ++this.flushSeq;
     this.writeBack();
     this.file.sync();
     this.afterDurable();
+    this.durableSeq = seq;
   }
 
   /** Makes every dependency durable (with a sync after them), leaving this node's own state dirty. */
   protected flushDependencies(): void {
     if (this.deps.size === 0) return;
-    const pending = [...this.deps];
+    const pending = [...this.deps].filter(([d, seq]) => !this.satisfied(d, seq)).map(([d]) => d);
     this.deps.clear();
     for (const d of pending) d.flush();
   }

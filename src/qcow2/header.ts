@@ -52,8 +52,12 @@ function u64(buf: Buffer, off: number, what: string): number {
 
 /** Parses cluster 0 (at least the first cluster's bytes; fewer if the file is shorter). */
 export function parseHeader(buf: Buffer): Qcow2Header {
-  if (buf.length < V2_HEADER_LENGTH || buf.readUInt32BE(HEADER.magic) !== QCOW2_MAGIC) {
+  if (buf.length < 4 || buf.readUInt32BE(HEADER.magic) !== QCOW2_MAGIC) {
     throw corrupt('not a qcow2 image: the file does not start with the qcow2 magic "QFI\\xfb"');
+  }
+  // A file that starts with the magic but ends early is a truncated image, not a foreign file.
+  if (buf.length < V2_HEADER_LENGTH) {
+    throw corrupt(`the qcow2 header is truncated: the file ends after ${buf.length} bytes, before the ${V2_HEADER_LENGTH} bytes every header has`);
   }
   const version = buf.readUInt32BE(HEADER.version);
   if (version !== 2 && version !== 3) throw unsupported(`qcow2 version ${version} is not supported (versions 2 and 3 are)`);
@@ -86,7 +90,7 @@ export function parseHeader(buf: Buffer): Qcow2Header {
     featureNames: new Map(),
   };
   if (version === 3) {
-    if (buf.length < V3_MIN_HEADER_LENGTH) throw corrupt('the qcow2 v3 header is truncated');
+    if (buf.length < V3_MIN_HEADER_LENGTH) throw corrupt(`the qcow2 v3 header is truncated: the file ends after ${buf.length} bytes, before the ${V3_MIN_HEADER_LENGTH} bytes a version 3 header has`);
     h.incompatible = buf.readBigUInt64BE(HEADER.incompatibleFeatures);
     h.compatible = buf.readBigUInt64BE(HEADER.compatibleFeatures);
     h.autoclear = buf.readBigUInt64BE(HEADER.autoclearFeatures);
