@@ -5,11 +5,11 @@
  * image, so write pointers are durable before the process exits.
  */
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import { BlockGraph } from './block/graph.js';
 import { ImageDir } from './block/paths.js';
 import { JobList } from './jobs/job-list.js';
-import { createHandlers, type Services, type VersionNumbers } from './handlers/index.js';
+import { createHandlers, type Services } from './handlers/index.js';
+import { qzonedVersion } from './version.js';
 import { Dispatcher } from './rpc/dispatch.js';
 import { EventBus } from './rpc/events.js';
 import { createLogger, type Logger } from './log.js';
@@ -35,24 +35,7 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-export function qzonedVersion(): VersionNumbers {
-  const require = createRequire(import.meta.url);
-  let version = '0.0.0';
-  // dist/src/daemon.js and src/daemon.ts sit at different depths below package.json.
-  for (const candidate of ['../../package.json', '../package.json']) {
-    try {
-      const pkg = require(candidate) as { name?: string; version?: string };
-      if (pkg.name === 'qzoned' && pkg.version) {
-        version = pkg.version;
-        break;
-      }
-    } catch {
-      // Try the next depth.
-    }
-  }
-  const [major = 0, minor = 0, micro = 0] = version.split('.').map((n) => Number.parseInt(n, 10) || 0);
-  return { major, minor, micro, package: `qzoned ${major}.${minor}.${micro}` };
-}
+export { qzonedVersion };
 
 /** Everything but the listeners: what a handler test builds in-process. */
 export function createServices(options: { imageDir: string; log: Logger; events?: EventBus; zoneEventIntervalMs?: number }): Services {

@@ -5,6 +5,7 @@ import { imgCommand } from './img.js';
 import { ioCommand } from './io.js';
 import { serveCommand } from './serve.js';
 import { shellCommand } from '../../clients/shell/main.js';
+import { qzonedVersion } from '../version.js';
 
 export interface CliStreams {
   out(text: string): void;
@@ -15,18 +16,6 @@ const processStreams: CliStreams = {
   out: (text) => { process.stdout.write(text); },
   err: (text) => { process.stderr.write(text); },
 };
-
-function placeholder(ctx: CliContext, name: string, what: string): Command {
-  return new Command(name)
-    .description(`${what} (not built yet)`)
-    .allowUnknownOption()
-    .allowExcessArguments()
-    .argument('[args...]')
-    .action(() => {
-      ctx.err(`qzoned: '${name}' is not built yet: ${what} arrives with a later issue\n`);
-      ctx.exitCode = 1;
-    });
-}
 
 /** Every command, subcommands included, reports through ctx and throws instead of exiting the process. */
 function configure(command: Command, ctx: CliContext): void {
@@ -42,7 +31,7 @@ function configure(command: Command, ctx: CliContext): void {
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('qzoned')
     .description('zoned storage emulated in qcow2 images: a QMP-style service and offline tools')
-    .version('0.1.0');
+    .version(qzonedVersion().package.replace("qzoned ", ""));
   program.addCommand(serveCommand(ctx));
   program.addCommand(imgCommand(ctx));
   program.addCommand(ioCommand(ctx));

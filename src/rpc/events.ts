@@ -6,8 +6,12 @@
 import type { EventName, EventTypes } from '../generated/commands.js';
 import type { EventListener, QzonedEvent, Timestamp } from './types.js';
 
+/** Wall-clock microseconds at start, minus the monotonic clock then: now = base + monotonic. */
+const CLOCK_BASE_US = BigInt(Date.now()) * 1000n - process.hrtime.bigint() / 1000n;
+
+/** QMP's event timestamp: wall-clock seconds and microseconds, never going backwards. */
 export function timestampNow(): Timestamp {
-  const micros = BigInt(Date.now()) * 1000n + BigInt(Math.floor((performance.now() % 1) * 1000));
+  const micros = CLOCK_BASE_US + process.hrtime.bigint() / 1000n;
   return { seconds: Number(micros / 1_000_000n), microseconds: Number(micros % 1_000_000n) };
 }
 

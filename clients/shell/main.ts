@@ -1,0 +1,321 @@
+/**
+ * `qzoned shell` (cli.md): a REPL in the spirit of qmp-shell over any transport. Interactive on a
+ * terminal (node:readline: line editing, Tab completion, history in ~/.qzoned_history); with -c, or
+ * with lines on a non-terminal stdin, it runs them in order and stops at the first error (exit 1).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as readline from 'node:readline';
+import { Command } from 'commander';
+import { isIoCommand, splitIoLine } from '../../src/cli/io-commands.js';
+import { collect, reportError, type CliContext } from '../../src/cli/context.js';
+import { COMMAND_NAMES, isCommandName } from '../../src/generated/commands.js';
+import type { QzonedClient } from '../client/client.js';
+import { connectHttp, connectQmp, connectUnix, connectWebSocket } from '../client/index.js';
+import { ClientError, DisconnectedError, ExecuteError } from '../client/errors.js';
+import { complete } from './complete.js';
+import { helpCommand, helpOverview } from './help.js';
+import { runShortcut } from './io-shortcuts.js';
+import { formatSyntaxError, LineSyntaxError, parseLine } from './parse-line.js';
+import { formatEvent, formatFailure, formatJobEnd, formatReturn, JobProgressBar } from './render.js';
+
+export const PROMPT = '(qzoned) ';
+export const HISTORY_FILE = '.qzoned_history';
+const HISTORY_SIZE = 1024;
+
+export interface ShellOptions {
+  socket?: string;
+  qmp?: string;
+  ws?: string;
+  token?: string;
+  tlsCa?: string;
+  insecure?: boolean;
+  pretty?: boolean;
+  cmd: string[];
+}
+
+async function connectFrom(o: ShellOptions): Promise<QzonedClient> {
+  const chosen = [o.socket, o.qmp, o.ws].filter((v) => v !== undefined);
+  if (chosen.length > 1) throw new ClientError('Give one of --socket, --qmp and --ws, not several');
+  if (o.qmp !== undefined) return connectQmp(o.qmp);
+  if (o.ws !== undefined) {
+    const tls = { ca: o.tlsCa !== undefined ? fs.readFileSync(o.tlsCa) : undefined, rejectUnauthorized: o.insecure !== true };
+    const web = { token: o.token, tls };
+    // An http(s):// URL talks JSON-RPC over POST (no events); ws(s):// over WebSocket.
+    return /^https?:/i.test(o.ws) ? connectHttp(o.ws, web) : connectWebSocket(o.ws, web);
+  }
+  return connectUnix(o.socket ?? './qzoned.sock');
+}
+
+/** Nearest command names by edit distance, for "did you mean". */
+function suggest(name: string): string | undefined {
+  const distance = (a: string, b: string): number => {
+    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+    for (let i = 1; i <= a.length; i++) {
+      let prev = row[0]!;
+      row[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const keep = row[j]!;
+        row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+        prev = keep;
+      }
+    }
+    return row[b.length]!;
+  };
+  let best: string | undefined;
+  let bestDistance = 4;
+  for (const candidate of COMMAND_NAMES) {
+    const d = distance(name, candidate);
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+/** One connected shell: runs lines, prints results and events. Used by both modes. */
+export class ShellSession {
+  /** Set by quit/exit. */
+  done = false;
+  /** Set when the connection dropped: nothing more can run. */
+  disconnected = false;
+  private bar: JobProgressBar | null = null;
+  /** Prints text that arrives asynchronously (events) without breaking the prompt line. */
+  printAsync: (text: string) => void;
+
+  constructor(readonly client: QzonedClient, private readonly ctx: CliContext, private readonly pretty: boolean) {
+    this.printAsync = (text) => ctx.out(text);
+    if (client.hasEvents) {
+      client.onAnyEvent((event) => {
+        const text = formatEvent(event, pretty);
+        if (this.bar) this.bar.log(text);
+        else this.printAsync(text);
+      });
+    }
+    client.onClose((error) => {
+      this.disconnected = true;
+      this.printAsync(`Disconnected: ${error.message}\n`);
+    });
+  }
+
+  /** Runs one line; false when it failed (a script stops there). */
+  async run(line: string): Promise<boolean> {
+    const trimmed = line.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) return true;
+    const words = splitIoLine(trimmed);
+    const first = words[0]!;
+    if (first === 'quit' || first === 'exit' || first === 'q') {
+      this.done = true;
+      return true;
+    }
+    if (first === 'help') return this.help(words[1]);
+    if (isIoCommand(first)) {
+      return this.guard(first, () => runShortcut(this.client, words, { out: this.ctx.out, err: this.ctx.err }));
+    }
+    let parsed;
+    try {
+      parsed = parseLine(trimmed);
+    } catch (e) {
+      if (e instanceof LineSyntaxError) {
+        this.ctx.err(formatSyntaxError(e));
+        return false;
+      }
+      throw e;
+    }
+    if (parsed.kind === 'empty') return true;
+    const { command, arguments: args } = parsed;
+    return this.guard(command, async () => {
+      const result = await this.client.execute(command, args);
+      this.ctx.out(formatReturn(result, this.pretty));
+      if (command === 'blockdev-create' && typeof args['job-id'] === 'string') return this.followJob(args['job-id']);
+      return true;
+    });
+  }
+
+  private async help(topic: string | undefined): Promise<boolean> {
+    if (topic === undefined) {
+      this.ctx.out(await helpOverview());
+      return true;
+    }
+    const text = await helpCommand(topic);
+    if (text === undefined) {
+      const near = suggest(topic);
+      this.ctx.err(`help: no command '${topic}'${near ? `; did you mean ${near}?` : ''}\n`);
+      return false;
+    }
+    this.ctx.out(text);
+    return true;
+  }
+
+  private async guard(command: string, action: () => Promise<boolean>): Promise<boolean> {
+    try {
+      return await action();
+    } catch (e) {
+      let text = formatFailure(command, e);
+      if (e instanceof ExecuteError && e.errorClass === 'CommandNotFound' && !isCommandName(command)) {
+        const near = suggest(command);
+        if (near) text = text.replace(/\n$/, ` (did you mean ${near}?)\n`);
+      }
+      if (e instanceof DisconnectedError) this.disconnected = true;
+      this.ctx.err(text);
+      return false;
+    }
+  }
+
+  /** A created job: a progress bar until it concludes, then its outcome (a failed job is an error). */
+  private async followJob(id: string): Promise<boolean> {
+    const stream = process.stderr;
+    this.bar = stream.isTTY ? new JobProgressBar(id, stream) : null;
+    let job;
+    try {
+      job = await this.client.waitForJob(id, { onProgress: (info) => this.bar?.update(info) });
+    } finally {
+      this.bar?.stop();
+      this.bar = null;
+    }
+    const text = formatJobEnd(job);
+    if (job.error !== undefined) {
+      this.ctx.err(text);
+      return false;
+    }
+    this.ctx.out(text);
+    return true;
+  }
+}
+
+function historyPath(): string {
+  return path.join(os.homedir(), HISTORY_FILE);
+}
+
+function loadHistory(): string[] {
+  try {
+    const lines = fs.readFileSync(historyPath(), 'utf8').split('\n').filter((l) => l.length > 0);
+    // The file is oldest first (as GNU readline writes it); readline wants newest first.
+    return lines.slice(-HISTORY_SIZE).reverse();
+  } catch {
+    return [];
+  }
+}
+
+function saveHistory(history: readonly string[]): void {
+  try {
+    fs.writeFileSync(historyPath(), [...history].reverse().join('\n') + '\n', { mode: 0o600 });
+  } catch {
+    // No writable home: the shell still works, without persistent history.
+  }
+}
+
+async function interactive(session: ShellSession, ctx: CliContext): Promise<void> {
+  const { client } = session;
+  const nodeNames = async (): Promise<string[]> => (await client.queryNamedBlockNodes()).map((n) => n['node-name']);
+  const rl = readline.createInterface({
+    input: process.stdin,
+    output: process.stdout,
+    prompt: PROMPT,
+    terminal: true,
+    history: loadHistory(),
+    historySize: HISTORY_SIZE,
+    completer: (line: string, callback: (error: Error | null, result: [string[], string]) => void) => {
+      complete(line, { nodeNames }).then((r) => callback(null, r), (e: Error) => callback(e, [[], line]));
+    },
+  });
+  rl.on('history', (history: string[]) => saveHistory(history));
+
+  let busy = false;
+  session.printAsync = (text) => {
+    if (busy) {
+      ctx.out(text);
+      return;
+    }
+    // Above the prompt, then the prompt and what was being typed again.
+    readline.clearLine(process.stdout, 0);
+    readline.cursorTo(process.stdout, 0);
+    ctx.out(text);
+    rl.prompt(true);
+  };
+
+  const version = client.greeting?.QMP.version.package ?? (await client.queryVersion()).package;
+  ctx.out(`Welcome to the qzoned shell!\nConnected to ${version} (${client.transport} ${client.address})\n\n`);
+
+  await new Promise<void>((resolve) => {
+    let queue = Promise.resolve();
+    rl.on('line', (line) => {
+      queue = queue.then(async () => {
+        busy = true;
+        await session.run(line);
+        busy = false;
+        if (session.done || session.disconnected) rl.close();
+        else rl.prompt();
+      });
+    });
+    rl.on('SIGINT', () => {
+      // As a shell does: drop the line being typed, keep going (Ctrl-D leaves).
+      rl.write(null, { ctrl: true, name: 'e' });
+      rl.write(null, { ctrl: true, name: 'u' });
+      ctx.out('^C\n');
+      rl.prompt();
+    });
+    rl.on('close', () => {
+      if (!session.done && !session.disconnected) ctx.out('\n');
+      resolve();
+    });
+    rl.prompt();
+  });
+}
+
+async function script(session: ShellSession, lines: AsyncIterable<string> | Iterable<string>): Promise<boolean> {
+  for await (const line of lines) {
+    if (!(await session.run(line))) return false;
+    if (session.done) break;
+  }
+  return true;
+}
+
+export async function runShell(options: ShellOptions, ctx: CliContext): Promise<void> {
+  let client: QzonedClient;
+  try {
+    client = await connectFrom(options);
+  } catch (e) {
+    reportError(ctx, e);
+    return;
+  }
+  const session = new ShellSession(client, ctx, options.pretty === true);
+  try {
+    if (options.cmd.length > 0) {
+      if (!(await script(session, options.cmd))) ctx.exitCode = 1;
+    } else if (process.stdin.isTTY) {
+      await interactive(session, ctx);
+    } else {
+      const rl = readline.createInterface({ input: process.stdin, terminal: false, crlfDelay: Infinity });
+      try {
+        if (!(await script(session, rl))) ctx.exitCode = 1;
+      } finally {
+        rl.close();
+      }
+    }
+  } catch (e) {
+    reportError(ctx, e);
+  } finally {
+    await client.close();
+  }
+}
+
+/** The `shell` subcommand for src/cli/main.ts. */
+export function shellCommand(ctx: CliContext): Command {
+  return new Command('shell')
+    .description('a REPL like qmp-shell: COMMAND key=value ..., JSON lines, qemu-io zone commands on a node; -c or stdin for scripts')
+    .usage('[--socket PATH | --qmp PATH | --ws URL [--token T]] [-p] [-c LINE]...')
+    .option('--socket <path>', 'JSON-RPC unix socket (default ./qzoned.sock)')
+    .option('--qmp <path>', 'QMP unix socket')
+    .option('--ws <url>', 'ws:// or wss:// (WebSocket), or http:// or https:// (POST, no events)')
+    .option('--token <token>', 'token for --ws (sent as Authorization: Bearer)')
+    .option('--tls-ca <file>', 'PEM certificate to trust for wss:// and https:// (a self-signed server)')
+    .option('--insecure', 'accept any TLS certificate (testing only)')
+    .option('-p, --pretty', 'pretty-print replies and events (indent 4, sorted keys)')
+    .option('-c, --cmd <line>', 'run LINE; repeatable, in order; stops at the first error (exit 1)', collect, [] as string[])
+    .action(async (opts: ShellOptions) => {
+      await runShell(opts, ctx);
+    });
+}
