@@ -22,6 +22,14 @@ export function benchDir(): string {
   return fs.mkdtempSync(path.join(base, 'run-'));
 }
 
+/**
+ * Writes back every dirty page before a timed run, so no run pays for the previous one's
+ * write-back (the kernel throttles writers once dirty pages pile up, which made runs vary 5x).
+ */
+export function settle(): void {
+  spawnSync('sync', [], { stdio: 'ignore' });
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);

@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { benchDir, hasTool, median, QZONED, report, run, runCompleted, timeSync } from './lib.js';
+import { benchDir, hasTool, median, QZONED, report, run, runCompleted, settle, timeSync } from './lib.js';
 import { Qcow2Image } from '../src/qcow2/image.js';
 
 const ROUNDS = Number(process.env.QZONED_BENCH_ROUNDS ?? 3);
@@ -71,9 +71,11 @@ export async function qcow2Benchmarks(): Promise<void> {
           } else {
             fs.copyFileSync(written, file);
           }
+          settle();
           const out = who === 'qemu' ? run('qemu-img', benchArgs(s, file)) : run(process.execPath, [QZONED, 'img', ...benchArgs(s, file)]);
           (who === 'qemu' ? qemu : ours).push(runCompleted(out));
         }
+        settle();
         if (s.write) floor.push(floorWrites(path.join(dir, 'floor.raw'), s.count, s.size));
       }
       report(s.name, median(ours), median(qemu), 'qemu-img bench', 's', s.goal);

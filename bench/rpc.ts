@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { benchDir, hasTool, median, QZONED, report, timeAsync, timeSync } from './lib.js';
+import { benchDir, hasTool, median, QZONED, report, ROOT, timeAsync, timeSync } from './lib.js';
 import { createImage } from '../src/block/images.js';
 import { ZonedImage } from '../src/zoned/zoned-image.js';
 
@@ -103,6 +103,16 @@ net.createServer((sock) => {
 }).listen(process.argv[1]);
 `;
 
+/** The do-nothing WebSocket server: the same answer, through ws. */
+const DO_NOTHING_WS = `
+const { WebSocketServer } = require(process.argv[2]);
+const wss = new WebSocketServer({ host: '127.0.0.1', port: Number(process.argv[1]) });
+wss.on('connection', (ws) => ws.on('message', (d) => {
+  const msg = JSON.parse(String(d));
+  ws.send('{"jsonrpc":"2.0","id":' + msg.id + ',"result":{}}');
+}));
+`;
+
 async function waitForSocket(p: string): Promise<void> {
   for (let i = 0; i < 200 && !fs.existsSync(p); i++) await new Promise((r) => setTimeout(r, 50));
   if (!fs.existsSync(p)) throw new Error(`no socket appeared at ${p}`);
@@ -142,6 +152,8 @@ export async function rpcBenchmarks(): Promise<void> {
   const daemon = spawn(process.execPath, [QZONED, 'serve', '--image-dir', imageDir, '--socket', path.join(dir, 'q.sock'),
     '--qmp', path.join(dir, 'qmp.sock'), '--ws', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const nothing = spawn(process.execPath, ['-e', DO_NOTHING, path.join(dir, 'nothing.sock')], { stdio: 'ignore' });
+  const wsPort = port + 1;
+  const nothingWs = spawn(process.execPath, ['-e', DO_NOTHING_WS, String(wsPort), path.join(ROOT, 'node_modules', 'ws')], { stdio: 'ignore' });
   await waitForSocket(path.join(dir, 'q.sock'));
   await waitForSocket(path.join(dir, 'nothing.sock'));
   const qsd = await startQsd(dir);
@@ -173,7 +185,10 @@ export async function rpcBenchmarks(): Promise<void> {
     if (qsdConn) refsVersion.push(['qemu-storage-daemon QMP', () => sequential(qsdConn, qm('query-version'), N), undefined]);
     await measure('query-version round trips, unix socket', () => sequential(unix, jr('query-version'), N), refsVersion);
     await measure('query-version round trips, QMP socket', () => sequential(qmp, qm('query-version'), N), refsVersion);
-    await measure('query-version round trips, WebSocket', () => sequential(ws, jr('query-version'), N), [nothingRef]);
+    let noneWs: Conn | null = null;
+    for (let i = 0; i < 50 && !noneWs; i++) noneWs = await wsConn(`ws://127.0.0.1:${wsPort}/`).catch(async () => { await new Promise((r) => setTimeout(r, 100)); return null; });
+    await measure('query-version round trips, WebSocket', () => sequential(ws, jr('query-version'), N),
+      [['do-nothing WebSocket server', () => sequential(noneWs!, jr('query-version'), N), vsNothing]]);
     await measure('one-zone report round trips, unix socket', () => sequential(unix, jr('blockdev-zone-report', { 'node-name': 'z', offset: 0, 'nr-zones': 1 }), N), [nothingRef]);
     await measure('4 KiB append round trips, unix socket', async () => {
       const z = nextZone();
@@ -210,10 +225,11 @@ export async function rpcBenchmarks(): Promise<void> {
       directRate.push((count * payload) / MiB / td);
     }
     report('128 KiB appends through the service (unix socket, 4 in flight)', median(serviceRate), median(directRate), 'engine-direct', 'MiB/s', { min: 0.5, text: '>= 0.5x engine-direct' }, false);
-    for (const c of [unix, qmp, ws, none, ...(qsdConn ? [qsdConn] : [])]) c.close();
+    for (const c of [unix, qmp, ws, none, noneWs!, ...(qsdConn ? [qsdConn] : [])]) c.close();
   } finally {
     qsd?.proc.kill('SIGTERM');
     nothing.kill('SIGTERM');
+    nothingWs.kill('SIGTERM');
     daemon.kill('SIGTERM');
     await new Promise((r) => daemon.once('exit', r));
     fs.rmSync(dir, { recursive: true, force: true });

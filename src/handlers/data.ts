@@ -34,5 +34,21 @@ export function payload(command: string, params: { data?: string; pattern?: numb
     return bytes;
   }
   checkDataLength(params.length!, 'length');
-  return Buffer.alloc(params.length!, params.pattern!);
+  return patternBuffer(params.pattern!, params.length!);
+}
+
+/**
+ * The last pattern buffer, reused: a fresh 128 KiB buffer costs more in page faults than the
+ * engine's whole write of it, and benchmarks and tools repeat one pattern. The engine never
+ * modifies the data it is given, so sharing it is safe; callers must not modify it either.
+ */
+let lastPattern: Buffer = Buffer.alloc(0);
+let lastPatternByte = 0;
+
+function patternBuffer(pattern: number, length: number): Buffer {
+  if (lastPattern.length !== length || lastPatternByte !== pattern) {
+    lastPattern = Buffer.alloc(length, pattern);
+    lastPatternByte = pattern;
+  }
+  return lastPattern;
 }

@@ -56,6 +56,7 @@ export function toQmpJson(v: unknown): string {
     case 'bigint':
       return v.toString();
     case 'number':
+      if (Number.isSafeInteger(v)) return String(v);
       return Number.isInteger(v) && Math.abs(v) < 2 ** 63 ? BigInt(v).toString() : formatDouble(v);
     case 'object': {
       if (v instanceof QmpFloat) return formatDouble(v.value);

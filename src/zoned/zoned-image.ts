@@ -243,6 +243,9 @@ export class ZonedImage {
         if (written > 0) this.qcow2.discard(z.start, written);
         this.needsCleanup.delete(z.zone);
       }
+      // Rule 6, the simple way: the cleared L2 entries are durable before reset returns; the
+      // refcount decreases stay cached until the next flush.
+      this.qcow2.flushMappings();
       this.changed(changed);
     } else {
       this.changed(this.model.commitMgmt(plan));
