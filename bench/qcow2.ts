@@ -75,6 +75,7 @@ export async function qcow2Benchmarks(): Promise<void> {
           const out = who === 'qemu' ? run('qemu-img', benchArgs(s, file)) : run(process.execPath, [QZONED, 'img', ...benchArgs(s, file)]);
           (who === 'qemu' ? qemu : ours).push(runCompleted(out));
         }
+        fs.rmSync(path.join(dir, 'floor.raw'), { force: true });
         settle();
         if (s.write) floor.push(floorWrites(path.join(dir, 'floor.raw'), s.count, s.size));
       }

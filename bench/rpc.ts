@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { benchDir, hasTool, median, QZONED, report, ROOT, timeAsync, timeSync } from './lib.js';
+import { benchDir, hasTool, median, QZONED, report, ROOT, settle, timeAsync, timeSync } from './lib.js';
 import { createImage } from '../src/block/images.js';
 import { ZonedImage } from '../src/zoned/zoned-image.js';
 
@@ -208,6 +208,7 @@ export async function rpcBenchmarks(): Promise<void> {
     const directRate: number[] = [];
     for (let k = 0; k < ROUNDS; k++) {
       await unix.request(jr('blockdev-zone-mgmt', { 'node-name': 'z', op: 'reset', all: true }));
+      settle();
       const t = await timeAsync(async () => {
         let sent = 0;
         await Promise.all(Array.from({ length: 4 }, async () => {
@@ -220,6 +221,7 @@ export async function rpcBenchmarks(): Promise<void> {
       await ZonedImage.create(direct, { size: 4096 * MiB }, { mode: 'host-managed', size: 256 * MiB, 'max-append-bytes': payload });
       const img = await ZonedImage.open(direct);
       const buf = Buffer.alloc(payload, 9);
+      settle();
       const td = timeSync(() => { for (let i = 0; i < count; i++) img.append((1 + (i % 8)) * 256 * MiB, buf); });
       await img.close();
       directRate.push((count * payload) / MiB / td);

@@ -345,8 +345,9 @@ export class Qcow2Image {
     const beyondEnd = host >= this.file.end;
     const headKeep = start > 0 && (old[0]!.kind === 'compressed' || old[0]!.kind === 'normal');
     const tailKeep = stop < k * cs && (old[k - 1]!.kind === 'compressed' || old[k - 1]!.kind === 'normal');
-    if (beyondEnd && !headKeep && !tailKeep) {
-      // Rule 5's one exception: clusters wholly beyond the end of the file read as zeros already.
+    if ((beyondEnd && !headKeep && !tailKeep) || (start === 0 && stop === k * cs)) {
+      // The write covers the clusters whole, or (rule 5's one exception) they lie wholly beyond
+      // the end of the file, where the parts it does not cover read as zeros already.
       this.file.pwrite(bytes, host + start);
     } else {
       const buf = Buffer.alloc(k * cs);
