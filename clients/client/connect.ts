@@ -98,7 +98,7 @@ export function executeErrorFromJsonRpc(command: string, error: WireError): Exec
 export function executeErrorFromQmp(command: string, error: { class: ErrorClass; desc: string; reason?: Reason }): ExecuteError {
   const code = error.class === 'CommandNotFound' ? JSONRPC_CODES.methodNotFound
     : error.class === 'DeviceNotFound' ? JSONRPC_CODES.deviceNotFound
-      : JSONRPC_CODES.failed;
+      : JSONRPC_CODES.commandFailed;
   return new ExecuteError({ command, errorClass: error.class, reason: error.reason, code, message: error.desc });
 }
 

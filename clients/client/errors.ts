@@ -29,16 +29,8 @@ export class ProtocolError extends ClientError {}
 
 export class DisconnectedError extends ClientError {}
 
-/** JSON-RPC codes as protocol.md §2 assigns them; QMP replies carry only the class, so the code is derived. */
-export const JSONRPC_CODES = {
-  parseError: -32700,
-  invalidRequest: -32600,
-  methodNotFound: -32601,
-  invalidParams: -32602,
-  internalError: -32603,
-  failed: -32000,
-  deviceNotFound: -32001,
-} as const;
+/** JSON-RPC codes as protocol.md §2 assigns them (the server's table); QMP replies carry only the class, so the code is derived. */
+export { JSONRPC_CODES } from '../../src/rpc/wire-errors.js';
 
 export interface ExecuteErrorFields {
   command: string;
