@@ -7,12 +7,10 @@ import { fileURLToPath } from 'node:url';
 import type { ZoneCondition, ZoneDescriptor } from '../../src/block/images.js';
 import { fail } from '../../src/errors.js';
 import type { IoTarget, IoZoneOps } from '../../src/cli/io-commands.js';
+import { toolInstalled } from '../helpers/tools.js';
 
-export function hasTool(name: string): boolean {
-  return spawnSync(name, ['--version'], { stdio: 'ignore' }).status === 0;
-}
-export const HAVE_QEMU_IMG = hasTool('qemu-img');
-export const HAVE_QEMU_IO = hasTool('qemu-io');
+export const HAVE_QEMU_IMG = toolInstalled('qemu-img');
+export const HAVE_QEMU_IO = toolInstalled('qemu-io');
 
 export function tempDir(): { dir: string; cleanup(): void } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qzoned-cli-'));

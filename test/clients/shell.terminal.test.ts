@@ -4,23 +4,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
 import { makeTempDir, removeDir } from '../helpers/tmp.js';
+import { toolInstalled } from '../helpers/tools.js';
 
 // dist/test/clients/ → the repository root.
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const QZONED = path.join(ROOT, 'bin', 'qzoned.js');
 
-const hasTmux = (() => {
-  try {
-    execFileSync('tmux', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const hasTmux = toolInstalled('tmux', '-V');
 
 let dir: string;
 let home: string;
@@ -71,6 +65,18 @@ class Terminal {
     }
   }
 
+  /** Types a line and presses Enter. */
+  async enter(line: string): Promise<void> {
+    await this.type(line);
+    this.key('Enter');
+  }
+
+  /** Ctrl-D at an empty prompt, then waits for bash's prompt: the shell has exited. */
+  async exitShell(): Promise<void> {
+    this.key('C-d');
+    await this.waitFor(/^\$ ?$/m);
+  }
+
   key(...keys: string[]): void {
     execFileSync('tmux', ['-L', tmuxServer, 'send-keys', '-t', this.name, ...keys]);
   }
@@ -108,13 +114,18 @@ class Terminal {
 
 const shellCommand = (): string => `node ${QZONED} shell --socket ${socket}`;
 
+/** A terminal, closed when the test ends, in which `qzoned shell` has just been started. */
+async function startShell(t: ExecutionContext, name: string): Promise<Terminal> {
+  const term = new Terminal(name);
+  t.teardown(() => term.close());
+  await term.enter(shellCommand());
+  return term;
+}
+
 const tmuxTest = hasTmux ? test.serial : (name: string) => test.skip(`${name} (tmux not installed)`, () => {});
 
 tmuxTest('interactive: banner, Tab completes commands, arguments and enum values, replies and helpful errors', async (t) => {
-  const term = new Terminal('complete');
-  t.teardown(() => term.close());
-  await term.type(shellCommand());
-  term.key('Enter');
+  const term = await startShell(t, 'complete');
   await term.waitFor(/Welcome to the qzoned shell!\nConnected to qzoned \d+\.\d+\.\d+ \(unix .*\)\n\n\(qzoned\) ?$/m);
 
   await term.type('query-ver');
@@ -138,96 +149,73 @@ tmuxTest('interactive: banner, Tab completes commands, arguments and enum values
   await term.type(' off');
   term.key('Tab');
   await term.waitFor(/^\(qzoned\) blockdev-zone-mgmt node-name=nowhere op=finish offset=$/m);
-  await term.type('0 length=1M');
-  term.key('Enter');
+  await term.enter('0 length=1M');
   await term.waitFor(/blockdev-zone-mgmt failed: DeviceNotFound: Cannot find node-name 'nowhere'/);
 
   // A wrong enum value: the server's sentence lists the allowed ones, and the shell shows it.
-  await term.type('blockdev-zone-mgmt node-name=x op=opn all=true');
-  term.key('Enter');
+  await term.enter('blockdev-zone-mgmt node-name=x op=opn all=true');
   await term.waitFor(/blockdev-zone-mgmt failed: op must be one of open, close, finish, reset; found "opn"/);
 
-  await term.type('frobnicate a=1');
-  term.key('Enter');
+  await term.enter('frobnicate a=1');
   await term.waitFor(/frobnicate failed: CommandNotFound: .*frobnicate.*/);
 
-  await term.type('query-jobs novalue');
-  term.key('Enter');
+  await term.enter('query-jobs novalue');
   await term.waitFor(/Error while parsing command line: Expected a key=value pair, got 'novalue'/);
 
-  await term.type('help blockdev-zone-append');
-  term.key('Enter');
+  await term.enter('help blockdev-zone-append');
   await term.waitFor(/blockdev-zone-append: .*\n[\s\S]*Arguments:[\s\S]*pattern: integer \(optional\)/);
-  term.key('C-d');
-  await term.waitFor(/^\$ ?$/m);
+  await term.exitShell();
   t.pass();
 });
 
 tmuxTest('interactive: a job shows its events until it concludes; io shortcuts on a node; node names complete', async (t) => {
-  const term = new Terminal('job');
-  t.teardown(() => term.close());
-  await term.type(shellCommand());
-  term.key('Enter');
+  const term = await startShell(t, 'job');
   await term.waitFor(/^\(qzoned\) ?$/m);
-  await term.type('blockdev-create job-id=j1 options.driver=qcow2 options.file.driver=file options.file.filename=t.qcow2 '
+  await term.enter('blockdev-create job-id=j1 options.driver=qcow2 options.file.driver=file options.file.filename=t.qcow2 '
     + 'options.size=64M options.zone.mode=host-managed options.zone.size=1M options.zone.conventional-zones=1');
-  term.key('Enter');
   const done = await term.waitFor(/^job j1 concluded$/m);
   t.regex(done, /\{"event":"JOB_STATUS_CHANGE","data":\{"id":"j1","status":"created"\}/);
   t.regex(done, /\{"event":"JOB_STATUS_CHANGE","data":\{"id":"j1","status":"concluded"\}/);
 
-  await term.type('job-dismiss id=j1');
-  term.key('Enter');
-  await term.type('blockdev-add driver=qcow2 node-name=disk0 file.driver=file file.filename=t.qcow2');
-  term.key('Enter');
+  await term.enter('job-dismiss id=j1');
+  await term.enter('blockdev-add driver=qcow2 node-name=disk0 file.driver=file file.filename=t.qcow2');
   await term.waitFor(/"status":"null"[\s\S]*\{"return":\{\}\}\n\(qzoned\) ?$/m);
 
   await term.type('zap -p d');
   term.key('Tab');
   await term.waitFor(/^\(qzoned\) zap -p disk0$/m);
-  await term.type(' 1M 4k 4k');
-  term.key('Enter');
+  await term.enter(' 1M 4k 4k');
   await term.waitFor(/^After zap done, the append sector is 0x800$/m);
-  await term.type('zrp disk0 1M 1');
-  term.key('Enter');
+  await term.enter('zrp disk0 1M 1');
   await term.waitFor(/^start: 0x800, len 0x800, cap 0x800, wptr 0x810, zcond:2, \[type: 2\]$/m);
-  await term.type('zap disk0 0 512');
-  term.key('Enter');
+  await term.enter('zap disk0 0 512');
   await term.waitFor(/^zone append failed: conventional-zone: /m);
-  term.key('C-d');
-  await term.waitFor(/^\$ ?$/m);
+  await term.exitShell();
   t.pass();
 });
 
 tmuxTest('history is kept in ~/.qzoned_history and comes back with Up in the next session', async (t) => {
-  const term = new Terminal('history');
-  t.teardown(() => term.close());
   const historyFile = path.join(home, '.qzoned_history');
   fs.rmSync(historyFile, { force: true });
-  await term.type(shellCommand());
-  term.key('Enter');
+  const term = await startShell(t, 'history');
   await term.waitFor(/^\(qzoned\) ?$/m);
-  await term.type('query-commands');
-  term.key('Enter');
+  await term.enter('query-commands');
   await term.waitFor(/"blockdev-zone-inject"\}\]\}\n\(qzoned\) ?$/m);
-  await term.type('query-jobs');
-  term.key('Enter');
+  await term.enter('query-jobs');
   await term.waitFor(/^\{"return":\[\]\}$/m);
-  term.key('C-d');
-  await term.waitFor(/^\$ ?$/m);
+  await term.exitShell();
   t.deepEqual(fs.readFileSync(historyFile, 'utf8').split('\n').filter(Boolean).slice(-2), ['query-commands', 'query-jobs']);
 
   term.key('C-l');
-  await term.type(shellCommand());
-  term.key('Enter');
+  await term.enter(shellCommand());
   await term.waitFor(/^\(qzoned\) ?$/m);
   term.key('Up');
   await term.waitFor(/^\(qzoned\) query-jobs$/m);
   term.key('Up');
   await term.waitFor(/^\(qzoned\) query-commands$/m);
   t.is(term.promptLine(), '(qzoned) query-commands');
-  term.key('C-u', 'C-d');
-  await term.waitFor(/^\$ ?$/m);
+  term.key('C-u');
+  await term.exitShell();
 });
 
 interface Run {

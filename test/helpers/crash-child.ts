@@ -10,7 +10,7 @@
  * The bytes written are crashPattern(zone, gen, offset-in-zone).
  */
 import { ZonedImage } from '../../src/zoned/zoned-image.js';
-import { crashPattern, prng } from './crash-file.js';
+import { crashPattern, seededRandom } from './image-model.js';
 
 const [file, workload, seedText, gensText] = process.argv.slice(2);
 const WEIGHTS: Record<string, { append: number; flush: number; finish: number; reset: number }> = {
@@ -21,7 +21,7 @@ const WEIGHTS: Record<string, { append: number; flush: number; finish: number; r
 };
 const weights = WEIGHTS[workload!]!;
 const gens = JSON.parse(gensText!) as number[];
-const r = prng(Number(seedText));
+const r = seededRandom(Number(seedText)).next;
 const say = (o: unknown): void => { process.stdout.write(`${JSON.stringify(o)}\n`); };
 
 const image = await ZonedImage.open(file!, { holder: 'crash child' });

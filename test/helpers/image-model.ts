@@ -1,6 +1,7 @@
 /**
- * Shared pieces of the qcow2 engine tests: a seeded random source, an in-memory byte model of a
- * disk that applies the same operations as the engine, and comparisons against QEMU's view.
+ * Shared pieces of the engine tests: a seeded random source, deterministic data patterns, an
+ * in-memory byte model of a disk that applies the same operations as the engine, and comparisons
+ * against QEMU's view. Child scripts (crash-writer, crash-child) load it too.
  */
 import { createCipheriv, createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -26,6 +27,21 @@ export function seededRandom(seed: number): { next(): number; int(n: number): nu
     return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
   };
   return { next, int: (n) => Math.floor(next() * n), pick: (xs) => xs[Math.floor(next() * xs.length)]! };
+}
+
+/**
+ * The bytes the zoned crash workloads write: byte `offset + i` of generation `gen` of zone `zone`
+ * (never 0, so zeros always mean "not written"). Parent and child compute the same stream.
+ */
+export function crashPattern(zone: number, gen: number, offset: number, length: number): Buffer {
+  const out = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) {
+    const o = offset + i;
+    const sector = Math.floor(o / 512);
+    const h = (Math.imul(zone + 1, 0x9e3779b1) ^ Math.imul(gen + 7, 0x85ebca6b) ^ Math.imul(sector + 3, 0xc2b2ae35)) >>> 0;
+    out[i] = 1 + ((h + o) % 255);
+  }
+  return out;
 }
 
 export type Op =

@@ -5,20 +5,12 @@
  * `qemuTest('name', async (t) => ...)`, which becomes `test.skip('name (qemu-img not installed)')`
  * when qemu-img is absent, so the skip shows up by name in ava's report.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import test, { type ExecutionContext } from 'ava';
+import { toolInstalled } from './tools.js';
 
-function toolWorks(tool: string): boolean {
-  try {
-    execFileSync(tool, ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export const hasQemuImg = toolWorks('qemu-img');
-export const hasQemuIo = toolWorks('qemu-io');
+export const hasQemuImg = toolInstalled('qemu-img');
+export const hasQemuIo = toolInstalled('qemu-io');
 /** Both tools: most interop tests need to create images (qemu-img) and write them (qemu-io). */
 export const hasQemu = hasQemuImg && hasQemuIo;
 

@@ -11,18 +11,7 @@ import { isQzonedError } from '../../src/errors.js';
 import { qemuCheck, qemuCreate, qemuImg, qemuIo, qemuTest } from '../helpers/qemu.js';
 import { tempDir } from '../helpers/tmp.js';
 import { layout } from '../helpers/qcow2-layout.js';
-
-/** mulberry32: small, seeded, reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../helpers/image-model.js';
 
 interface Region {
   name: string;
@@ -45,7 +34,7 @@ function regionsOf(file: string): Region[] {
 async function flipRun(t: ExecutionContext, file: string, seed: number, flips: number, compareEvery: number): Promise<void> {
   const original = fs.readFileSync(file);
   const regions = regionsOf(file);
-  const random = rng(seed);
+  const random = seededRandom(seed).next;
   const stats = { clean: 0, failedToOpen: 0, findings: 0, compared: 0 };
   for (let n = 0; n < flips; n++) {
     const region = regions[Math.floor(random() * regions.length)]!;

@@ -79,31 +79,31 @@ for (const [cs, lazy, kills] of [[512, false, 7], [4096, false, 6], [65536, fals
 }
 
 interface Flushed {
-  /** Events recorded when the flush returned: a crash at or after this index keeps its data. */
+  /** Log entries recorded when the flush returned: a crash at or after this index keeps its data. */
   at: number;
   model: Buffer;
 }
 
 /**
  * Runs a workload through a recording file; returns the recorder, the flush points and, for
- * every operation, the event index where it started and the range it touched.
+ * every operation, the log index where it started and the range it touched.
  */
 async function recordWorkload(file: string, ops: Op[], flushEvery: number) {
-  const rec = new Recorder();
+  const rec = new Recorder(file);
   const img = await Qcow2Image.open(file, { openFile: rec.openFile, lock: false });
   const model = Buffer.alloc(img.virtualSize);
   const flushes: Flushed[] = [{ at: 0, model: Buffer.from(model) }];
   const touched: { at: number; from: number; to: number }[] = [];
   ops.forEach((op, i) => {
-    touched.push({ at: rec.events.length, from: op.offset, to: op.offset + op.length });
+    touched.push({ at: rec.length, from: op.offset, to: op.offset + op.length });
     applyBoth(img, model, op);
     if (i % flushEvery === flushEvery - 1) {
       img.flush();
-      flushes.push({ at: rec.events.length, model: Buffer.from(model) });
+      flushes.push({ at: rec.length, model: Buffer.from(model) });
     }
   });
   await img.close();
-  flushes.push({ at: rec.events.length, model: Buffer.from(model) });
+  flushes.push({ at: rec.length, model: Buffer.from(model) });
   return { rec, flushes, touched, model };
 }
 
@@ -134,12 +134,12 @@ async function powerLoss(t: ExecutionContext, cs: number, size: number, seed: nu
   const endTable = fs.readFileSync(file).readBigUInt64BE(HEADER.refcountTableOffset);
   if (cs === 512) t.not(endTable, startTable, 'the workload moved (grew) the refcount table');
   const r = seededRandom(seed ^ 0x5eed);
-  const syncs = rec.events.flatMap((e, i) => (e.kind === 'sync' ? [i] : []));
+  const syncs = rec.syncIndexes();
   t.true(syncs.length > 20, `the workload synced ${syncs.length} times`);
   // Crash points: random ones, and ones right around syncs (where ordering mistakes show).
-  const at = new Set<number>([rec.events.length]);
+  const at = new Set<number>([rec.length]);
   while (at.size < points) {
-    at.add(r.next() < 0.5 ? 1 + r.int(rec.events.length) : Math.min(rec.events.length, r.pick(syncs) + r.int(3)));
+    at.add(r.next() < 0.5 ? 1 + r.int(rec.length) : Math.min(rec.length, r.pick(syncs) + r.int(3)));
   }
   const crashFile = path.join(dir, 'crash.qcow2');
   let reopened = 0;
@@ -147,13 +147,13 @@ async function powerLoss(t: ExecutionContext, cs: number, size: number, seed: nu
     const disk = rec.crashImage(point, (e) => {
       const x = r.next();
       if (x < 0.45) return false;
-      if (x < 0.9 || e.data.length <= 512) return true;
+      if (x < 0.9 || e.kind !== 'write' || e.data.length <= 512) return true;
       // Torn: a random subset of its sectors.
       return Array.from({ length: Math.ceil(e.data.length / 512) }, (_, s) => s).filter(() => r.next() < 0.5);
     });
     fs.writeFileSync(crashFile, disk);
     const c = qemuCheck(crashFile);
-    t.true(c.status === 0 || c.status === 3, `crash at event ${point}/${rec.events.length}: qemu-img check exit ${c.status}:\n${c.stderr.slice(0, 2000)}`);
+    t.true(c.status === 0 || c.status === 3, `crash at event ${point}/${rec.length}: qemu-img check exit ${c.status}:\n${c.stderr.slice(0, 2000)}`);
     if (c.status !== 0 && c.status !== 3) return;
     // The data of the last flush that completed before the crash, wherever nothing wrote since.
     const flushed = flushes.filter((f) => f.at <= point).pop()!;

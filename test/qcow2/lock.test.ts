@@ -6,13 +6,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { createQcow2 } from '../../src/qcow2/create.js';
 import { Qcow2Image } from '../../src/qcow2/image.js';
 import { isQzonedError, type QzonedError } from '../../src/errors.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const holderScript = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'helpers', 'lock-holder.js');
+
+/** A new 1 MiB qcow2 image in the test's temporary directory. */
+async function newImage(t: ExecutionContext): Promise<string> {
+  const file = path.join(tempDir(t), 'a.qcow2');
+  await createQcow2(file, { size: 1024 * 1024 });
+  return file;
+}
 
 async function lockedError(file: string): Promise<QzonedError> {
   try {
@@ -23,6 +30,14 @@ async function lockedError(file: string): Promise<QzonedError> {
     throw e;
   }
   throw new Error('the second read-write open succeeded');
+}
+
+/** A second read-write open is refused with `image-locked`, naming the holder and its process. */
+async function refusedNaming(t: ExecutionContext, file: string, holder: RegExp, pid: number | undefined): Promise<void> {
+  const e = await lockedError(file);
+  t.is(e.reason, 'image-locked');
+  t.regex(e.message, holder);
+  t.regex(e.message, new RegExp(`process ${pid}`));
 }
 
 function startHolder(file: string, holder: string): Promise<ChildProcess> {
@@ -44,17 +59,12 @@ function killed(child: ChildProcess): Promise<void> {
 }
 
 test('a second read-write open in the same process is refused, naming the holder; readers are allowed', async (t) => {
-  const dir = tempDir(t);
-  const file = path.join(dir, 'a.qcow2');
-  await createQcow2(file, { size: 1024 * 1024 });
+  const file = await newImage(t);
   const first = await Qcow2Image.open(file, { holder: 'the first writer' });
   try {
     first.write(0, Buffer.alloc(512, 7));
     first.flush();
-    const e = await lockedError(file);
-    t.is(e.reason, 'image-locked');
-    t.regex(e.message, /the first writer/);
-    t.regex(e.message, new RegExp(`process ${process.pid}`));
+    await refusedNaming(t, file, /the first writer/, process.pid);
     const reader = await Qcow2Image.open(file, { readOnly: true });
     t.true(reader.read(0, 512).equals(Buffer.alloc(512, 7)));
     await reader.close();
@@ -68,15 +78,10 @@ test('a second read-write open in the same process is refused, naming the holder
 });
 
 test('a read-write open while another process holds the image is refused naming it; the lock dies with SIGKILL', async (t) => {
-  const dir = tempDir(t);
-  const file = path.join(dir, 'b.qcow2');
-  await createQcow2(file, { size: 1024 * 1024 });
+  const file = await newImage(t);
   const child = await startHolder(file, 'qzoned io (lock test)');
   try {
-    const e = await lockedError(file);
-    t.is(e.reason, 'image-locked');
-    t.regex(e.message, /qzoned io \(lock test\)/);
-    t.regex(e.message, new RegExp(`process ${child.pid}`));
+    await refusedNaming(t, file, /qzoned io \(lock test\)/, child.pid);
     const reader = await Qcow2Image.open(file, { readOnly: true });
     t.is(reader.read(0, 16).length, 16);
     await reader.close();
@@ -90,11 +95,9 @@ test('a read-write open while another process holds the image is refused naming 
 });
 
 test('the lock follows the file, not the name: a second path to the same file is refused too', async (t) => {
-  const dir = tempDir(t);
-  const file = path.join(dir, 'c.qcow2');
-  await createQcow2(file, { size: 1024 * 1024 });
+  const file = await newImage(t);
   const { symlinkSync } = await import('node:fs');
-  const alias = path.join(dir, 'alias.qcow2');
+  const alias = path.join(path.dirname(file), 'alias.qcow2');
   symlinkSync(file, alias);
   const first = await Qcow2Image.open(file, { holder: 'by its name' });
   try {

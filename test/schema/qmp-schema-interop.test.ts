@@ -4,7 +4,7 @@
  * builtin types, so introspecting clients see the same shapes.
  */
 import test from 'ava';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,18 +13,12 @@ import { existsSync } from 'node:fs';
 import { loadSchemaDir } from '../../schema/gen/load.js';
 import { buildQmpSchema } from '../../schema/gen/emit-qmp-schema.js';
 import { tempDir } from '../helpers/tmp.js';
+import { toolInstalled } from '../helpers/tools.js';
 
 type Entry = Record<string, unknown> & { name: string };
 const root = resolve(fileURLToPath(import.meta.url), '..', '..', '..', '..');
 
-const hasQsd = (() => {
-  try {
-    execFileSync('qemu-storage-daemon', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const hasQsd = toolInstalled('qemu-storage-daemon');
 
 async function qemuSchema(dir: string): Promise<Entry[]> {
   const sock = join(dir, 'qmp.sock');

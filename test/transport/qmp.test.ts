@@ -1,16 +1,17 @@
 import test from 'ava';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectQmp, exists, sleep, startFixture, VERSION } from './helpers.js';
 import { makeTempDir, removeDir } from '../helpers/tmp.js';
+import { toolInstalled } from '../helpers/tools.js';
 import { formatDouble } from '../../src/transport/qmp-json-output.js';
 
 // dist/test/transport → the source tree's golden files.
 const GOLDEN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../test/transport/golden');
-const hasQsd = spawnSync('qemu-storage-daemon', ['--version'], { stdio: 'ignore' }).status === 0;
+const hasQsd = toolInstalled('qemu-storage-daemon');
 
 /** Raw input as bytes: strings are UTF-8, except where \xNN bytes are wanted (Buffer). */
 type Chunk = string | Buffer;

@@ -7,7 +7,7 @@ import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { createImage, isZoned, openImage } from '../../src/block/images.js';
 import { tempDir } from '../helpers/tmp.js';
-import { prng } from '../helpers/crash-file.js';
+import { seededRandom } from '../helpers/image-model.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -15,7 +15,7 @@ const MiB = 1024 * KiB;
 /** Bytes that name their append: every 512-byte sector starts with the tag, the rest is seeded noise. */
 function payload(tag: number, sectors: number): Buffer {
   const b = Buffer.alloc(sectors * 512);
-  const r = prng(tag + 1);
+  const r = seededRandom(tag + 1).next;
   for (let i = 0; i < b.length; i++) b[i] = Math.floor(r() * 256);
   for (let s = 0; s < sectors; s++) b.writeUInt32BE(tag, s * 512);
   return b;
@@ -32,7 +32,7 @@ async function openZoned(t: ExecutionContext) {
 
 test('concurrent appends to one zone: distinct, contiguous offsets, each holding its own bytes', async (t) => {
   const image = await openZoned(t);
-  const r = prng(42);
+  const r = seededRandom(42).next;
   const sizes = Array.from({ length: 150 }, () => 1 + Math.floor(r() * 16)); // 1..16 sectors, 8 KiB average
   const datas = sizes.map((s, i) => payload(i, s));
   const offsets = await Promise.all(datas.map((d) => image.zoneAppend(0, d)));

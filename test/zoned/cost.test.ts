@@ -5,7 +5,7 @@
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { ZonedImage } from '../../src/zoned/zoned-image.js';
-import { Recorder } from '../helpers/crash-file.js';
+import { Recorder } from '../helpers/recording-file.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const KiB = 1024;

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { ZonedImage } from '../../src/zoned/zoned-image.js';
 import { checkZonedImage } from '../../src/zoned/check.js';
-import { crashPattern, prng } from '../helpers/crash-file.js';
+import { crashPattern, seededRandom } from '../helpers/image-model.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'helpers', 'crash-child.js');
@@ -114,7 +114,7 @@ test.serial('24 SIGKILLs during append, flush, finish and reset workloads', asyn
   const file = path.join(tempDir(t), 'crash.qcow2');
   await ZonedImage.create(file, { size: NR * ZONE, clusterSize: 4 * KiB }, { mode: 'host-managed', size: ZONE, 'max-append-bytes': 32 * KiB });
   let gens = Array.from({ length: NR }, () => 0);
-  const r = prng(2024);
+  const r = seededRandom(2024).next;
   const workloads = ['append', 'flush', 'finish', 'reset'];
   let kills = 0;
   let reports = 0;

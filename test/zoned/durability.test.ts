@@ -17,7 +17,8 @@ import { checkZonedImage } from '../../src/zoned/check.js';
 import { checkExitCode } from '../../src/qcow2/check.js';
 import { parseHeader } from '../../src/qcow2/header.js';
 import { REFT_OFFSET_MASK, L1E_OFFSET_MASK } from '../../src/qcow2/format.js';
-import { prng, Recorder } from '../helpers/crash-file.js';
+import { Recorder, type KeepPending } from '../helpers/recording-file.js';
+import { seededRandom } from '../helpers/image-model.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const KiB = 1024;
@@ -65,7 +66,7 @@ async function runScenario(dir: string, seed: number, steps: number, weights: Re
   await ZonedImage.create(file, { size: NR_ZONES * ZONE, clusterSize: CLUSTER }, { mode: 'host-managed', size: ZONE, 'max-append-bytes': 16 * KiB });
   const rec = new Recorder(file);
   const image = await ZonedImage.open(file, { openFile: rec.openFile });
-  const r = prng(seed);
+  const r = seededRandom(seed).next;
   const gens: Gen[][] = Array.from({ length: NR_ZONES }, () => [{ stream: Buffer.alloc(0) }]);
   const finished = new Array<boolean>(NR_ZONES).fill(false);
   const ops: OpRecord[] = [];
@@ -147,7 +148,7 @@ function expectationsAt(sc: Scenario, cut: number): { low: number[]; cands: Cand
 }
 
 /** Returns why the crash image at `cut` breaks a rule, or null. */
-async function verifyCrash(sc: Scenario, cut: number, keep: (i: number) => boolean, label: string, work: string): Promise<string | null> {
+async function verifyCrash(sc: Scenario, cut: number, keep: KeepPending, label: string, work: string): Promise<string | null> {
   fs.writeFileSync(work, sc.rec.crashImage(cut, keep));
   const before = await checkZonedImage(work);
   if (before.corruptions !== 0 || before.checkErrors !== 0) {
@@ -218,7 +219,7 @@ for (const [name, weights] of Object.entries(MIXES)) {
   test(`power loss at many points: ${name} (seed ${mySeed})`, async (t) => {
     const dir = tempDir(t);
     const sc = await runScenario(dir, mySeed, 60, weights);
-    const r = prng(mySeed * 1000);
+    const r = seededRandom(mySeed * 1000).next;
     const points = crashPoints(sc, 45, r);
     const work = path.join(dir, 'crash.qcow2');
     const failures: string[] = [];
@@ -226,7 +227,7 @@ for (const [name, weights] of Object.entries(MIXES)) {
     for (const cut of points) {
       note(await verifyCrash(sc, cut, () => false, `cut ${cut}/${sc.rec.length}, no pending write`, work));
       note(await verifyCrash(sc, cut, () => true, `cut ${cut}/${sc.rec.length}, every pending write`, work));
-      const pr = prng(mySeed * 7919 + cut);
+      const pr = seededRandom(mySeed * 7919 + cut).next;
       note(await verifyCrash(sc, cut, () => pr() < 0.5, `cut ${cut}/${sc.rec.length}, random pending writes (seed ${mySeed * 7919 + cut})`, work));
     }
     t.log(`${points.length} crash points × 3 over ${sc.rec.length} log entries, ${sc.ops.length} ops`);
@@ -246,6 +247,18 @@ async function recorded(t: ExecutionContext) {
   const arrayWrites = (from: number) => rec.log.slice(from).flatMap((e, k) =>
     e.kind === 'write' && e.pos < array.offset + CLUSTER && e.pos + e.data.length > array.offset ? [{ index: from + k, pos: e.pos - array.offset, length: e.data.length }] : []);
   return { image, rec, array, arrayWrites, file };
+}
+
+/** Power loss after every log entry in turn (nothing pending kept): the cuts where check finds corruption. */
+async function corruptAtAnyCut(t: ExecutionContext, rec: Recorder): Promise<string[]> {
+  const failures: string[] = [];
+  for (let cut = 0; cut <= rec.length; cut++) {
+    const work = path.join(tempDir(t), 'c.qcow2');
+    fs.writeFileSync(work, rec.crashImage(cut));
+    const r = await checkZonedImage(work);
+    if (r.corruptions > 0) failures.push(`cut ${cut}: ${r.messages.find((m) => m.startsWith('ERROR'))}`);
+  }
+  return failures;
 }
 
 test('a flush writes only the changed 8-byte entries', async (t) => {
@@ -316,14 +329,7 @@ test('rule 1 after a rule-6 cycle break: no L2 entry reaches the disk before its
   image.write(ZONE + 3 * cs, Buffer.alloc(2 * cs, 3));
   image.write(2 * ZONE, Buffer.alloc(2 * cs, 4));
   image.flushSync();
-  const failures: string[] = [];
-  for (let cut = 0; cut <= rec.length; cut++) {
-    const work = path.join(tempDir(t), 'c.qcow2');
-    fs.writeFileSync(work, rec.crashImage(cut));
-    const r = await checkZonedImage(work);
-    if (r.corruptions > 0) failures.push(`cut ${cut}: ${r.messages.find((m) => m.startsWith('ERROR'))}`);
-  }
-  t.deepEqual(failures, []);
+  t.deepEqual(await corruptAtAnyCut(t, rec), []);
 });
 
 test('rule 2 when a free breaks a cycle: no refcount decrease reaches the disk before the L2 change (engine, src/qcow2/image.ts releaseAll)', async (t) => {
@@ -337,14 +343,7 @@ test('rule 2 when a free breaks a cycle: no refcount decrease reaches the disk b
   image.append(ZONE, Buffer.alloc(CLUSTER, 2));
   image.zoneMgmt('reset', { offset: 0, length: ZONE });
   image.flushSync();
-  const failures: string[] = [];
-  for (let cut = 0; cut <= rec.length; cut++) {
-    const work = path.join(tempDir(t), 'c.qcow2');
-    fs.writeFileSync(work, rec.crashImage(cut));
-    const r = await checkZonedImage(work);
-    if (r.corruptions > 0) failures.push(`cut ${cut}: ${r.messages.find((m) => m.startsWith('ERROR'))}`);
-  }
-  t.deepEqual(failures, []);
+  t.deepEqual(await corruptAtAnyCut(t, rec), []);
 });
 
 test('check: clusters mapped above a wp after a crash are zone leaks (exit 3), and -r leaks frees them', async (t) => {
