@@ -113,7 +113,7 @@ export class JsonRpcSession {
     const done = (): void => {
       this.pending.delete(work);
       // After the caller's own continuation has sent the reply: idle means answered, not just computed.
-      if (this.pending.size === 0) setImmediate(() => this.wakeIdle());
+      if (this.pending.size === 0 && this.idleWaiters.length > 0) setImmediate(() => this.wakeIdle());
     };
     return work.then(
       (r) => {
