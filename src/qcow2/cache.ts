@@ -133,6 +133,9 @@ export class TableCache {
   readonly tableSize: number;
   private readonly capacity: number;
   private readonly flushOwner: () => void;
+  /** The table last returned by a hit, checked first (it is always still in the cache). */
+  private lastOffset = -1;
+  private lastEntry: CacheEntry | null = null;
   /** Offsets of dirty tables, kept so writeBack does not scan the whole cache. */
   private readonly dirtySet = new Set<number>();
 
@@ -145,8 +148,12 @@ export class TableCache {
 
   /** The table at host offset, read from disk on a miss. */
   get(offset: number): Buffer {
+    // Sequential requests hit the same table again and again: skip the LRU bookkeeping then.
+    if (offset === this.lastOffset && this.lastEntry) return this.lastEntry.buf;
     const hit = this.entries.get(offset);
     if (hit) {
+      this.lastOffset = offset;
+      this.lastEntry = hit;
       // Refresh LRU position.
       this.entries.delete(offset);
       this.entries.set(offset, hit);
@@ -161,7 +168,7 @@ export class TableCache {
   /** A new, zeroed table at host offset (a freshly allocated cluster: old bytes are never read). */
   create(offset: number): Buffer {
     const entry = { buf: Buffer.alloc(this.tableSize), dirty: true };
-    this.entries.delete(offset);
+    this.drop(offset);
     this.insert(offset, entry);
     this.dirtySet.add(offset);
     return entry.buf;
@@ -176,8 +183,13 @@ export class TableCache {
 
   /** Drops a table from the cache (its cluster was freed); its pending writes are discarded. */
   forget(offset: number): void {
-    this.entries.delete(offset);
+    this.drop(offset);
     this.dirtySet.delete(offset);
+  }
+
+  private drop(offset: number): void {
+    this.entries.delete(offset);
+    if (offset === this.lastOffset) this.lastEntry = null;
   }
 
   hasDirty(): boolean {
@@ -203,15 +215,20 @@ export class TableCache {
   }
 
   private evictOne(): void {
+    // The last-hit table skips the LRU refresh, so it is treated as the most recent here.
     for (const [off, e] of this.entries) {
-      if (!e.dirty) {
-        this.entries.delete(off);
+      if (!e.dirty && off !== this.lastOffset) {
+        this.drop(off);
         return;
       }
     }
     // Everything is dirty: flush through the owner (honouring dependencies), then evict the oldest.
     this.flushOwner();
-    const oldest = this.entries.keys().next();
-    if (!oldest.done) this.entries.delete(oldest.value);
+    for (const off of this.entries.keys()) {
+      if (off !== this.lastOffset || this.entries.size === 1) {
+        this.drop(off);
+        return;
+      }
+    }
   }
 }

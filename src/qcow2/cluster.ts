@@ -9,8 +9,9 @@ import { FlushNode, TableCache } from './cache.js';
 import type { BlockFile } from '../block/file-io.js';
 import type { Refcounts } from './refcount.js';
 import {
-  L1E_OFFSET_MASK, L1E_RESERVED_MASK, L2E_OFFSET_MASK, L2E_STD_RESERVED_MASK, MAX_L1_BYTES, OFLAG_COMPRESSED,
-  OFLAG_COPIED, OFLAG_ZERO,
+  ENTRY_OFFSET_HI, L1E_RESERVED_HI, L1E_RESERVED_LO, L2E_OFFSET_MASK, L2E_STD_RESERVED_HI, L2E_STD_RESERVED_LO,
+  L2E_STD_RESERVED_MASK, MAX_L1_BYTES, OFLAG_COMPRESSED, OFLAG_COMPRESSED_HI, OFLAG_COPIED, OFLAG_COPIED_HI, OFLAG_ZERO,
+  OFLAG_ZERO_LO,
 } from './format.js';
 import { corrupt, fail } from '../errors.js';
 
@@ -85,6 +86,8 @@ export class L1Table extends FlushNode {
   }
 }
 
+const UNALLOCATED: Mapping = Object.freeze({ kind: 'unallocated' });
+
 export class ClusterMap {
   readonly clusterBits: number;
   readonly clusterSize: number;
@@ -114,12 +117,19 @@ export class ClusterMap {
     this.onL1Moved = onL1Moved;
   }
 
-  /** Host offset of the L2 table covering a guest cluster, 0 if none. */
+  /**
+   * Host offset of the L2 table covering a guest cluster, 0 if none. Entries are read as two
+   * u32s: this and lookup() run for every request, and BigInt arithmetic doubled their cost.
+   */
   private l2Offset(l1Index: number): number {
     if (l1Index >= this.l1.entries) return 0;
-    const e = this.l1.get(l1Index);
-    if ((e & L1E_RESERVED_MASK) !== 0n) throw corrupt(`L1 entry ${l1Index} has reserved bits set (0x${e.toString(16)})`);
-    const off = Number(e & L1E_OFFSET_MASK);
+    const t = this.l1.table;
+    const hi = t.readUInt32BE(l1Index * 8);
+    const lo = t.readUInt32BE(l1Index * 8 + 4);
+    if ((hi & L1E_RESERVED_HI) !== 0 || (lo & L1E_RESERVED_LO) !== 0) {
+      throw corrupt(`L1 entry ${l1Index} has reserved bits set (0x${this.l1.get(l1Index).toString(16)})`);
+    }
+    const off = (hi & ENTRY_OFFSET_HI) * 2 ** 32 + (lo >>> 9) * 512;
     if (off % this.clusterSize !== 0) throw corrupt(`L1 entry ${l1Index} points to ${off}, which is not cluster aligned`);
     return off;
   }
@@ -129,18 +139,30 @@ export class ClusterMap {
   }
 
   entry(guestCluster: number): bigint {
-    const { l1Index, l2Index } = this.split(guestCluster);
-    const off = this.l2Offset(l1Index);
+    const off = this.l2Offset(Math.floor(guestCluster / this.l2Entries));
     if (off === 0) return 0n;
-    return this.l2.cache.get(off).readBigUInt64BE(l2Index * 8);
+    return this.l2.cache.get(off).readBigUInt64BE((guestCluster % this.l2Entries) * 8);
   }
 
   lookup(guestCluster: number): Mapping {
-    return this.decode(this.entry(guestCluster), guestCluster);
+    const off = this.l2Offset(Math.floor(guestCluster / this.l2Entries));
+    if (off === 0) return UNALLOCATED;
+    const table = this.l2.cache.get(off);
+    const at = (guestCluster % this.l2Entries) * 8;
+    const hi = table.readUInt32BE(at);
+    const lo = table.readUInt32BE(at + 4);
+    if (hi === 0 && lo === 0) return UNALLOCATED;
+    if ((hi & OFLAG_COMPRESSED_HI) !== 0) return { kind: 'compressed', entry: table.readBigUInt64BE(at) };
+    if ((hi & L2E_STD_RESERVED_HI) !== 0 || (lo & L2E_STD_RESERVED_LO) !== 0) return this.decode(table.readBigUInt64BE(at), guestCluster);
+    const host = (hi & ENTRY_OFFSET_HI) * 2 ** 32 + (lo >>> 9) * 512;
+    if (host % this.clusterSize !== 0 || (host === 0 && (lo & OFLAG_ZERO_LO) === 0)) return this.decode(table.readBigUInt64BE(at), guestCluster);
+    if ((lo & OFLAG_ZERO_LO) !== 0) return { kind: 'zero', host };
+    return { kind: 'normal', host, copied: (hi & OFLAG_COPIED_HI) !== 0 };
   }
 
+  /** The full decode, with the corruption sentences; lookup() defers to it for anything unusual. */
   decode(e: bigint, guestCluster: number): Mapping {
-    if (e === 0n) return { kind: 'unallocated' };
+    if (e === 0n) return UNALLOCATED;
     if (e & OFLAG_COMPRESSED) return { kind: 'compressed', entry: e };
     if ((e & L2E_STD_RESERVED_MASK) !== 0n) {
       throw corrupt(`the L2 entry of guest cluster ${guestCluster} has reserved bits set (0x${e.toString(16)})`);

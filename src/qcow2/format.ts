@@ -134,6 +134,22 @@ export const L1E_RESERVED_MASK = 0x7f000000000001ffn;
 /** Bits that must be zero in a standard L2 entry (1..8 and 56..61). */
 export const L2E_STD_RESERVED_MASK = 0x3f000000000001fen;
 
+/**
+ * The same masks as 32-bit halves (high word, low word), for the hot lookup path, which reads
+ * entries as two u32s instead of a BigInt. Derived from the masks above, never written twice.
+ */
+export const hi32 = (mask: bigint): number => Number(mask >> 32n);
+export const lo32 = (mask: bigint): number => Number(mask & 0xffffffffn);
+export const L1E_RESERVED_HI = hi32(L1E_RESERVED_MASK);
+export const L1E_RESERVED_LO = lo32(L1E_RESERVED_MASK);
+export const L2E_STD_RESERVED_HI = hi32(L2E_STD_RESERVED_MASK);
+export const L2E_STD_RESERVED_LO = lo32(L2E_STD_RESERVED_MASK);
+/** Offset bits 9..55: the high word's low 24 bits and the low word above bit 9. */
+export const ENTRY_OFFSET_HI = hi32(L2E_OFFSET_MASK);
+export const OFLAG_COPIED_HI = hi32(OFLAG_COPIED);
+export const OFLAG_COMPRESSED_HI = hi32(OFLAG_COMPRESSED);
+export const OFLAG_ZERO_LO = lo32(OFLAG_ZERO);
+
 /** Compressed L2 entry split for a given cluster_bits: x = 62 - (cluster_bits - 8). */
 export function compressedLayout(clusterBits: number): { offsetMask: bigint; sectorsShift: bigint; sectorsMask: bigint } {
   const x = BigInt(62 - (clusterBits - 8));
