@@ -149,6 +149,8 @@ export const ENTRY_OFFSET_HI = hi32(L2E_OFFSET_MASK);
 export const OFLAG_COPIED_HI = hi32(OFLAG_COPIED);
 export const OFLAG_COMPRESSED_HI = hi32(OFLAG_COMPRESSED);
 export const OFLAG_ZERO_LO = lo32(OFLAG_ZERO);
+export const REFT_OFFSET_HI = hi32(REFT_OFFSET_MASK);
+export const REFT_OFFSET_LO = lo32(REFT_OFFSET_MASK);
 
 /** Compressed L2 entry split for a given cluster_bits: x = 62 - (cluster_bits - 8). */
 export function compressedLayout(clusterBits: number): { offsetMask: bigint; sectorsShift: bigint; sectorsMask: bigint } {

@@ -13,7 +13,7 @@
  */
 import { FlushNode, TableCache } from './cache.js';
 import type { BlockFile } from '../block/file-io.js';
-import { MAX_REFTABLE_BYTES, REFT_OFFSET_MASK } from './format.js';
+import { MAX_REFTABLE_BYTES, REFT_OFFSET_HI, REFT_OFFSET_LO } from './format.js';
 import { corrupt, fail } from '../errors.js';
 
 export interface RefcountGeometry {
@@ -32,7 +32,6 @@ export class Refcounts extends FlushNode {
   private readonly refcountBits: number;
   /** Refcount entries per block. */
   private readonly perBlock: number;
-  private readonly blockShift: number;
   private readonly maxRefcount: number;
   private readonly blocks: TableCache;
   private reftable: Buffer;
@@ -55,7 +54,6 @@ export class Refcounts extends FlushNode {
     this.clusterSize = 2 ** g.clusterBits;
     this.refcountBits = 2 ** g.refcountOrder;
     this.perBlock = (this.clusterSize * 8) / this.refcountBits;
-    this.blockShift = Math.log2(this.perBlock);
     this.maxRefcount = this.refcountBits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** this.refcountBits - 1;
     this.reftableOffset = g.reftableOffset;
     if (g.reftableClusters * this.clusterSize > MAX_REFTABLE_BYTES) {
@@ -85,7 +83,10 @@ export class Refcounts extends FlushNode {
   /** Offset of the refcount block for a block index, 0 when there is none. */
   blockOffset(blockIndex: number): number {
     if (blockIndex >= this.reftableEntries) return 0;
-    const off = Number(this.reftable.readBigUInt64BE(blockIndex * 8) & REFT_OFFSET_MASK);
+    // Two u32s rather than a BigInt: this runs for every refcount read and update.
+    const hi = this.reftable.readUInt32BE(blockIndex * 8);
+    const lo = this.reftable.readUInt32BE(blockIndex * 8 + 4);
+    const off = ((hi & REFT_OFFSET_HI) >>> 0) * 2 ** 32 + ((lo & REFT_OFFSET_LO) >>> 0);
     if (off !== 0 && off % this.clusterSize !== 0) {
       throw corrupt(`refcount table entry ${blockIndex} (${off}) is not cluster aligned`);
     }
@@ -113,17 +114,17 @@ export class Refcounts extends FlushNode {
   }
 
   get(cluster: number): number {
-    const off = this.blockOffset(cluster >> this.blockShift);
+    const off = this.blockOffset(Math.floor(cluster / this.perBlock));
     if (off === 0) return 0;
-    return this.readEntry(this.blocks.get(off), cluster & (this.perBlock - 1));
+    return this.readEntry(this.blocks.get(off), cluster % this.perBlock);
   }
 
   /** Adds delta to a cluster's refcount; the block must exist (allocation creates blocks). */
   update(cluster: number, delta: number): number {
-    const off = this.blockOffset(cluster >> this.blockShift);
+    const off = this.blockOffset(Math.floor(cluster / this.perBlock));
     if (off === 0) throw corrupt(`cluster ${cluster} has no refcount block but is referenced`);
     const block = this.blocks.get(off);
-    const i = cluster & (this.perBlock - 1);
+    const i = cluster % this.perBlock;
     const v = this.readEntry(block, i) + delta;
     if (v < 0) throw corrupt(`the refcount of cluster ${cluster} would drop below zero`);
     if (v > this.maxRefcount) throw corrupt(`the refcount of cluster ${cluster} would overflow`);
@@ -162,7 +163,7 @@ export class Refcounts extends FlushNode {
   /** Block indices in [first, end) clusters whose refcount block does not exist yet. */
   private missingBlocks(first: number, end: number): number[] {
     const out: number[] = [];
-    for (let b = first >> this.blockShift; b <= (end - 1) >> this.blockShift; b++) {
+    for (let b = Math.floor(first / this.perBlock); b <= Math.floor((end - 1) / this.perBlock); b++) {
       if (this.blockOffset(b) === 0) out.push(b);
     }
     return out;
@@ -183,7 +184,7 @@ export class Refcounts extends FlushNode {
         extra = missing.length;
         continue;
       }
-      const lastNeeded = missing.length ? missing[missing.length - 1]! : (end - 1) >> this.blockShift;
+      const lastNeeded = missing.length ? missing[missing.length - 1]! : Math.floor((end - 1) / this.perBlock);
       if (lastNeeded >= this.reftableEntries) {
         this.growTable(lastNeeded + 1);
         extra = 0;
