@@ -449,16 +449,6 @@ export class Qcow2Image {
     this.data.flush();
   }
 
-  /**
-   * Makes the L2 tables durable (after what they depend on), leaving refcount decreases cached:
-   * format spec rule 6's simplest way for reset and discard, so that a later allocation into the
-   * same table never has to break a cycle.
-   */
-  flushMappings(): void {
-    if (this.readOnly || this.closed) return;
-    this.map.l2.flush();
-  }
-
   /** Flushes, clears the lazy-refcounts dirty bit, releases the lock. */
   async close(): Promise<void> {
     if (this.closed) return;
