@@ -43,10 +43,12 @@ export function isQzonedError(e: unknown): e is QzonedError {
 export function fromSystemError(e: unknown, path: string, action: string): QzonedError {
   if (isQzonedError(e)) return e;
   const err = e as NodeJS.ErrnoException;
-  if (err && err.code === 'ENOENT') return fail('file-not-found', `Could not ${action} '${path}': no such file or directory`);
-  if (err && err.code === 'EEXIST') return fail('file-exists', `Could not ${action} '${path}': the file already exists`);
+  // The system code stays in data, so a tool can word the failure as its peer does (qemu-img).
+  const data = err && err.code ? { code: err.code } : undefined;
+  if (err && err.code === 'ENOENT') return fail('file-not-found', `Could not ${action} '${path}': no such file or directory`, data);
+  if (err && err.code === 'EEXIST') return fail('file-exists', `Could not ${action} '${path}': the file already exists`, data);
   const why = err && err.message ? err.message : String(e);
-  return fail('io-error', `Could not ${action} '${path}': ${why}`);
+  return fail('io-error', `Could not ${action} '${path}': ${why}`, data);
 }
 
 /** Arguments that fail the schema: JSON-RPC -32602, QMP GenericError. `data` has path and errors. */

@@ -24,6 +24,8 @@ export interface OpenFileOptions {
   readOnly?: boolean;
   /** Create the file; fail if it exists. */
   create?: boolean;
+  /** How errors name the file (a client's own name for it); default the path. */
+  displayName?: string;
 }
 
 export class NodeFile implements BlockFile {
@@ -40,7 +42,7 @@ export class NodeFile implements BlockFile {
     try {
       this.fd = fs.openSync(path, flags, 0o644);
     } catch (e) {
-      throw fromSystemError(e, path, options.create ? 'create' : 'open');
+      throw fromSystemError(e, options.displayName ?? path, options.create ? 'create' : 'open');
     }
   }
 

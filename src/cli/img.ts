@@ -10,6 +10,8 @@ import { DEFAULT_CLUSTER_BITS, DEFAULT_REFCOUNT_ORDER, QCOW2_MAGIC } from '../qc
 import { type CheckResult } from '../qcow2/check.js';
 import { checkAnyImage } from '../block/images.js';
 import type { Qcow2Info } from '../qcow2/image.js';
+import { NodeFile } from '../block/file-io.js';
+import type { QzonedError } from '../errors.js';
 import { collect, type CliContext } from './context.js';
 import { dumpQdictHuman, keepInsertionOrder, toQemuJson, type QDict } from './qemu-json.js';
 import { formatHumanSize, parseCount, parseSize, usageError } from './size.js';
@@ -336,7 +338,8 @@ export function probeFormat(file: string): 'qcow2' | 'raw' {
 }
 
 function openError(file: string, error: unknown): Error {
-  const err = error as NodeJS.ErrnoException;
+  // NodeFile's QzonedError keeps the system code in data; a bare fs error has it itself.
+  const err = { code: ((error as QzonedError).data?.code ?? (error as NodeJS.ErrnoException).code) as string | undefined };
   if (err && err.code === 'ENOENT') return usageError(`Could not open '${file}': No such file or directory`);
   if (err && err.code === 'EACCES') return usageError(`Could not open '${file}': Permission denied`);
   return error instanceof Error ? error : new Error(String(error));
@@ -438,32 +441,25 @@ interface Endpoint {
 }
 
 function rawEndpoint(file: string, mode: 'r' | 'r+'): Endpoint {
-  let fd: number;
+  let raw: NodeFile;
   try {
-    fd = fs.openSync(file, mode);
+    raw = new NodeFile(file, { readOnly: mode === 'r' });
   } catch (error) {
     throw openError(file, error);
   }
-  const size = fs.fstatSync(fd).size;
   return {
-    size,
+    size: raw.size(),
     async read(offset, length) {
       const buffer = Buffer.alloc(length);
-      let done = 0;
-      while (done < length) {
-        const got = fs.readSync(fd, buffer, done, length - done, offset + done);
-        if (got === 0) break;
-        done += got;
-      }
+      raw.pread(buffer, offset);
       return buffer;
     },
     async write(offset, data) {
-      let done = 0;
-      while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, offset + done);
+      raw.pwrite(data, offset);
     },
     async close() {
-      fs.fsyncSync(fd);
-      fs.closeSync(fd);
+      if (mode === 'r+') raw.sync();
+      raw.close();
     },
   };
 }

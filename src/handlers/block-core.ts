@@ -3,7 +3,7 @@
  * A qcow2 node does its I/O through the engine; a file node reads and writes its file raw, as a
  * QEMU file node does, but not while a qcow2 node sits on it (that node owns the file's bytes).
  */
-import fs from 'node:fs';
+import { NodeFile } from '../block/file-io.js';
 import { fail, fromSystemError } from '../errors.js';
 import { checkDataLength, payload } from './data.js';
 import type { FileNode } from '../block/graph.js';
@@ -43,25 +43,21 @@ export function blockCoreHandlers(s: Services): Pick<HandlerTable, BlockCoreComm
     'blockdev-flush': async (params) => {
       const node = s.graph.get(params['node-name']);
       if (node.kind === 'qcow2') await node.image.flush();
-      else if (!node.readOnly) withFd(node, 'r+', (fd) => fs.fdatasyncSync(fd), 'flush');
+      else if (!node.readOnly) withFile(node, false, (file) => file.sync(), 'flush');
       return {};
     },
   };
 }
 
-function withFd<T>(node: FileNode, flags: string, fn: (fd: number) => T, action: string): T {
-  let fd: number;
+/** Runs fn on the node's file, opened for this call; failures name the file as the client did. */
+function withFile<T>(node: FileNode, readOnly: boolean, fn: (file: NodeFile) => T, action: string): T {
+  const file = new NodeFile(node.path, { readOnly, displayName: node.filename });
   try {
-    fd = fs.openSync(node.path, flags);
-  } catch (e) {
-    throw fromSystemError(e, node.filename, 'open');
-  }
-  try {
-    return fn(fd);
+    return fn(file);
   } catch (e) {
     throw fromSystemError(e, node.filename, action);
   } finally {
-    fs.closeSync(fd);
+    file.close();
   }
 }
 
@@ -72,15 +68,10 @@ function checkRange(node: FileNode, offset: number, length: number, size: number
 }
 
 function readFileNode(node: FileNode, offset: number, length: number): Buffer {
-  return withFd(node, 'r', (fd) => {
-    checkRange(node, offset, length, fs.fstatSync(fd).size);
+  return withFile(node, true, (file) => {
+    checkRange(node, offset, length, file.size());
     const buf = Buffer.alloc(length);
-    let done = 0;
-    while (done < length) {
-      const n = fs.readSync(fd, buf, done, length - done, offset + done);
-      if (n === 0) break;
-      done += n;
-    }
+    file.pread(buf, offset);
     return buf;
   }, 'read');
 }
@@ -90,9 +81,8 @@ function writeFileNode(node: FileNode, offset: number, data: Buffer): void {
   if (node.users > 0) {
     throw fail('node-in-use', `node '${node.name}' is in use by a qcow2 node, which owns its bytes; write through that node`);
   }
-  withFd(node, 'r+', (fd) => {
-    checkRange(node, offset, data.length, fs.fstatSync(fd).size);
-    let done = 0;
-    while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, offset + done);
+  withFile(node, false, (file) => {
+    checkRange(node, offset, data.length, file.size());
+    file.pwrite(data, offset);
   }, 'write');
 }
