@@ -5,11 +5,11 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
-import type { FlowLimits, Transport } from './transport.js';
+import { InputPauses, type FlowLimits, type Transport } from './transport.js';
 
 export class SocketTransport implements Transport {
   readonly peer: string;
-  private readonly pauses = new Map<string, number>();
+  private readonly pauses: InputPauses;
   private closing = false;
 
   constructor(
@@ -19,6 +19,7 @@ export class SocketTransport implements Transport {
     peer = 'unix',
   ) {
     this.peer = peer;
+    this.pauses = new InputPauses(socket);
     socket.on('drain', () => this.resumeInput('output'));
   }
 
@@ -38,17 +39,12 @@ export class SocketTransport implements Transport {
   }
 
   pauseInput(why: string): void {
-    if ((this.pauses.get(why) ?? 0) > 0 && why === 'output') return; // 'output' is a state, not a count
-    this.pauses.set(why, (this.pauses.get(why) ?? 0) + 1);
-    this.socket.pause();
+    if (why === 'output' && this.pauses.has(why)) return; // 'output' is a state, not a count
+    this.pauses.pause(why);
   }
 
   resumeInput(why: string): void {
-    const n = this.pauses.get(why) ?? 0;
-    if (n === 0) return;
-    if (n === 1) this.pauses.delete(why);
-    else this.pauses.set(why, n - 1);
-    if (this.pauses.size === 0 && !this.closing) this.socket.resume();
+    this.pauses.resume(why, this.closing);
   }
 
   close(): void {

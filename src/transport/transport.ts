@@ -29,3 +29,31 @@ export function flowLimitsFor(maxMessageSize: number): FlowLimits {
   // for a few of those before a non-reading peer is cut off.
   return { highWaterMark: 1 << 20, outputLimit: Math.max(4 * maxMessageSize, 64 << 20) };
 }
+
+/**
+ * The reasons a connection's input is paused, counted per reason; the stream resumes when none
+ * is left. Shared by the stream transports so pause bookkeeping exists once.
+ */
+export class InputPauses {
+  private readonly reasons = new Map<string, number>();
+
+  constructor(private readonly stream: { pause(): void; resume(): void }) {}
+
+  has(why: string): boolean {
+    return this.reasons.has(why);
+  }
+
+  pause(why: string): void {
+    this.reasons.set(why, (this.reasons.get(why) ?? 0) + 1);
+    this.stream.pause();
+  }
+
+  /** Resumes the stream when the last reason goes, unless the connection is closing. */
+  resume(why: string, closing: boolean): void {
+    const n = this.reasons.get(why) ?? 0;
+    if (n === 0) return;
+    if (n === 1) this.reasons.delete(why);
+    else this.reasons.set(why, n - 1);
+    if (this.reasons.size === 0 && !closing) this.stream.resume();
+  }
+}

@@ -13,7 +13,7 @@ import type { EventBus } from '../rpc/events.js';
 import type { Connection } from '../rpc/types.js';
 import type { Logger } from '../log.js';
 import { JsonRpcSession, decodeUtf8, invalidRequestResponse, notUtf8Response, oversizeResponse } from './jsonrpc.js';
-import { flowLimitsFor, type FlowLimits, type Transport } from './transport.js';
+import { flowLimitsFor, InputPauses, type FlowLimits, type Transport } from './transport.js';
 import type { SessionRegistry } from './unix.js';
 
 const CLOSE_TOO_BIG = 1009;
@@ -21,14 +21,16 @@ const CLOSE_GOING_AWAY = 1001;
 const MAX_IN_FLIGHT = 256;
 
 class WsTransport implements Transport {
-  private readonly pauses = new Map<string, number>();
+  private readonly pauses: InputPauses;
 
   constructor(
     private readonly ws: WebSocket,
     readonly peer: string,
     private readonly limits: FlowLimits,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.pauses = new InputPauses(ws);
+  }
 
   get closed(): boolean {
     return this.ws.readyState !== this.ws.OPEN;
@@ -52,16 +54,11 @@ class WsTransport implements Transport {
   }
 
   pauseInput(why: string): void {
-    this.pauses.set(why, (this.pauses.get(why) ?? 0) + 1);
-    this.ws.pause();
+    this.pauses.pause(why);
   }
 
   resumeInput(why: string): void {
-    const n = this.pauses.get(why) ?? 0;
-    if (n === 0) return;
-    if (n === 1) this.pauses.delete(why);
-    else this.pauses.set(why, n - 1);
-    if (this.pauses.size === 0 && !this.closed) this.ws.resume();
+    this.pauses.resume(why, this.closed);
   }
 
   close(reason = 'server shutting down'): void {
