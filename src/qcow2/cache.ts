@@ -90,7 +90,10 @@ export abstract class FlushNode {
   }
 }
 
-/** Data written into newly allocated clusters: dirty until the next sync (rule 3). */
+/**
+ * Guest data written since the last sync: new clusters (their mappings wait for it, rule 3) and
+ * in-place overwrites (which no metadata change would otherwise bring to a flush).
+ */
 export class DataBarrier extends FlushNode {
   private pending = false;
 

@@ -313,6 +313,8 @@ export class Qcow2Image {
           k++;
         }
         this.file.pwrite(data.subarray(pos, pos + n), m.host + inCluster);
+        // No metadata changes, but the next flush must still sync these bytes.
+        this.data.markWritten();
         pos += n;
         continue;
       }
