@@ -15,6 +15,8 @@ import type { QzonedError } from '../errors.js';
 import { collect, type CliContext } from './context.js';
 import { dumpQdictHuman, keepInsertionOrder, toQemuJson, type QDict } from './qemu-json.js';
 import { formatHumanSize, parseCount, parseSize, usageError } from './size.js';
+import { planExport, runExport } from '../zloop/export.js';
+import { planImport, runImport } from '../zloop/import.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // create: -o parsing
@@ -534,6 +536,62 @@ async function convert(ctx: CliContext, src: string, dst: string, sourceFormat: 
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// convert to and from zloop (src/zloop/)
+
+interface ConvertCliOptions {
+  format?: string;
+  outputFormat: string;
+  progress?: boolean;
+  blockSize?: string;
+  zloopOptions?: string;
+}
+
+type ConvertFormat = 'qcow2' | 'raw' | 'zloop';
+
+function checkConvertFormat(format: string | undefined, flag: string): ConvertFormat | undefined {
+  if (format === undefined || format === 'qcow2' || format === 'raw' || format === 'zloop') return format;
+  throw usageError(`Unknown format '${format}' for ${flag}: qzoned converts qcow2, raw and zloop`);
+}
+
+/** A directory can only be a zloop device; a file is probed as qcow2 or raw. */
+function probeConvertFormat(src: string): ConvertFormat {
+  try {
+    if (fs.statSync(src).isDirectory()) return 'zloop';
+  } catch {
+    // probeFormat words the missing file as qemu-img does.
+  }
+  return probeFormat(src);
+}
+
+/** qemu-img convert -p's progress line, for the zloop copies too. */
+function progressPrinter(ctx: CliContext, enabled: boolean): (done: number, total: number) => void {
+  return (done, total) => {
+    if (enabled) ctx.out(`    (${(total === 0 ? 100 : (done * 100) / total).toFixed(2)}/100%)\r`);
+  };
+}
+
+async function convertToZloop(ctx: CliContext, src: string, dst: string, opts: ConvertCliOptions): Promise<void> {
+  const blockSize = opts.blockSize === undefined ? undefined : parseSize(opts.blockSize, 'block size');
+  const image = await openImage(src, { readOnly: true, holder: 'qzoned img convert' });
+  try {
+    const plan = planExport(image, dst, { blockSize, imageName: `'${src}'`, dirName: dst });
+    await runExport(plan, { onProgress: progressPrinter(ctx, opts.progress === true) });
+    if (opts.progress) ctx.out('\n');
+    ctx.out(`Wrote ${plan.geometry.nrZones} zone files to ${plan.device.dir}. As root, to create /dev/zloop${plan.device.id}:\n`);
+    ctx.out(`  modprobe zloop\n  echo "${plan.add}" > /dev/zloop-control\n`);
+  } finally {
+    await image.close();
+  }
+}
+
+async function convertFromZloop(ctx: CliContext, src: string, dst: string, opts: ConvertCliOptions): Promise<void> {
+  const plan = planImport(src, { addOptions: opts.zloopOptions, dirName: src });
+  // qemu-img convert replaces an existing target, and so does this.
+  await runImport(plan, dst, { onProgress: progressPrinter(ctx, opts.progress === true) }, { overwrite: true, holder: 'qzoned img convert' });
+  if (opts.progress) ctx.out('\n');
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // bench
 
 export interface BenchOptions {
@@ -697,16 +755,34 @@ export function imgCommand(ctx: CliContext): Command {
     });
 
   img.command('convert')
-    .description('copy an image into a new one, raw and qcow2 both ways; zero blocks are not written')
-    .usage('[-f FMT] -O raw|qcow2 [-p] SRC DST')
-    .option('-f, --format <fmt>', 'source format: qcow2 or raw (probed when absent)')
-    .option('-O, --output-format <fmt>', 'destination format: raw (default, as qemu-img) or qcow2', 'raw')
+    .description('copy an image into a new one, raw and qcow2 both ways; zero blocks are not written. '
+      + '-O zloop writes a zoned image as a Linux zloop directory (DST ends in the device id, e.g. /var/local/zloop/0) and prints '
+      + 'the line for /dev/zloop-control; -f zloop reads such a directory back into a zoned qcow2 image (docs/zloop.md)')
+    .usage('[-f FMT] -O raw|qcow2|zloop [-p] [--block-size N] [--zloop-options OPTS] SRC DST')
+    .option('-f, --format <fmt>', 'source format: qcow2, raw or zloop (qcow2/raw probed when absent; a directory is zloop)')
+    .option('-O, --output-format <fmt>', 'destination format: raw (default, as qemu-img), qcow2 or zloop', 'raw')
     .option('-p, --progress', 'show progress')
+    .option('--block-size <size>', '-O zloop: logical block size of the file system that will hold DST (default 4096); '
+      + 'sequential zones\' write pointers must be multiples of it')
+    .option('--zloop-options <opts>', '-f zloop: the options the directory was added with (capacity_mb=..,zone_size_mb=..,'
+      + 'zone_capacity_mb=..,conv_zones=..; zloop\'s defaults for what is left out), for a directory without a qzoned geometry file')
     .argument('<src>')
     .argument('<dst>')
-    .action(async (src: string, dst: string, opts: { format?: string; outputFormat: string; progress?: boolean }) => {
-      const targetFormat = checkFormatOption(opts.outputFormat)!;
-      const sourceFormat = checkFormatOption(opts.format) ?? probeFormat(src);
+    .action(async (src: string, dst: string, opts: ConvertCliOptions) => {
+      const targetFormat = checkConvertFormat(opts.outputFormat, '-O') ?? 'raw';
+      const sourceFormat = checkConvertFormat(opts.format, '-f') ?? probeConvertFormat(src);
+      if (opts.blockSize !== undefined && targetFormat !== 'zloop') throw usageError('--block-size applies to -O zloop only');
+      if (opts.zloopOptions !== undefined && sourceFormat !== 'zloop') throw usageError('--zloop-options applies to -f zloop only');
+      if (targetFormat === 'zloop') {
+        if (sourceFormat !== 'qcow2') throw usageError('-O zloop converts a zoned qcow2 image; the source must be qcow2');
+        await convertToZloop(ctx, src, dst, opts);
+        return;
+      }
+      if (sourceFormat === 'zloop') {
+        if (targetFormat !== 'qcow2') throw usageError('-f zloop converts into a zoned qcow2 image; use -O qcow2');
+        await convertFromZloop(ctx, src, dst, opts);
+        return;
+      }
       await convert(ctx, src, dst, sourceFormat, targetFormat, opts.progress === true);
     });
 

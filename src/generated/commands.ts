@@ -860,8 +860,15 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
     "description": "What kind of work a job does.",
     "type": "string",
     "enum": [
-      "create"
-    ]
+      "create",
+      "zloop-export",
+      "zloop-import"
+    ],
+    "x-descriptions": {
+      "create": "blockdev-create.",
+      "zloop-export": "blockdev-export-zloop: a zoned node written as a zloop directory.",
+      "zloop-import": "blockdev-import-zloop: a zloop directory read into a new zoned image."
+    }
   },
   "JobInfo": {
     "description": "One job, as query-jobs lists it.",
@@ -1024,6 +1031,8 @@ export interface CommandTypes {
   "query-jobs": { params: T.QueryJobsArguments; result: T.QueryJobsResult };
   "job-dismiss": { params: T.JobDismissArguments; result: T.JobDismissResult };
   "job-cancel": { params: T.JobCancelArguments; result: T.JobCancelResult };
+  "blockdev-export-zloop": { params: T.BlockdevExportZloopArguments; result: T.BlockdevExportZloopResult };
+  "blockdev-import-zloop": { params: T.BlockdevImportZloopArguments; result: T.BlockdevImportZloopResult };
   "blockdev-zone-report": { params: T.BlockdevZoneReportArguments; result: T.BlockdevZoneReportResult };
   "blockdev-zone-mgmt": { params: T.BlockdevZoneMgmtArguments; result: T.BlockdevZoneMgmtResult };
   "blockdev-zone-append": { params: T.BlockdevZoneAppendArguments; result: T.BlockdevZoneAppendResult };
@@ -1495,6 +1504,96 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
       },
       "required": [
         "id"
+      ],
+      "additionalProperties": false
+    },
+    "result": {
+      "$ref": "#/definitions/Empty"
+    }
+  },
+  "blockdev-export-zloop": {
+    "name": "blockdev-export-zloop",
+    "module": "zloop",
+    "description": "Starts a job (type zloop-export) that writes the zones of an open host-managed qcow2 node into a new or empty directory in the layout zloop restores: cnv-NNNNNN files of exactly the zone size, seq-NNNNNN files whose size is the write pointer (the zone capacity for a full zone), plus qzoned-zloop.json with the geometry and the `add` line for /dev/zloop-control. The directory's last component is the zloop device id (e.g. zloop/0). Open zones come back closed (zloop stores no open state). Auto-finalized; dismiss it with job-dismiss; progress in query-jobs counts bytes. Refused by the job before anything is written: geometry zloop cannot take (zone size not a power of two MiB up to 16 GiB, capacity not whole MiB, a short last zone, fewer than two zones: invalid-zone-geometry), read-only or offline zones (unsupported-feature), write pointers not on the block size (unaligned), a non-empty directory (file-exists), a path outside --image-dir (path-outside-image-dir). Zones are read one at a time, each zone's state and data together; writes to other zones while the job runs may or may not be included.",
+    "dialects": [
+      "qmp",
+      "json-rpc"
+    ],
+    "reasons": [
+      "job-id-in-use"
+    ],
+    "classes": [
+      "DeviceNotFound"
+    ],
+    "params": {
+      "type": "object",
+      "properties": {
+        "job-id": {
+          "$ref": "#/definitions/JobId",
+          "description": "The new job's id."
+        },
+        "node-name": {
+          "$ref": "#/definitions/NodeName",
+          "description": "An open host-managed qcow2 node."
+        },
+        "dir": {
+          "$ref": "#/definitions/Filename",
+          "description": "The directory to write, inside --image-dir; its last component is the zloop device id (a number)."
+        },
+        "block-size": {
+          "$ref": "#/definitions/Size",
+          "description": "Logical block size of the file system that will hold the directory (default 4096): zloop needs the zone capacity and every sequential file size to be multiples of it."
+        }
+      },
+      "required": [
+        "job-id",
+        "node-name",
+        "dir"
+      ],
+      "additionalProperties": false
+    },
+    "result": {
+      "$ref": "#/definitions/Empty"
+    }
+  },
+  "blockdev-import-zloop": {
+    "name": "blockdev-import-zloop",
+    "module": "zloop",
+    "description": "Starts a job (type zloop-import) that creates a new host-managed qcow2 image from a zloop directory: the geometry comes from its qzoned-zloop.json, or from `zloop-options` (the options the directory was added with) for a directory made elsewhere. Every zone file is checked as zloop checks it on restore before the image is created: a missing file, a file of the wrong type, a conventional file not exactly the zone size, a sequential file larger than the capacity or not a multiple of the block size (corrupt-image); geometry zloop or qzoned cannot take (invalid-zone-geometry); an existing target (file-exists); paths outside --image-dir. A sequential file of the zone capacity becomes a full zone, a shorter non-empty one a closed zone. Auto-finalized; progress in query-jobs counts bytes.",
+    "dialects": [
+      "qmp",
+      "json-rpc"
+    ],
+    "reasons": [
+      "job-id-in-use"
+    ],
+    "classes": [],
+    "params": {
+      "type": "object",
+      "properties": {
+        "job-id": {
+          "$ref": "#/definitions/JobId",
+          "description": "The new job's id."
+        },
+        "dir": {
+          "$ref": "#/definitions/Filename",
+          "description": "The zloop directory to read, inside --image-dir."
+        },
+        "filename": {
+          "$ref": "#/definitions/Filename",
+          "description": "The qcow2 image to create, inside --image-dir; it must not exist."
+        },
+        "zloop-options": {
+          "type": "string",
+          "minLength": 1,
+          "description": "For a directory without qzoned-zloop.json: the zloop add options it was created with, e.g. \"capacity_mb=2048,zone_size_mb=64,zone_capacity_mb=63,conv_zones=8\" (zloop's defaults for what is left out). With a geometry file, they must agree with it.",
+          "x-expected": "zloop add options such as capacity_mb=2048,zone_size_mb=64"
+        }
+      },
+      "required": [
+        "job-id",
+        "dir",
+        "filename"
       ],
       "additionalProperties": false
     },

@@ -186,7 +186,7 @@ export type JobStatus =
  * This interface was referenced by `QzonedSchema`'s JSON-Schema
  * via the `definition` "JobType".
  */
-export type JobType = 'create';
+export type JobType = 'create' | 'zloop-export' | 'zloop-import';
 /**
  * The type of a zone.
  *
@@ -321,6 +321,20 @@ export type JobDismissResult = Empty;
  * via the `definition` "JobCancelResult".
  */
 export type JobCancelResult = Empty;
+/**
+ * What blockdev-export-zloop returns.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockdevExportZloopResult".
+ */
+export type BlockdevExportZloopResult = Empty;
+/**
+ * What blockdev-import-zloop returns.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockdevImportZloopResult".
+ */
+export type BlockdevImportZloopResult = Empty;
 /**
  * What blockdev-zone-report returns.
  *
@@ -1002,6 +1016,54 @@ export interface JobCancelArguments {
    * The job to cancel.
    */
   id: JobId;
+}
+/**
+ * Arguments of blockdev-export-zloop.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockdevExportZloopArguments".
+ */
+export interface BlockdevExportZloopArguments {
+  /**
+   * The new job's id.
+   */
+  'job-id': JobId;
+  /**
+   * An open host-managed qcow2 node.
+   */
+  'node-name': NodeName;
+  /**
+   * The directory to write, inside --image-dir; its last component is the zloop device id (a number).
+   */
+  dir: Filename;
+  /**
+   * Logical block size of the file system that will hold the directory (default 4096): zloop needs the zone capacity and every sequential file size to be multiples of it.
+   */
+  'block-size'?: Size;
+}
+/**
+ * Arguments of blockdev-import-zloop.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockdevImportZloopArguments".
+ */
+export interface BlockdevImportZloopArguments {
+  /**
+   * The new job's id.
+   */
+  'job-id': JobId;
+  /**
+   * The zloop directory to read, inside --image-dir.
+   */
+  dir: Filename;
+  /**
+   * The qcow2 image to create, inside --image-dir; it must not exist.
+   */
+  filename: Filename;
+  /**
+   * For a directory without qzoned-zloop.json: the zloop add options it was created with, e.g. "capacity_mb=2048,zone_size_mb=64,zone_capacity_mb=63,conv_zones=8" (zloop's defaults for what is left out). With a geometry file, they must agree with it.
+   */
+  'zloop-options'?: string;
 }
 /**
  * Arguments of blockdev-zone-report.

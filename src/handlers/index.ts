@@ -5,6 +5,7 @@ import { blockCreateHandlers } from './block-create.js';
 import { controlHandlers } from './control.js';
 import { jobHandlers } from './job.js';
 import { zoneHandlers } from './zone.js';
+import { zloopHandlers } from './zloop.js';
 import type { Services } from './services.js';
 
 export type { Services, VersionNumbers } from './services.js';
@@ -16,5 +17,6 @@ export function createHandlers(services: Services): HandlerTable {
     ...blockCoreHandlers(services),
     ...blockCreateHandlers(services),
     ...zoneHandlers(services),
+    ...zloopHandlers(services),
   };
 }

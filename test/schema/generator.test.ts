@@ -39,12 +39,12 @@ for (const name of badCases) {
   });
 }
 
-test('the committed schema loads without problems and covers protocol.md §4', (t) => {
+test('the committed schema loads without problems and covers protocol.md §4 and the zloop jobs', (t) => {
   const schema = loadSchemaDir(schemaDir);
   const names = schema.commands.map((c) => c.name).sort();
   t.deepEqual(names, [
-    'blockdev-add', 'blockdev-create', 'blockdev-del', 'blockdev-flush', 'blockdev-read', 'blockdev-write',
-    'blockdev-zone-append', 'blockdev-zone-inject', 'blockdev-zone-mgmt', 'blockdev-zone-report',
+    'blockdev-add', 'blockdev-create', 'blockdev-del', 'blockdev-export-zloop', 'blockdev-flush', 'blockdev-import-zloop',
+    'blockdev-read', 'blockdev-write', 'blockdev-zone-append', 'blockdev-zone-inject', 'blockdev-zone-mgmt', 'blockdev-zone-report',
     'job-cancel', 'job-dismiss', 'qmp_capabilities', 'query-commands', 'query-jobs', 'query-named-block-nodes',
     'query-qmp-schema', 'query-version', 'rpc.discover',
   ]);

@@ -1,0 +1,106 @@
+/**
+ * The zloop jobs: blockdev-export-zloop (a node → a zloop directory) and blockdev-import-zloop
+ * (a zloop directory → a new zoned image). They follow create-job.ts: argument errors (a taken job
+ * id, a node that does not exist) leave no job; then created, running; every check runs before the
+ * reply and a failed one concludes the job at once (aborting, concluded); the copy runs after the
+ * reply, chunk by chunk, with progress in bytes, and ends waiting, pending, concluded.
+ */
+import fs from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { fail, isQzonedError, unsupported } from '../errors.js';
+import { planExport, runExport, type ExportPlan } from '../zloop/export.js';
+import { planImport, runImport, type ImportPlan } from '../zloop/import.js';
+import type { Progress } from '../zloop/progress.js';
+import type { BlockGraph } from '../block/graph.js';
+import type { JobList } from './job-list.js';
+import type { Job } from './job.js';
+import type { Logger } from '../log.js';
+import type { CommandParams } from '../generated/commands.js';
+
+export interface ZloopJobContext {
+  graph: BlockGraph;
+  jobs: JobList;
+  log: Logger;
+}
+
+/** QEMU's words for a cancelled job; no reason of its own. */
+class JobFailure extends Error {}
+
+export function startZloopExportJob(ctx: ZloopJobContext, params: CommandParams<'blockdev-export-zloop'>): Job {
+  // A missing node is an argument error, as blockdev-backup's is in QEMU: no job.
+  const node = ctx.graph.get(params['node-name']);
+  const job = ctx.jobs.create(params['job-id'], 'zloop-export');
+  job.transition('running');
+  let plan: ExportPlan;
+  try {
+    if (node.kind !== 'qcow2') throw unsupported(`node '${node.name}' is a file node; blockdev-export-zloop needs a host-managed qcow2 node`);
+    const dir = ctx.graph.resolvePath(params.dir);
+    plan = planExport(node.image, dir, { blockSize: params['block-size'], imageName: `node '${node.name}'`, dirName: params.dir });
+  } catch (e) {
+    conclude(ctx, job, e);
+    return job;
+  }
+  // The file node under the image stays put while the job reads through it.
+  node.file.users++;
+  job.finished = run(ctx, job, plan.totalBytes, (progress) => runExport(plan, progress)).finally(() => {
+    node.file.users--;
+  });
+  return job;
+}
+
+export function startZloopImportJob(ctx: ZloopJobContext, params: CommandParams<'blockdev-import-zloop'>): Job {
+  const job = ctx.jobs.create(params['job-id'], 'zloop-import');
+  job.transition('running');
+  let plan: ImportPlan;
+  let target: string;
+  try {
+    const dir = ctx.graph.resolvePath(params.dir);
+    target = ctx.graph.resolvePath(params.filename);
+    // ◆ Unlike blockdev-create, an existing file is never overwritten: the job makes a new image.
+    if (fs.existsSync(target)) throw fail('file-exists', `Could not create '${params.filename}': the file already exists`);
+    plan = planImport(dir, { addOptions: params['zloop-options'], dirName: params.dir });
+  } catch (e) {
+    conclude(ctx, job, e);
+    return job;
+  }
+  job.finished = run(ctx, job, plan.totalBytes, (progress) => runImport(plan, target, progress, { holder: `qzoned blockdev-import-zloop job ${job.id}` }));
+  return job;
+}
+
+async function run(ctx: ZloopJobContext, job: Job, totalBytes: number, work: (progress: Progress) => Promise<void>): Promise<void> {
+  job.totalProgress = totalBytes;
+  // The reply goes out first, as in QEMU; a job-cancel sent with the command still lands in time.
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  try {
+    if (job.cancelRequested) throw new JobFailure('Operation canceled');
+    await work({
+      onProgress(done, total) {
+        // A zone written while an export runs can grow the total.
+        job.totalProgress = Math.max(total, done);
+        job.currentProgress = done;
+      },
+      shouldStop: () => job.cancelRequested,
+      stopError: () => new JobFailure('Operation canceled'),
+    });
+  } catch (e) {
+    conclude(ctx, job, e);
+    return;
+  }
+  job.currentProgress = job.totalProgress;
+  job.transition('waiting');
+  job.transition('pending');
+  job.transition('concluded');
+}
+
+/** Failure: aborting, then concluded, with the sentence query-jobs shows. */
+function conclude(ctx: ZloopJobContext, job: Job, e: unknown): void {
+  if (isQzonedError(e) || e instanceof JobFailure) {
+    job.error = e.message;
+  } else {
+    const logId = randomUUID();
+    ctx.log.error({ err: e, logId, job: job.id }, `unexpected exception in a ${job.type} job`);
+    job.error = `An internal error happened; see log entry ${logId}`;
+  }
+  job.transition('aborting');
+  job.transition('concluded');
+}
