@@ -1,8 +1,13 @@
 /**
  * The HTTP(S) listener: POST / carries one JSON-RPC request or batch (so curl and OpenRPC tooling
- * can talk to the service), and upgrades on the same port go to websocket.ts. The token is checked
- * from the headers alone, so a refusal (401) comes before any body byte is read; a body above the
- * size limit gets 413 with a JSON-RPC error. HTTP has no push: no events here.
+ * can talk to the service), GET / serves the zone map page (src/web/), and upgrades on the same
+ * port go to websocket.ts. The token is checked from the headers alone, so a refusal (401) comes
+ * before any body byte is read; a body above the size limit gets 413 with a JSON-RPC error. HTTP
+ * has no push: no events here (the page gets them over its WebSocket).
+ *
+ * Without a token the port is open to every local program, and now a browser page lives on it, so
+ * two browser attacks are closed: DNS rebinding (a Host that is not a loopback name) and
+ * cross-site requests (an Origin other than this host). With a token, the token decides.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -11,7 +16,8 @@ import { randomUUID } from 'node:crypto';
 import type { Dispatcher } from '../rpc/dispatch.js';
 import type { Connection } from '../rpc/types.js';
 import type { Logger } from '../log.js';
-import { isAuthorized, UNAUTHORIZED_TEXT, type TlsMaterial } from './auth.js';
+import { isAuthorized, isLoopbackHost, UNAUTHORIZED_TEXT, type TlsMaterial } from './auth.js';
+import { zoneMapPage } from '../web/page.js';
 import { JsonRpcSession, decodeUtf8, invalidRequestResponse, notUtf8Response, oversizeResponse } from './jsonrpc.js';
 import type { WebSocketListener } from './websocket.js';
 
@@ -46,15 +52,92 @@ function pathOf(req: IncomingMessage): string {
   return new URL(req.url ?? '/', 'http://x').pathname;
 }
 
+/** The host part of a Host header or an origin's authority ("[::1]:4444" -> "::1"). */
+function hostOnly(authority: string): string {
+  const m = /^\[([^\]]*)\](?::\d*)?$/.exec(authority) ?? /^([^:]*)(?::\d*)?$/.exec(authority);
+  return m ? m[1]! : authority;
+}
+
+/**
+ * Without a token: why a browser-borne request must be refused (403), or null. A request from a
+ * non-browser client carries no Origin and a loopback Host, and passes.
+ */
+export function browserRefusal(req: IncomingMessage, token: string | undefined): string | null {
+  if (token !== undefined) return null;
+  // Browsers always send Host; a client without one (HTTP/1.0) is no browser.
+  const host = req.headers.host;
+  if (host === undefined) return null;
+  if (!isLoopbackHost(hostOnly(host))) {
+    return `Forbidden: without a token the service answers only requests addressed to a loopback host; found Host '${host}' (start it with --token to serve other names)`;
+  }
+  const origin = req.headers.origin;
+  if (origin !== undefined) {
+    let authority: string | null = null;
+    try {
+      authority = new URL(origin).host;
+    } catch {
+      // "null" or garbage: not this page.
+    }
+    if (authority === null || authority.toLowerCase() !== host.toLowerCase()) {
+      return `Forbidden: without a token only pages served by this host may call the service; found Origin '${origin}', expected one for host '${host}'`;
+    }
+  }
+  return null;
+}
+
+const PAGE_TEXT = 'text/html; charset=utf-8';
+
+/** GET or HEAD /: the zone map page, revalidated by ETag on every load (a new version serves a new page). */
+function servePage(req: IncomingMessage, res: ServerResponse): void {
+  const page = zoneMapPage();
+  if (req.headers['if-none-match'] === page.etag) {
+    res.writeHead(304, { ETag: page.etag });
+    res.end();
+    return;
+  }
+  res.writeHead(200, {
+    'Content-Type': PAGE_TEXT,
+    'Content-Length': page.body.length,
+    'Content-Security-Policy': page.contentSecurityPolicy,
+    'X-Content-Type-Options': 'nosniff',
+    // The URL may carry ?token=: it must not leave in a Referer header.
+    'Referrer-Policy': 'no-referrer',
+    'Cache-Control': 'no-cache',
+    ETag: page.etag,
+  });
+  res.end(page.body);
+}
+
+/** Refusals of GET /: plain text, since a person reads them in a browser tab. */
+function refuseText(res: ServerResponse, status: number, text: string, extra: Record<string, string> = {}): void {
+  const body = `${text}\n`;
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'X-Content-Type-Options': 'nosniff', ...extra });
+  res.end(body);
+}
+
 export function createHttpListener(options: HttpOptions): HttpListener {
   const { dispatcher, log, maxMessageSize, token, websocket } = options;
   const inFlight = new Set<Promise<void>>();
   let idleWaiters: Array<() => void> = [];
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    if (pathOf(req) !== '/') return refuse(res, 404, `Not found: JSON-RPC is served at POST /, not ${pathOf(req)}`);
-    if (req.method !== 'POST') return refuse(res, 405, 'Method not allowed: send JSON-RPC with POST /', { Allow: 'POST' });
+    const isPageRequest = req.method === 'GET' || req.method === 'HEAD';
+    if (pathOf(req) !== '/') {
+      const text = `Not found: the zone map is served at GET /, JSON-RPC at POST /; nothing at ${pathOf(req)}`;
+      return isPageRequest ? refuseText(res, 404, text) : refuse(res, 404, text);
+    }
+    if (isPageRequest) {
+      if (!isAuthorized(req, token)) return refuseText(res, 401, `${UNAUTHORIZED_TEXT}; in a browser open /?token=TOKEN`, { 'WWW-Authenticate': 'Bearer' });
+      const forbidden = browserRefusal(req, token);
+      if (forbidden !== null) return refuseText(res, 403, forbidden);
+      return servePage(req, res);
+    }
+    if (req.method !== 'POST') {
+      return refuse(res, 405, 'Method not allowed: send JSON-RPC with POST /, or GET / for the zone map', { Allow: 'GET, HEAD, POST' });
+    }
     if (!isAuthorized(req, token)) return refuse(res, 401, UNAUTHORIZED_TEXT, { 'WWW-Authenticate': 'Bearer' });
+    const forbidden = browserRefusal(req, token);
+    if (forbidden !== null) return refuse(res, 403, forbidden);
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (type !== JSON_TYPE) return refuse(res, 415, `Unsupported media type: the body must be ${JSON_TYPE}`);
     const declared = Number(req.headers['content-length'] ?? NaN);
@@ -118,6 +201,8 @@ export function createHttpListener(options: HttpOptions): HttpListener {
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`);
     };
     if (!isAuthorized(req, token)) return refuseUpgrade('401 Unauthorized', UNAUTHORIZED_TEXT, 'WWW-Authenticate: Bearer\r\n');
+    const forbidden = browserRefusal(req, token);
+    if (forbidden !== null) return refuseUpgrade('403 Forbidden', forbidden);
     if (pathOf(req) !== '/') return refuseUpgrade('404 Not Found', `Not found: the WebSocket endpoint is /, not ${pathOf(req)}`);
     if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return refuseUpgrade('400 Bad Request', 'Only WebSocket upgrades are served');
     websocket.upgrade(req, socket, head);
