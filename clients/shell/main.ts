@@ -10,7 +10,7 @@ import * as readline from 'node:readline';
 import { Command } from 'commander';
 import { isIoCommand, splitIoLine } from '../../src/cli/io-commands.js';
 import { collect, reportError, type CliContext } from '../../src/cli/context.js';
-import { COMMAND_NAMES, isCommandName } from '../../src/generated/commands.js';
+import { COMMAND_NAMES, COMMANDS, isCommandName } from '../../src/generated/commands.js';
 import type { QzonedClient } from '../client/client.js';
 import { connectHttp, connectQmp, connectUnix, connectWebSocket } from '../client/index.js';
 import { ClientError, DisconnectedError, ExecuteError } from '../client/errors.js';
@@ -46,6 +46,13 @@ async function connectFrom(o: ShellOptions): Promise<QzonedClient> {
     return /^https?:/i.test(o.ws) ? connectHttp(o.ws, web) : connectWebSocket(o.ws, web);
   }
   return connectUnix(o.socket ?? './qzoned.sock');
+}
+
+/** Commands that start a job take a required `job-id` (blockdev-create, the zloop jobs): the schema says so. */
+function startsJob(command: string): boolean {
+  if (!isCommandName(command)) return false;
+  const required = COMMANDS[command].params['required'];
+  return Array.isArray(required) && required.includes('job-id');
 }
 
 /** Nearest command names by edit distance, for "did you mean". */
@@ -129,7 +136,7 @@ export class ShellSession {
     return this.guard(command, async () => {
       const result = await this.client.execute(command, args);
       this.ctx.out(formatReturn(result, this.pretty));
-      if (command === 'blockdev-create' && typeof args['job-id'] === 'string') return this.followJob(args['job-id']);
+      if (startsJob(command) && typeof args['job-id'] === 'string') return this.followJob(args['job-id']);
       return true;
     });
   }

@@ -190,6 +190,12 @@ tmuxTest('interactive: a job shows its events until it concludes; io shortcuts o
   await term.waitFor(/^start: 0x800, len 0x800, cap 0x800, wptr 0x810, zcond:2, \[type: 2\]$/m);
   await term.enter('zap disk0 0 512');
   await term.waitFor(/^zone append failed: conventional-zone: /m);
+  // Every job-starting command is followed to its end, not only blockdev-create.
+  await term.enter('blockdev-export-zloop job-id=j2 node-name=disk0 dir=zl/0');
+  const exported = await term.waitFor(/^job j2 concluded$/m);
+  t.regex(exported, /\{"event":"JOB_STATUS_CHANGE","data":\{"id":"j2","status":"running"\}/);
+  await term.enter('job-dismiss id=j2');
+  await term.waitFor(/"id":"j2","status":"null"/);
   await term.exitShell();
   t.pass();
 });
