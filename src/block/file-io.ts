@@ -15,6 +15,12 @@ export interface BlockFile {
   pwrite(buf: Buffer, pos: number): void;
   /** Makes every completed write durable (fdatasync). The only ordering point between writes. */
   sync(): void;
+  /**
+   * fdatasync on libuv's thread pool, so the event loop keeps serving while dirty pages are
+   * written back. Orders nothing by itself: a flush still runs its ordered sync() calls after it,
+   * which then find little left to write. Optional: files without it skip this step.
+   */
+  syncOffLoop?(): Promise<void>;
   size(): number;
   truncate(length: number): void;
   close(): void;
@@ -70,6 +76,12 @@ export class NodeFile implements BlockFile {
   sync(): void {
     this.syncs++;
     fs.fdatasyncSync(this.fd);
+  }
+
+  syncOffLoop(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      fs.fdatasync(this.fd, (e) => (e ? reject(fromSystemError(e, this.path, 'sync')) : resolve()));
+    });
   }
 
   size(): number {

@@ -69,7 +69,10 @@ class PlainImage implements BlockImage {
   async write(offset: number, data: Buffer): Promise<void> { this.qcow2.write(offset, data); }
   async writeZeroes(offset: number, length: number): Promise<void> { this.qcow2.writeZeroes(offset, length); }
   async discard(offset: number, length: number): Promise<void> { this.qcow2.discard(offset, length); }
-  async flush(): Promise<void> { this.qcow2.flush(); }
+  async flush(): Promise<void> {
+    await this.qcow2.writeBackOffLoop();
+    this.qcow2.flush();
+  }
   async close(): Promise<void> { await this.qcow2.close(); }
   info(): Qcow2Info { return this.qcow2.info(); }
 }
@@ -85,7 +88,10 @@ class ZonedBlockImage implements BlockImage, ZonedOps {
   async write(offset: number, data: Buffer): Promise<void> { this.image.write(offset, data); }
   async writeZeroes(offset: number, length: number): Promise<void> { this.image.writeZeroes(offset, length); }
   async discard(offset: number, length: number): Promise<void> { this.image.discard(offset, length); }
-  async flush(): Promise<void> { this.image.flushSync(); }
+  async flush(): Promise<void> {
+    await this.qcow2.writeBackOffLoop();
+    this.image.flushSync();
+  }
   async close(): Promise<void> { await this.image.close(); }
   info(): Qcow2Info & { zone: ZoneInfo } { return { ...this.image.qcow2.info(), zone: this.image.zoneInfo() }; }
   zoneInfo(): ZoneInfo { return this.image.zoneInfo(); }

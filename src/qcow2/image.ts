@@ -86,6 +86,9 @@ class TrackedFile implements BlockFile {
     if (pos + buf.length > this.end) this.end = pos + buf.length;
   }
   sync(): void { this.syncs++; this.inner.sync(); }
+  get syncOffLoop(): (() => Promise<void>) | undefined {
+    return this.inner.syncOffLoop ? () => this.inner.syncOffLoop!() : undefined;
+  }
   size(): number { return this.inner.size(); }
   truncate(length: number): void { this.inner.truncate(length); this.end = length; }
   close(): void { this.inner.close(); }
@@ -113,6 +116,7 @@ export class Qcow2Image {
   private readonly lock: WriterLock | null;
   private lazyDirtySet = false;
   private closed = false;
+  private readonly offLoopSyncs = new Set<Promise<void>>();
   /** Last decompressed cluster: sequential reads of a compressed image decompress each once. */
   private inflated: { entry: bigint; data: Buffer } | null = null;
 
@@ -451,8 +455,27 @@ export class Qcow2Image {
     this.data.flush();
   }
 
+  /**
+   * Before a flush in the daemon: writes the guest data back on the thread pool, so a flush of
+   * much dirty data does not hold the event loop (other clients, other images) for its length.
+   * The flush's own ordered syncs come after and still decide durability.
+   */
+  async writeBackOffLoop(): Promise<void> {
+    if (this.readOnly || this.closed || !this.data.isDirty() || !this.file.syncOffLoop) return;
+    const pending = this.file.syncOffLoop();
+    this.offLoopSyncs.add(pending);
+    try {
+      await pending;
+    } finally {
+      this.offLoopSyncs.delete(pending);
+    }
+  }
+
   /** Flushes, clears the lazy-refcounts dirty bit, releases the lock. */
   async close(): Promise<void> {
+    if (this.closed) return;
+    // The descriptor must outlive every fdatasync still queued on the thread pool.
+    await Promise.allSettled([...this.offLoopSyncs]);
     if (this.closed) return;
     try {
       if (!this.readOnly) {
