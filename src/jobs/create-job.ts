@@ -7,7 +7,6 @@
  * is auto-finalized; job-dismiss removes it).
  */
 import fs from 'node:fs';
-import { randomUUID } from 'node:crypto';
 import { fail, isQzonedError, unsupported } from '../errors.js';
 import { createImage, type ImageCreateOptions } from '../block/images.js';
 import { acquireWriterLock } from '../block/lock.js';
@@ -15,7 +14,7 @@ import { validateCreateOptions } from '../qcow2/create.js';
 import { zonedHeaderForCreate } from '../zoned/validate.js';
 import type { BlockGraph, FileNode } from '../block/graph.js';
 import type { JobList } from './job-list.js';
-import type { Job } from './job.js';
+import { JobFailure, type Job } from './job.js';
 import type { Logger } from '../log.js';
 import type { BlockdevCreateOptions, BlockdevCreateOptionsFile, BlockdevCreateOptionsQcow2 } from '../generated/types.js';
 
@@ -31,18 +30,16 @@ type CreatePlan =
 
 const ZERO_CHUNK = 1024 * 1024;
 
-/** A job failure in QEMU's own words, which have no reason of their own. */
-class JobFailure extends Error {}
-
 /** Starts a blockdev-create job; throws only for argument errors, which leave no job behind. */
 export function startCreateJob(ctx: CreateJobContext, jobId: string, options: BlockdevCreateOptions): Job {
   const job = ctx.jobs.create(jobId, 'create');
+  job.progressOnFailure = 'full';
   job.transition('running');
   let plan: CreatePlan;
   try {
     plan = planCreate(ctx.graph, options);
   } catch (e) {
-    conclude(ctx, job, e);
+    job.fail(e, ctx.log);
     return job;
   }
   if (plan.kind === 'qcow2' && plan.fileNode) plan.fileNode.users++;
@@ -111,26 +108,16 @@ function planQcow2(graph: BlockGraph, o: BlockdevCreateOptionsQcow2): CreatePlan
   return { kind: 'qcow2', path, filename, exists, fileNode, options };
 }
 
-async function runCreate(ctx: CreateJobContext, job: Job, plan: CreatePlan): Promise<void> {
-  // The reply goes out first, as in QEMU; a job-cancel sent with the create still lands in time.
-  await new Promise<void>((resolve) => setImmediate(resolve));
-  try {
-    if (job.cancelRequested) throw new JobFailure('Operation canceled');
+function runCreate(ctx: CreateJobContext, job: Job, plan: CreatePlan): Promise<void> {
+  return job.runAfterReply(ctx.log, async () => {
     if (plan.kind === 'file') createFile(plan);
     else {
       // Another writer (a node of another process, `qzoned io`) must not see its file overwritten.
       if (plan.exists) await (await acquireWriterLock(plan.path, `qzoned blockdev-create job ${job.id}`)).release();
-      if (job.cancelRequested) throw new JobFailure('Operation canceled');
+      job.throwIfCancelled();
       await createImage(plan.path, plan.options, { overwrite: true });
     }
-  } catch (e) {
-    conclude(ctx, job, e);
-    return;
-  }
-  job.currentProgress = job.totalProgress;
-  job.transition('waiting');
-  job.transition('pending');
-  job.transition('concluded');
+  });
 }
 
 function createFile(plan: Extract<CreatePlan, { kind: 'file' }>): void {
@@ -160,16 +147,3 @@ function createFile(plan: Extract<CreatePlan, { kind: 'file' }>): void {
   }
 }
 
-/** Failure: aborting, then concluded, with the sentence query-jobs shows. */
-function conclude(ctx: CreateJobContext, job: Job, e: unknown): void {
-  if (isQzonedError(e) || e instanceof JobFailure) {
-    job.error = e.message;
-  } else {
-    const logId = randomUUID();
-    ctx.log.error({ err: e, logId, job: job.id }, 'unexpected exception in a blockdev-create job');
-    job.error = `An internal error happened; see log entry ${logId}`;
-  }
-  job.currentProgress = job.totalProgress;
-  job.transition('aborting');
-  job.transition('concluded');
-}

@@ -3,7 +3,9 @@
  * JobVerbTable, and a JOB_STATUS_CHANGE event on every change. Both tables are data, copied from
  * job.c (qmp-notes.md §2.1), so a test can walk them.
  */
-import { fail, QzonedError } from '../errors.js';
+import { randomUUID } from 'node:crypto';
+import { fail, isQzonedError, QzonedError } from '../errors.js';
+import type { Logger } from '../log.js';
 import type { EventBus } from '../rpc/events.js';
 import type { JobInfo, JobStatus, JobType } from '../generated/types.js';
 
@@ -35,6 +37,12 @@ export const JOB_VERBS: Readonly<Record<JobVerb, readonly JobStatus[]>> = {
   dismiss: ['concluded'],
 };
 
+/** QEMU's sentence for a cancelled job. */
+export const JOB_CANCELED = 'Operation canceled';
+
+/** A job's failure in QEMU's words, with no reason of its own (e.g. a cancel). */
+export class JobFailure extends Error {}
+
 export class Job {
   readonly id: string;
   readonly type: JobType;
@@ -44,6 +52,8 @@ export class Job {
   /** Set when the job fails or is cancelled: one sentence, shown by query-jobs. */
   error: string | undefined;
   cancelRequested = false;
+  /** QEMU's create job counts its one unit of progress whatever the outcome; copy jobs keep theirs. */
+  progressOnFailure: 'full' | 'as-is' = 'as-is';
   /** Settles when the job's work is over (concluded), whatever the outcome. */
   finished: Promise<void> = Promise.resolve();
   private readonly events: EventBus;
@@ -75,6 +85,51 @@ export class Job {
     const message = `Job '${this.id}' in state '${this.currentStatus}' cannot accept command verb '${verb}'`;
     // Only dismiss has a reason of its own in protocol.md §2; other verbs fail as a plain GenericError.
     throw verb === 'dismiss' ? fail('job-not-concluded', message) : new QzonedError('GenericError', undefined, message);
+  }
+
+  /** The work succeeded: waiting, pending, concluded (auto-finalized, as every job here). */
+  complete(): void {
+    this.currentProgress = this.totalProgress;
+    this.transition('waiting');
+    this.transition('pending');
+    this.transition('concluded');
+  }
+
+  /**
+   * The work failed: aborting, concluded, with the sentence query-jobs shows. An error that is
+   * not a QzonedError or JobFailure is a bug: it is logged and the job names the log entry.
+   */
+  fail(e: unknown, log: Logger): void {
+    if (isQzonedError(e) || e instanceof JobFailure) {
+      this.error = e.message;
+    } else {
+      const logId = randomUUID();
+      log.error({ err: e, logId, job: this.id }, `unexpected exception in a ${this.type} job`);
+      this.error = `An internal error happened; see log entry ${logId}`;
+    }
+    if (this.progressOnFailure === 'full') this.currentProgress = this.totalProgress;
+    this.transition('aborting');
+    this.transition('concluded');
+  }
+
+  /**
+   * Runs the job's work once the command's reply has gone out (as in QEMU, so a job-cancel sent
+   * with the command still lands in time), then completes or fails the job.
+   */
+  async runAfterReply(log: Logger, work: () => Promise<void>): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    try {
+      this.throwIfCancelled();
+      await work();
+    } catch (e) {
+      this.fail(e, log);
+      return;
+    }
+    this.complete();
+  }
+
+  throwIfCancelled(): void {
+    if (this.cancelRequested) throw new JobFailure(JOB_CANCELED);
   }
 
   info(): JobInfo {

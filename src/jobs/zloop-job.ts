@@ -6,14 +6,13 @@
  * reply, chunk by chunk, with progress in bytes, and ends waiting, pending, concluded.
  */
 import fs from 'node:fs';
-import { randomUUID } from 'node:crypto';
-import { fail, isQzonedError, unsupported } from '../errors.js';
+import { fail, unsupported } from '../errors.js';
 import { planExport, runExport, type ExportPlan } from '../zloop/export.js';
 import { planImport, runImport, type ImportPlan } from '../zloop/import.js';
 import type { Progress } from '../zloop/progress.js';
 import type { BlockGraph } from '../block/graph.js';
 import type { JobList } from './job-list.js';
-import type { Job } from './job.js';
+import { JOB_CANCELED, JobFailure, type Job } from './job.js';
 import type { Logger } from '../log.js';
 import type { CommandParams } from '../generated/commands.js';
 
@@ -22,9 +21,6 @@ export interface ZloopJobContext {
   jobs: JobList;
   log: Logger;
 }
-
-/** QEMU's words for a cancelled job; no reason of its own. */
-class JobFailure extends Error {}
 
 export function startZloopExportJob(ctx: ZloopJobContext, params: CommandParams<'blockdev-export-zloop'>): Job {
   // A missing node is an argument error, as blockdev-backup's is in QEMU: no job.
@@ -37,7 +33,7 @@ export function startZloopExportJob(ctx: ZloopJobContext, params: CommandParams<
     const dir = ctx.graph.resolvePath(params.dir);
     plan = planExport(node.image, dir, { blockSize: params['block-size'], imageName: `node '${node.name}'`, dirName: params.dir });
   } catch (e) {
-    conclude(ctx, job, e);
+    job.fail(e, ctx.log);
     return job;
   }
   // The file node under the image stays put while the job reads through it.
@@ -60,47 +56,22 @@ export function startZloopImportJob(ctx: ZloopJobContext, params: CommandParams<
     if (fs.existsSync(target)) throw fail('file-exists', `Could not create '${params.filename}': the file already exists`);
     plan = planImport(dir, { addOptions: params['zloop-options'], dirName: params.dir });
   } catch (e) {
-    conclude(ctx, job, e);
+    job.fail(e, ctx.log);
     return job;
   }
   job.finished = run(ctx, job, plan.totalBytes, (progress) => runImport(plan, target, progress, { holder: `qzoned blockdev-import-zloop job ${job.id}` }));
   return job;
 }
 
-async function run(ctx: ZloopJobContext, job: Job, totalBytes: number, work: (progress: Progress) => Promise<void>): Promise<void> {
+function run(ctx: ZloopJobContext, job: Job, totalBytes: number, work: (progress: Progress) => Promise<void>): Promise<void> {
   job.totalProgress = totalBytes;
-  // The reply goes out first, as in QEMU; a job-cancel sent with the command still lands in time.
-  await new Promise<void>((resolve) => setImmediate(resolve));
-  try {
-    if (job.cancelRequested) throw new JobFailure('Operation canceled');
-    await work({
-      onProgress(done, total) {
-        // A zone written while an export runs can grow the total.
-        job.totalProgress = Math.max(total, done);
-        job.currentProgress = done;
-      },
-      shouldStop: () => job.cancelRequested,
-      stopError: () => new JobFailure('Operation canceled'),
-    });
-  } catch (e) {
-    conclude(ctx, job, e);
-    return;
-  }
-  job.currentProgress = job.totalProgress;
-  job.transition('waiting');
-  job.transition('pending');
-  job.transition('concluded');
-}
-
-/** Failure: aborting, then concluded, with the sentence query-jobs shows. */
-function conclude(ctx: ZloopJobContext, job: Job, e: unknown): void {
-  if (isQzonedError(e) || e instanceof JobFailure) {
-    job.error = e.message;
-  } else {
-    const logId = randomUUID();
-    ctx.log.error({ err: e, logId, job: job.id }, `unexpected exception in a ${job.type} job`);
-    job.error = `An internal error happened; see log entry ${logId}`;
-  }
-  job.transition('aborting');
-  job.transition('concluded');
+  return job.runAfterReply(ctx.log, () => work({
+    onProgress(done, total) {
+      // A zone written while an export runs can grow the total.
+      job.totalProgress = Math.max(total, done);
+      job.currentProgress = done;
+    },
+    shouldStop: () => job.cancelRequested,
+    stopError: () => new JobFailure(JOB_CANCELED),
+  }));
 }
