@@ -60,13 +60,19 @@ export function toQmpJson(v: unknown): string {
       return Number.isInteger(v) && Math.abs(v) < 2 ** 63 ? BigInt(v).toString() : formatDouble(v);
     case 'object': {
       if (v instanceof QmpFloat) return formatDouble(v.value);
-      if (Array.isArray(v)) return '[' + v.map(toQmpJson).join(', ') + ']';
-      const parts: string[] = [];
-      for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-        if (x === undefined) continue;
-        parts.push(quoteString(k) + ': ' + toQmpJson(x));
+      if (Array.isArray(v)) {
+        let out = '[';
+        for (let i = 0; i < v.length; i++) out += (i === 0 ? '' : ', ') + toQmpJson(v[i]);
+        return out + ']';
       }
-      return '{' + parts.join(', ') + '}';
+      const o = v as Record<string, unknown>;
+      let out = '{';
+      for (const k of Object.keys(o)) {
+        const x = o[k];
+        if (x === undefined) continue;
+        out += (out.length === 1 ? '' : ', ') + quoteString(k) + ': ' + toQmpJson(x);
+      }
+      return out + '}';
     }
     default:
       return 'null';

@@ -122,11 +122,6 @@ const TABLE = (() => {
   return t;
 })();
 
-interface Token {
-  type: number;
-  bytes: Buffer;
-}
-
 /** One result of the stream: a value, or the error text QEMU would send for the input. */
 export type QmpStreamItem = { value: QmpValue } | { error: string };
 
@@ -138,11 +133,31 @@ export interface QmpJsonStreamOptions {
   onOversize(): void;
 }
 
+/**
+ * A literal whose text QEMU's parser would refuse (bad escape, invalid keyword...). Literals are
+ * decoded when their token ends, but the error must surface only if and when the parser reaches
+ * the token, so the first error in parse order still wins.
+ */
+class LiteralError {
+  constructor(readonly message: string) {}
+}
+
+const asBuffer = (chunk: Uint8Array): Buffer =>
+  Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+
+/**
+ * The lexer is json-lexer.c's table walked over each chunk in one loop: a token's bytes are
+ * sliced from the chunk when it ends (only a token split across chunks is copied), and each
+ * literal is decoded right away, so a message costs no per-byte calls or allocations.
+ */
 export class QmpJsonStream {
   private state = IN_START;
-  private token = new Uint8Array(64);
-  private tokenLen = 0;
-  private tokens: Token[] = [];
+  /** The bytes of the current token that came in earlier chunks. */
+  private carry: Buffer = Buffer.allocUnsafe(64);
+  private carryLen = 0;
+  /** The current message's tokens: types, and literals already decoded (or a LiteralError). */
+  private types: number[] = [];
+  private values: unknown[] = [];
   private tokenSize = 0;
   private braces = 0;
   private brackets = 0;
@@ -150,72 +165,95 @@ export class QmpJsonStream {
 
   constructor(private readonly options: QmpJsonStreamOptions) {}
 
-  feed(chunk: Uint8Array): void {
-    for (let i = 0; i < chunk.length && !this.dead; i++) this.feedByte(chunk[i]!);
-  }
-
-  private feedByte(byte: number): void {
-    let consumed = false;
-    while (!consumed) {
-      const raw = TABLE[this.state * 256 + byte]!;
-      consumed = (raw & LOOKAHEAD) === 0;
-      const next = raw & ~LOOKAHEAD;
-      if (consumed) this.append(byte);
-      switch (next) {
-        case JSON_LCURLY:
-        case JSON_RCURLY:
-        case JSON_LSQUARE:
-        case JSON_RSQUARE:
-        case JSON_COLON:
-        case JSON_COMMA:
-        case JSON_INTEGER:
-        case JSON_FLOAT:
-        case JSON_KEYWORD:
-        case JSON_STRING:
-          this.processToken(next, Buffer.from(this.token.subarray(0, this.tokenLen)));
-          this.tokenLen = 0;
-          this.state = IN_START;
-          break;
-        case IN_START:
-          this.tokenLen = 0;
-          this.state = IN_START;
-          break;
-        case JSON_ERROR:
-          this.processToken(JSON_ERROR, Buffer.from(this.token.subarray(0, this.tokenLen)));
-          this.tokenLen = 0;
-          this.state = IN_RECOVERY;
-          break;
-        case IN_RECOVERY:
-          this.tokenLen = 0;
-          this.state = IN_RECOVERY;
-          break;
-        default:
-          this.state = next;
+  feed(input: Uint8Array): void {
+    if (this.dead) return;
+    const chunk = asBuffer(input);
+    const n = chunk.length;
+    const max = this.options.maxMessageSize;
+    let state = this.state;
+    let start = 0; // where the current token's bytes begin in this chunk
+    for (let i = 0; i < n; i++) {
+      const byte = chunk[i]!;
+      let next = TABLE[state * 256 + byte]!;
+      if (next & LOOKAHEAD) {
+        // The token (or the recovery) ends before this byte, which is then read again in IN_START.
+        next &= ~LOOKAHEAD;
+        if (next !== IN_START) {
+          this.token(next, chunk, start, i);
+          if (this.dead) return;
+        }
+        this.carryLen = 0;
+        start = i;
+        next = TABLE[IN_START * 256 + byte]!; // IN_START has no lookahead transitions
       }
-      if (this.dead) return;
+      if (next >= JSON_LCURLY) {
+        this.token(next, chunk, start, i + 1);
+        if (this.dead) return;
+        this.carryLen = 0;
+        start = i + 1;
+        state = IN_START;
+      } else if (next === JSON_ERROR) {
+        // QEMU checks the token's size after each byte: the last check saw all but this byte.
+        // (A token that ends normally meets token()'s stricter check instead.)
+        if (this.carryLen + i - start > max) return this.oversize();
+        this.stray(chunk, start, i + 1);
+        this.carryLen = 0;
+        start = i + 1;
+        state = IN_RECOVERY;
+      } else if (next === IN_START || next === IN_RECOVERY) {
+        // Whitespace, or input skipped while recovering: never part of a token.
+        start = i + 1;
+        state = next;
+      } else {
+        state = next;
+      }
     }
-    // QEMU caps a single token (64 MiB); here the cap is the listener's message size.
-    if (this.tokenLen > this.options.maxMessageSize) this.oversize();
+    this.state = state;
+    if (start < n && state !== IN_START && state !== IN_RECOVERY) {
+      if (this.carryLen + n - start > max) return this.oversize();
+      this.keep(chunk, start, n);
+    }
   }
 
-  private append(byte: number): void {
-    if (this.tokenLen === this.token.length) {
-      const bigger = new Uint8Array(this.token.length * 2);
-      bigger.set(this.token);
-      this.token = bigger;
+  /** Keeps the start of a token that continues in the next chunk (the socket may reuse its buffer). */
+  private keep(chunk: Buffer, from: number, to: number): void {
+    const need = this.carryLen + (to - from);
+    if (need > this.carry.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(need, this.carry.length * 2));
+      this.carry.copy(bigger, 0, 0, this.carryLen);
+      this.carry = bigger;
     }
-    this.token[this.tokenLen++] = byte;
+    chunk.copy(this.carry, this.carryLen, from, to);
+    this.carryLen = need;
+  }
+
+  private stray(chunk: Buffer, from: number, to: number): void {
+    let bytes = chunk.subarray(from, to);
+    if (this.carryLen > 0) {
+      this.keep(chunk, from, to);
+      bytes = this.carry.subarray(0, this.carryLen);
+    }
+    this.emit({ error: `JSON parse error, stray '${cString(bytes)}'` });
+  }
+
+  /** Decodes the literal ending at `to` in this chunk; only one split across chunks is copied. */
+  private literal(type: number, chunk: Buffer, from: number, to: number): unknown {
+    if (this.carryLen === 0) return literal(type, chunk, from, to);
+    this.keep(chunk, from, to);
+    return literal(type, this.carry, 0, this.carryLen);
   }
 
   private oversize(): void {
     this.dead = true;
-    this.tokens = [];
-    this.tokenLen = 0;
+    this.types = [];
+    this.values = [];
+    this.carryLen = 0;
     this.options.onOversize();
   }
 
   /** json_message_process_token(): bracket counting, limits, and parsing a complete value. */
-  private processToken(type: number, bytes: Buffer): void {
+  private token(type: number, chunk: Buffer, from: number, to: number): void {
+    const length = this.carryLen + to - from;
     switch (type) {
       case JSON_LCURLY:
         this.braces++;
@@ -229,27 +267,75 @@ export class QmpJsonStream {
       case JSON_RSQUARE:
         this.brackets--;
         break;
-      case JSON_ERROR:
-        return this.emit({ error: `JSON parse error, stray '${cString(bytes)}'` });
       default:
         break;
     }
-    if (this.tokenSize + bytes.length + 1 > this.options.maxMessageSize) return this.oversize();
-    if (this.tokens.length + 1 > MAX_TOKEN_COUNT) return this.emit({ error: 'JSON token count limit exceeded' });
+    if (this.tokenSize + length + 1 > this.options.maxMessageSize) return this.oversize();
+    if (this.types.length + 1 > MAX_TOKEN_COUNT) return this.emit({ error: 'JSON token count limit exceeded' });
     if (this.brackets + this.braces > MAX_NESTING) return this.emit({ error: 'JSON nesting depth limit exceeded' });
-    this.tokens.push({ type, bytes });
-    this.tokenSize += bytes.length;
+    this.types.push(type);
+    this.values.push(type >= JSON_INTEGER ? this.literal(type, chunk, from, to) : null);
+    this.tokenSize += length;
     if ((this.braces > 0 || this.brackets > 0) && this.braces >= 0 && this.brackets >= 0) return;
-    this.emit(parseTokens(this.tokens));
+    const item = parseTokens(this.types, this.values);
+    this.emit(item);
   }
 
   private emit(item: QmpStreamItem): void {
     this.braces = 0;
     this.brackets = 0;
-    this.tokens = [];
+    this.types = [];
+    this.values = [];
     this.tokenSize = 0;
     this.options.onItem(item);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Literals (json-parser.c parse_literal(), parse_keyword(), parse_string()), decoded at token end.
+
+const INT64_MIN = -(1n << 63n);
+const INT64_LIMIT = 1n << 63n;
+const UINT64_LIMIT = 1n << 64n;
+
+function literal(type: number, buf: Buffer, from: number, to: number): unknown {
+  switch (type) {
+    case JSON_STRING:
+      try {
+        return parseString(buf, from, to);
+      } catch (e) {
+        if (e instanceof ParseError) return new LiteralError(e.message);
+        throw e;
+      }
+    case JSON_INTEGER:
+      return parseInteger(buf, from, to);
+    case JSON_FLOAT:
+      return new QmpFloat(Number(buf.toString('latin1', from, to)));
+    default: {
+      const word = buf.toString('latin1', from, to);
+      if (word === 'true') return true;
+      if (word === 'false') return false;
+      if (word === 'null') return null;
+      return new LiteralError(`invalid keyword '${word}'`);
+    }
+  }
+}
+
+/** int64 if it fits, else uint64 (non-negative only), else a double, as parse_literal() does. */
+function parseInteger(buf: Buffer, from: number, to: number): unknown {
+  const negative = buf[from] === 0x2d;
+  const first = negative ? from + 1 : from;
+  if (to - first <= 15) {
+    // Exact in a double; the lexer guarantees [-](0|[1-9][0-9]*). "-0" is the integer 0.
+    let v = 0;
+    for (let i = first; i < to; i++) v = v * 10 + (buf[i]! - 0x30);
+    return negative ? 0 - v : v;
+  }
+  const text = buf.toString('latin1', from, to);
+  const n = BigInt(text);
+  const fits = (n >= INT64_MIN && n < INT64_LIMIT) || (n >= 0n && n < UINT64_LIMIT);
+  if (fits) return Number.isSafeInteger(Number(n)) && BigInt(Number(n)) === n ? Number(n) : n;
+  return new QmpFloat(Number(text));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,8 +343,8 @@ export class QmpJsonStream {
 
 class ParseError extends Error {}
 
-function parseTokens(tokens: Token[]): QmpStreamItem {
-  const p = new Parser(tokens);
+function parseTokens(types: number[], values: unknown[]): QmpStreamItem {
+  const p = new Parser(types, values);
   try {
     return { value: p.parseValue() };
   } catch (e) {
@@ -267,22 +353,33 @@ function parseTokens(tokens: Token[]): QmpStreamItem {
   }
 }
 
+/** Sets a member; a key named __proto__ must stay a plain member, not the prototype. */
+function setMember(dict: { [key: string]: unknown }, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(dict, key, { value, enumerable: true, writable: true, configurable: true });
+  else dict[key] = value;
+}
+
+const PREMATURE_EOI = 'premature EOI';
+
 class Parser {
   private pos = 0;
-  constructor(private readonly tokens: Token[]) {}
-
-  private peek(): Token | undefined {
-    return this.tokens[this.pos];
+  private readonly end: number;
+  constructor(
+    private readonly types: number[],
+    private readonly values: unknown[],
+  ) {
+    this.end = types.length;
   }
 
-  private pop(): Token | undefined {
-    return this.tokens[this.pos++];
+  /** The type of the token at pos, or -1 past the end. */
+  private peek(): number {
+    return this.pos < this.end ? this.types[this.pos]! : -1;
   }
 
   parseValue(): QmpValue {
-    const token = this.peek();
-    if (!token) throw new ParseError('premature EOI');
-    switch (token.type) {
+    switch (this.peek()) {
+      case -1:
+        throw new ParseError(PREMATURE_EOI);
       case JSON_LCURLY:
         return this.parseObject();
       case JSON_LSQUARE:
@@ -290,89 +387,73 @@ class Parser {
       case JSON_INTEGER:
       case JSON_FLOAT:
       case JSON_STRING:
-        return this.parseLiteral();
-      case JSON_KEYWORD:
-        return this.parseKeyword();
+      case JSON_KEYWORD: {
+        const v = this.values[this.pos++];
+        if (v instanceof LiteralError) throw new ParseError(v.message);
+        return v as QmpValue;
+      }
       default:
         throw new ParseError('expecting value');
     }
   }
 
   private parseObject(): QmpValue {
-    this.pop();
+    this.pos++;
     const dict: { [key: string]: QmpValue } = {};
-    const peek = this.peek();
-    if (!peek) throw new ParseError('premature EOI');
-    if (peek.type === JSON_RCURLY) {
-      this.pop();
+    const first = this.peek();
+    if (first === -1) throw new ParseError(PREMATURE_EOI);
+    if (first === JSON_RCURLY) {
+      this.pos++;
       return dict;
     }
     this.parsePair(dict);
-    let token = this.pop();
-    if (!token) throw new ParseError('premature EOI');
-    while (token.type !== JSON_RCURLY) {
-      if (token.type !== JSON_COMMA) throw new ParseError('expected separator in dict');
+    let token = this.peek();
+    this.pos++;
+    if (token === -1) throw new ParseError(PREMATURE_EOI);
+    while (token !== JSON_RCURLY) {
+      if (token !== JSON_COMMA) throw new ParseError('expected separator in dict');
       this.parsePair(dict);
-      token = this.pop();
-      if (!token) throw new ParseError('premature EOI');
+      token = this.peek();
+      this.pos++;
+      if (token === -1) throw new ParseError(PREMATURE_EOI);
     }
     return dict;
   }
 
   private parsePair(dict: { [key: string]: QmpValue }): void {
-    if (!this.peek()) throw new ParseError('premature EOI');
+    if (this.peek() === -1) throw new ParseError(PREMATURE_EOI);
     const key = this.parseValue();
     if (typeof key !== 'string') throw new ParseError('key is not a string in object');
-    const colon = this.pop();
-    if (!colon) throw new ParseError('premature EOI');
-    if (colon.type !== JSON_COLON) throw new ParseError('missing : in object pair');
+    const colon = this.peek();
+    this.pos++;
+    if (colon === -1) throw new ParseError(PREMATURE_EOI);
+    if (colon !== JSON_COLON) throw new ParseError('missing : in object pair');
     const value = this.parseValue();
-    if (Object.prototype.hasOwnProperty.call(dict, key)) throw new ParseError('duplicate key');
-    // defineProperty: a key named __proto__ must stay a plain member.
-    Object.defineProperty(dict, key, { value, enumerable: true, writable: true, configurable: true });
+    if (Object.hasOwn(dict, key)) throw new ParseError('duplicate key');
+    setMember(dict, key, value);
   }
 
   private parseArray(): QmpValue {
-    this.pop();
+    this.pos++;
     const list: QmpValue[] = [];
-    const peek = this.peek();
-    if (!peek) throw new ParseError('premature EOI');
-    if (peek.type === JSON_RSQUARE) {
-      this.pop();
+    const first = this.peek();
+    if (first === -1) throw new ParseError(PREMATURE_EOI);
+    if (first === JSON_RSQUARE) {
+      this.pos++;
       return list;
     }
     list.push(this.parseValue());
-    let token = this.pop();
-    if (!token) throw new ParseError('premature EOI');
-    while (token.type !== JSON_RSQUARE) {
-      if (token.type !== JSON_COMMA) throw new ParseError('expected separator in list');
+    let token = this.peek();
+    this.pos++;
+    if (token === -1) throw new ParseError(PREMATURE_EOI);
+    while (token !== JSON_RSQUARE) {
+      if (token !== JSON_COMMA) throw new ParseError('expected separator in list');
       list.push(this.parseValue());
-      token = this.pop();
-      if (!token) throw new ParseError('premature EOI');
+      token = this.peek();
+      this.pos++;
+      if (token === -1) throw new ParseError(PREMATURE_EOI);
     }
     return list;
-  }
-
-  private parseKeyword(): QmpValue {
-    const token = this.pop()!;
-    const word = token.bytes.toString('latin1');
-    if (word === 'true') return true;
-    if (word === 'false') return false;
-    if (word === 'null') return null;
-    throw new ParseError(`invalid keyword '${word}'`);
-  }
-
-  private parseLiteral(): QmpValue {
-    const token = this.pop()!;
-    if (token.type === JSON_STRING) return parseString(token.bytes);
-    const text = token.bytes.toString('latin1');
-    if (token.type === JSON_INTEGER) {
-      // int64 if it fits, else uint64 (non-negative only), else a double: parse_literal().
-      const n = BigInt(text);
-      const fits = (n >= -(1n << 63n) && n < 1n << 63n) || (n >= 0n && n < 1n << 64n);
-      if (fits) return Number.isSafeInteger(Number(n)) && BigInt(Number(n)) === n ? Number(n) : n;
-    }
-    return new QmpFloat(Number(text));
   }
 }
 
@@ -461,45 +542,54 @@ const SIMPLE_ESCAPES: Record<number, string> = {
   0x74: '\t',
 };
 
-/** json-parser.c parse_string(): the token includes its quotes (double or single). */
-function parseString(tok: Buffer): string {
-  const quote = tok[0]!;
-  const end = tok.length - 1; // the closing quote
-  const parts: string[] = [];
-  let run = 1;
-  let ptr = 1;
-  const flush = (upTo: number): void => {
-    if (upTo > run) parts.push(decodeRun(tok, run, upTo));
-  };
-  while (ptr < end && tok[ptr] !== quote) {
-    if (tok[ptr] !== 0x5c) {
+/**
+ * json-parser.c parse_string() on the token at buf[from, to), which includes its quotes (double
+ * or single). hex4 cannot read past the token: its closing quote is not a hex digit.
+ */
+function parseString(buf: Buffer, from: number, to: number): string {
+  const quote = buf[from]!;
+  const end = to - 1; // the closing quote
+  let plain = true;
+  for (let i = from + 1; i < end; i++) {
+    const c = buf[i]!;
+    if (c === 0x5c || c >= 0x80) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return buf.toString('latin1', from + 1, end);
+  let out = '';
+  let run = from + 1;
+  let ptr = from + 1;
+  while (ptr < end && buf[ptr] !== quote) {
+    if (buf[ptr] !== 0x5c) {
       ptr++;
       continue;
     }
-    flush(ptr);
+    if (ptr > run) out += decodeRun(buf, run, ptr);
     const beg = ptr++;
-    const esc = tok[ptr++]!;
+    const esc = buf[ptr++]!;
     const simple = SIMPLE_ESCAPES[esc];
-    if (simple !== undefined) parts.push(simple);
+    if (simple !== undefined) out += simple;
     else if (esc === 0x75) {
-      let cp = hex4(tok, ptr);
+      let cp = hex4(buf, ptr);
       ptr += 4;
-      if (cp >= 0xd800 && cp <= 0xdbff && tok[ptr] === 0x5c && tok[ptr + 1] === 0x75) {
-        const trailing = hex4(tok, ptr + 2);
+      if (cp >= 0xd800 && cp <= 0xdbff && buf[ptr] === 0x5c && buf[ptr + 1] === 0x75) {
+        const trailing = hex4(buf, ptr + 2);
         if (trailing >= 0xdc00 && trailing <= 0xdfff) {
           cp = 0x10000 + ((cp & 0x3ff) << 10) + (trailing & 0x3ff);
           ptr += 6;
         } else cp = -1;
       }
       if (!isValidCodepoint(cp)) {
-        throw new ParseError(`${cString(tok.subarray(beg, Math.min(ptr, tok.length)))} is not a valid Unicode character`);
+        throw new ParseError(`${cString(buf.subarray(beg, Math.min(ptr, to)))} is not a valid Unicode character`);
       }
-      parts.push(String.fromCodePoint(cp));
+      out += String.fromCodePoint(cp);
     } else throw new ParseError('invalid escape sequence in string');
     run = ptr;
   }
-  flush(ptr);
-  return parts.join('');
+  if (ptr > run) out += decodeRun(buf, run, ptr);
+  return out;
 }
 
 /** Raw bytes of a string token between escapes: strict UTF-8 (U+0000 as C0 80 allowed). */
@@ -529,7 +619,7 @@ export function toPlain(v: QmpValue): unknown {
   if (Array.isArray(v)) return v.map(toPlain);
   if (v !== null && typeof v === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) Object.defineProperty(out, k, { value: toPlain(x), enumerable: true, writable: true, configurable: true });
+    for (const k of Object.keys(v)) setMember(out, k, toPlain(v[k]!));
     return out;
   }
   return v;
