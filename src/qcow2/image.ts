@@ -597,6 +597,11 @@ export class Qcow2Image {
     this.flush();
   }
 
+  /** Clusters the allocator has examined (tests check the search stays linear). */
+  get allocatorScanned(): number {
+    return this.refcounts.scanned;
+  }
+
   /** The engine's sync count (tests and benchmarks). */
   get syncCount(): number {
     return this.file.syncs;

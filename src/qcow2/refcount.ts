@@ -45,6 +45,15 @@ export class Refcounts extends FlushNode {
   private pendingFree = new Set<number>();
   /** Lowest cluster index that may be free. */
   private freeHint = 0;
+  /**
+   * Where runs of several clusters are searched from: just past the last run allocated. Searching
+   * from freeHint instead rescanned, at every allocation, everything above a hole too small for
+   * the request (quadratic once space is fragmented). Holes skipped over are searched again once
+   * a free lowers the cursor, as QEMU's free_cluster_index is.
+   */
+  private runCursor = 0;
+  /** Clusters examined by the allocator (tests read it to check the search stays linear). */
+  scanned = 0;
   readonly readOnly: boolean;
 
   constructor(file: BlockFile, g: RefcountGeometry, onReftableMoved: ReftableMoved, cacheBytes = 4 * 1024 * 1024) {
@@ -147,10 +156,15 @@ export class Refcounts extends FlushNode {
   /** First run of n free clusters at or after the hint (clusters no block covers are free). */
   private findFreeRun(n: number): number {
     // Clusters below the first free one stay in use until something is freed: move the hint.
-    while (!this.isFree(this.freeHint)) this.freeHint++;
-    let start = this.freeHint;
+    while (!this.isFree(this.freeHint)) {
+      this.freeHint++;
+      this.scanned++;
+    }
+    if (n === 1) return this.freeHint;
+    let start = Math.max(this.freeHint, this.runCursor);
     let run = 0;
     for (let c = start; ; c++) {
+      this.scanned++;
       if (this.isFree(c)) {
         if (run === 0) start = c;
         if (++run === n) return start;
@@ -198,6 +212,7 @@ export class Refcounts extends FlushNode {
       const used = n + missing.length;
       for (let c = start; c < start + used; c++) this.update(c, 1);
       if (start === this.freeHint) this.freeHint = start + used;
+      if (used > 1) this.runCursor = start + used;
       return start * this.clusterSize;
     }
     throw new Error('internal: cluster allocation did not converge');
@@ -260,7 +275,10 @@ export class Refcounts extends FlushNode {
     // Decreases made after writeBack (the old table above) are still in dirty blocks, so keep those.
     const stillDirty = this.blocks.hasDirty();
     if (!stillDirty) {
-      for (const c of this.pendingFree) if (c < this.freeHint) this.freeHint = c;
+      for (const c of this.pendingFree) {
+        if (c < this.freeHint) this.freeHint = c;
+        if (c < this.runCursor) this.runCursor = c;
+      }
       this.pendingFree.clear();
     }
   }
