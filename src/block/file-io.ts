@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import { fromSystemError } from '../errors.js';
+import { Preallocator, type PreallocatorOptions } from './preallocate.js';
 
 export interface BlockFile {
   readonly path: string;
@@ -32,6 +33,11 @@ export interface OpenFileOptions {
   create?: boolean;
   /** How errors name the file (a client's own name for it); default the path. */
   displayName?: string;
+  /**
+   * Reserve blocks ahead of writes that extend the file (preallocate.ts); read-write only.
+   * `true` for the defaults.
+   */
+  preallocate?: boolean | PreallocatorOptions;
 }
 
 export class NodeFile implements BlockFile {
@@ -40,6 +46,9 @@ export class NodeFile implements BlockFile {
   private fd: number;
   /** Number of fdatasync calls: tests and benchmarks read it. */
   syncs = 0;
+  /** The file's size as our writes and truncations left it (the preallocator reserves past it). */
+  private end = 0;
+  readonly preallocator: Preallocator | null = null;
 
   constructor(path: string, options: OpenFileOptions = {}) {
     this.path = path;
@@ -49,6 +58,10 @@ export class NodeFile implements BlockFile {
       this.fd = fs.openSync(path, flags, 0o644);
     } catch (e) {
       throw fromSystemError(e, options.displayName ?? path, options.create ? 'create' : 'open');
+    }
+    if (options.preallocate && !this.readOnly) {
+      this.end = this.size();
+      this.preallocator = new Preallocator(this.fd, this.end, options.preallocate === true ? {} : options.preallocate);
     }
   }
 
@@ -69,8 +82,11 @@ export class NodeFile implements BlockFile {
   }
 
   pwrite(buf: Buffer, pos: number): void {
+    const grows = this.preallocator !== null && pos + buf.length > this.end;
+    if (grows) this.preallocator!.willGrow(pos, pos + buf.length);
     let done = 0;
     while (done < buf.length) done += fs.writeSync(this.fd, buf, done, buf.length - done, pos + done);
+    if (grows) this.end = pos + buf.length;
   }
 
   sync(): void {
@@ -90,10 +106,17 @@ export class NodeFile implements BlockFile {
 
   truncate(length: number): void {
     fs.ftruncateSync(this.fd, length);
+    this.end = length;
+    // Truncation frees reserved blocks beyond the new size too.
+    this.preallocator?.truncated(length);
   }
 
   close(): void {
-    if (this.fd >= 0) {
+    if (this.fd < 0) return;
+    try {
+      // Gives back the blocks reserved beyond the end; the size itself does not change.
+      if (this.preallocator?.reservedBeyondEnd) fs.ftruncateSync(this.fd, this.size());
+    } finally {
       fs.closeSync(this.fd);
       this.fd = -1;
     }

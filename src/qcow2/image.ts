@@ -157,7 +157,7 @@ export class Qcow2Image {
    * writing, so a refused image is never modified.
    */
   static async open(path: string, options: OpenOptions = {}): Promise<Qcow2Image> {
-    const openFile = options.openFile ?? ((p: string, ro: boolean): BlockFile => new NodeFile(p, { readOnly: ro }));
+    const openFile = options.openFile ?? ((p: string, ro: boolean): BlockFile => new NodeFile(p, { readOnly: ro, preallocate: !ro }));
     const probe = openFile(path, true);
     let header: Qcow2Header;
     let verdict: ReturnType<typeof checkFeatures>;

@@ -1,0 +1,116 @@
+/**
+ * Space reserved ahead of a growing image file, as QEMU's `preallocate` filter driver does
+ * (block/preallocate.c). A buffered write that extends a file pays for the file system's block
+ * reservation page by page; a write into blocks already allocated does not. Measured on ext4
+ * here: a 128 KiB pwrite beyond the end costs 38 us, into blocks reserved ahead 29 us (a 4 KiB
+ * one 5.3 us and 4.2 us); reserving 64 MiB costs 40-70 us.
+ *
+ * Blocks are reserved with fallocate(FALLOC_FL_KEEP_SIZE), so the file's size, and everything a
+ * reader or `qemu-img check` sees, stays as it was. On close the owner truncates the file to its
+ * own size, which gives back the blocks beyond it; after a crash they stay allocated past the
+ * end, where nothing reads them, until the next close. Reservation never changes data:
+ * fallocate only allocates holes. Chunks start small and double (1 MiB up to 64 MiB), so a small
+ * image reserves little.
+ *
+ * Node has no fallocate: the call comes from a small optional addon (src/native/fallocate.c,
+ * built by `npm ci` when a C compiler is there). Without it, or on a file system that refuses
+ * (EOPNOTSUPP on some network file systems, ENOSPC when nearly full), nothing is reserved and
+ * writes go on as before.
+ */
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const MiB = 1024 * 1024;
+export const PREALLOCATE_FIRST_CHUNK = MiB;
+export const PREALLOCATE_MAX_CHUNK = 64 * MiB;
+
+/** fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length): 0, or the errno. */
+export type ReserveFn = (fd: number, offset: number, length: number) => number;
+
+interface NativeAddon {
+  reserveKeepSize: ReserveFn;
+}
+
+let loaded: { reserve: ReserveFn | null; why: string } | null = null;
+
+/** The addon's reserve call, or null with the reason it is missing. */
+export function nativeReserve(): { reserve: ReserveFn | null; why: string } {
+  if (loaded) return loaded;
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  // src/block (run from source) or dist/src/block (compiled): the addon is built in src/native.
+  const candidates = [path.resolve(here, '../native/build/Release/qzoned_native.node'), path.resolve(here, '../../../src/native/build/Release/qzoned_native.node')];
+  const require = createRequire(import.meta.url);
+  let why = 'the native addon is not built (npm ci builds it when python3, make and a C compiler are present)';
+  for (const candidate of candidates) {
+    try {
+      const addon = require(candidate) as NativeAddon;
+      loaded = { reserve: addon.reserveKeepSize, why: '' };
+      return loaded;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') why = `the native addon does not load: ${(e as Error).message}`;
+    }
+  }
+  loaded = { reserve: null, why };
+  return loaded;
+}
+
+export interface PreallocatorOptions {
+  /** The reservation call (tests pass one that fails); default the native addon's. */
+  reserve?: ReserveFn | null;
+  firstChunk?: number;
+  maxChunk?: number;
+}
+
+export class Preallocator {
+  private readonly fd: number;
+  private readonly reserve: ReserveFn | null;
+  private readonly maxChunk: number;
+  private chunk: number;
+  /** The last reservation's length: the next starts once writes pass its middle. */
+  private lastChunk = 0;
+  /** Bytes below this offset are reserved, or lie below the end of the file. */
+  private reservedEnd: number;
+  /** Why nothing is reserved (no addon, or the file system refused once); null while working. */
+  disabledReason: string | null = null;
+  /** Bytes reserved so far (tests and benchmarks read it). */
+  reservedBytes = 0;
+
+  constructor(fd: number, end: number, options: PreallocatorOptions = {}) {
+    this.fd = fd;
+    const native = options.reserve === undefined ? nativeReserve() : { reserve: options.reserve, why: 'no reservation call' };
+    this.reserve = native.reserve;
+    if (!this.reserve) this.disabledReason = native.why;
+    this.chunk = options.firstChunk ?? PREALLOCATE_FIRST_CHUNK;
+    this.maxChunk = options.maxChunk ?? PREALLOCATE_MAX_CHUNK;
+    this.reservedEnd = end;
+  }
+
+  /** True once blocks may lie beyond the file's end (the owner truncates them at close). */
+  get reservedBeyondEnd(): boolean {
+    return this.reservedBytes > 0;
+  }
+
+  /** Called before a write of [pos, end) that extends the file. */
+  willGrow(pos: number, end: number): void {
+    if (this.reserve === null || this.disabledReason !== null) return;
+    if (end <= this.reservedEnd - this.lastChunk / 2) return;
+    const from = Math.max(this.reservedEnd, Math.floor(pos / MiB) * MiB);
+    const length = Math.max(from + this.chunk, Math.ceil(end / MiB) * MiB) - from;
+    this.chunk = Math.min(this.chunk * 2, this.maxChunk);
+    const errno = this.reserve(this.fd, from, length);
+    if (errno !== 0) {
+      this.disabledReason = `fallocate refused (errno ${errno}); writes go on without reserving space`;
+      return;
+    }
+    this.reservedBytes += length;
+    this.reservedEnd = from + length;
+    this.lastChunk = length;
+  }
+
+  /** The owner truncated the file: whatever was reserved beyond `length` is gone. */
+  truncated(length: number): void {
+    this.reservedEnd = length;
+    this.lastChunk = 0;
+  }
+}

@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "qzoned_native",
+      "sources": ["fallocate.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra"]
+    }
+  ]
+}
