@@ -153,24 +153,29 @@ export class Refcounts extends FlushNode {
     return !this.pendingFree.has(cluster) && this.get(cluster) === 0;
   }
 
-  /** First run of n free clusters at or after the hint (clusters no block covers are free). */
-  private findFreeRun(n: number): number {
+  /**
+   * First run of n free clusters at or after the hint (clusters no block covers are free) whose
+   * first cluster index is a multiple of `align`.
+   */
+  private findFreeRun(n: number, align = 1): number {
     // Clusters below the first free one stay in use until something is freed: move the hint.
     while (!this.isFree(this.freeHint)) {
       this.freeHint++;
       this.scanned++;
     }
-    if (n === 1) return this.freeHint;
+    if (n === 1 && align === 1) return this.freeHint;
     let start = Math.max(this.freeHint, this.runCursor);
-    let run = 0;
-    for (let c = start; ; c++) {
-      this.scanned++;
-      if (this.isFree(c)) {
-        if (run === 0) start = c;
-        if (++run === n) return start;
-      } else {
-        run = 0;
+    for (;;) {
+      start = Math.ceil(start / align) * align;
+      let run = 0;
+      while (run < n && this.isFree(start + run)) {
+        run++;
+        this.scanned++;
       }
+      if (run === n) return start;
+      // start + run is in use: no run that includes it fits.
+      this.scanned++;
+      start += run + 1;
     }
   }
 
@@ -186,12 +191,14 @@ export class Refcounts extends FlushNode {
   /**
    * Allocates n contiguous clusters with refcount 1 and returns the host offset of the first.
    * Missing refcount blocks are placed right after the run, so that they cover themselves.
+   * `align` (clusters) makes the run start on a multiple of it; the free clusters skipped to get
+   * there stay free for the next single-cluster allocation.
    */
-  alloc(n: number): number {
+  alloc(n: number, align = 1): number {
     if (this.readOnly) throw fail('read-only-node', 'the image is open read-only');
     let extra = 0;
     for (let guard = 0; guard < 64; guard++) {
-      const start = this.findFreeRun(n + extra);
+      const start = this.findFreeRun(n + extra, align);
       const end = start + n + extra;
       const missing = this.missingBlocks(start, end);
       if (missing.length > extra) {

@@ -43,16 +43,36 @@ test('two-cluster writes over 256 one-cluster holes examine a linear number of c
   await image.close();
 });
 
+test('a run of new data clusters starts on a multiple of its power-of-two size (up to 2 MiB); the clusters skipped are used next', async (t) => {
+  const file = path.join(tempDir(t), 'aligned.qcow2');
+  await createQcow2(file, { size: 256 * MiB, clusterSize: CS });
+  const image = await Qcow2Image.open(file);
+  t.teardown(() => image.close());
+  for (let i = 0; i < 8; i++) image.write(i * 2 * CS, Buffer.alloc(2 * CS, 1));
+  for (let i = 0; i < 8; i++) t.is(hostOf(image, i * 2) % (2 * CS), 0, `pair ${i} starts on a 128 KiB boundary`);
+  image.write(64 * MiB, Buffer.alloc(3 * CS, 2));
+  t.is(hostOf(image, (64 * MiB) / CS) % (2 * CS), 0, 'three clusters align to two');
+  image.write(96 * MiB, Buffer.alloc(4 * MiB, 3));
+  t.is(hostOf(image, (96 * MiB) / CS) % (2 * MiB), 0, '4 MiB aligns to 2 MiB, not more');
+  const end = image.file.end;
+  image.write(200 * MiB, Buffer.alloc(CS, 4));
+  t.true(hostOf(image, (200 * MiB) / CS) < end, 'a single cluster takes a cluster skipped for alignment');
+  t.deepEqual(image.read(96 * MiB, 4 * MiB), Buffer.alloc(4 * MiB, 3));
+});
+
 function hostOf(image: Qcow2Image, guestCluster: number): number {
   const m = image.mapping(guestCluster);
   return m.kind === 'normal' ? m.host : -1;
 }
 
 qemuTest('single clusters still fill the holes, and the image stays clean for qemu-img check', async (t) => {
-  const { file, image, holes } = await fragmented(t);
+  const { file, image } = await fragmented(t);
   for (let i = 0; i < 100; i++) image.write(64 * MiB + i * 2 * CS, Buffer.alloc(2 * CS, 2));
+  const end = image.file.end;
   for (let i = 0; i < 50; i++) image.write(128 * MiB + i * CS, Buffer.alloc(4 * KiB, 3));
-  for (let i = 0; i < 50; i++) t.true(holes.has(hostOf(image, (128 * MiB) / CS + i)), `single cluster ${i} reused a hole`);
+  // The holes, and the clusters skipped to align the first 32 MiB run, are below the end.
+  for (let i = 0; i < 50; i++) t.true(hostOf(image, (128 * MiB) / CS + i) < end, `single cluster ${i} reused free space below the end`);
+  t.is(image.file.end, end, 'the singles did not grow the file');
   await image.close();
   const check = qemuCheck(file);
   t.is(check.status, 0, check.stderr);
