@@ -78,7 +78,7 @@ async function wsConn(url: string): Promise<Conn> {
   return {
     request(body) {
       const id = next++;
-      return new Promise((resolve) => { waiting.set(id, resolve); ws.send(JSON.stringify({ ...body, id })); });
+      return new Promise((resolve) => { waiting.set(id, resolve); ws.send(JSON.stringify({ jsonrpc: '2.0', ...body, id })); });
     },
     close: () => ws.close(),
   };
@@ -103,6 +103,34 @@ net.createServer((sock) => {
 }).listen(process.argv[1]);
 `;
 
+/**
+ * The do-nothing server plus what no append can avoid: the 4 KiB pwrite of its data into a growing
+ * file on the same file system. The distance between it and the do-nothing server is the kernel's.
+ */
+const PWRITE_ONLY = `
+const net = require('node:net');
+const fs = require('node:fs');
+const fd = fs.openSync(process.argv[2], 'w');
+const data = Buffer.alloc(4096, 7);
+let pos = 0;
+net.createServer((sock) => {
+  let buf = '';
+  sock.setEncoding('utf8');
+  sock.on('data', (chunk) => {
+    buf += chunk;
+    let out = '';
+    for (let nl = buf.indexOf('\\n'); nl >= 0; nl = buf.indexOf('\\n')) {
+      const msg = JSON.parse(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+      fs.writeSync(fd, data, 0, 4096, pos);
+      pos += 4096;
+      out += '{"jsonrpc":"2.0","id":' + msg.id + ',"result":{"offset":' + pos + '}}\\n';
+    }
+    if (out) sock.write(out);
+  });
+}).listen(process.argv[1]);
+`;
+
 /** The do-nothing WebSocket server: the same answer, through ws. */
 const DO_NOTHING_WS = `
 const { WebSocketServer } = require(process.argv[2]);
@@ -118,10 +146,17 @@ async function waitForSocket(p: string): Promise<void> {
   if (!fs.existsSync(p)) throw new Error(`no socket appeared at ${p}`);
 }
 
+/** A reply that is an error would make a rate meaningless: stop the benchmark instead. */
+function ok(reply: unknown): unknown {
+  const error = (reply as { error?: unknown }).error;
+  if (error !== undefined) throw new Error(`benchmark request failed: ${JSON.stringify(error)}`);
+  return reply;
+}
+
 async function sequential(conn: Conn, body: Record<string, unknown>, n: number): Promise<number> {
   // Warm up: the daemon is long-running, so what matters is its JIT-compiled steady state.
-  for (let i = 0; i < 3000; i++) await conn.request(body);
-  const t = await timeAsync(async () => { for (let i = 0; i < n; i++) await conn.request(body); });
+  for (let i = 0; i < 3000; i++) ok(await conn.request(body));
+  const t = await timeAsync(async () => { for (let i = 0; i < n; i++) ok(await conn.request(body)); });
   return n / t;
 }
 
@@ -129,7 +164,7 @@ async function pipelined(conn: Conn, body: () => Record<string, unknown>, n: num
   let sent = 0;
   const t = await timeAsync(async () => {
     await Promise.all(Array.from({ length: depth }, async () => {
-      while (sent < n) { sent++; await conn.request(body()); }
+      while (sent < n) { sent++; ok(await conn.request(body())); }
     }));
   });
   return n / t;
@@ -153,17 +188,20 @@ export async function rpcBenchmarks(): Promise<void> {
   const daemon = spawn(process.execPath, [QZONED, 'serve', '--image-dir', imageDir, '--socket', path.join(dir, 'q.sock'),
     '--qmp', path.join(dir, 'qmp.sock'), '--ws', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const nothing = spawn(process.execPath, ['-e', DO_NOTHING, path.join(dir, 'nothing.sock')], { stdio: 'ignore' });
+  const pwriteOnly = spawn(process.execPath, ['-e', PWRITE_ONLY, path.join(dir, 'pwrite.sock'), path.join(imageDir, 'pwrite-only.raw')], { stdio: 'ignore' });
   const wsPort = port + 1;
   const nothingWs = spawn(process.execPath, ['-e', DO_NOTHING_WS, String(wsPort), path.join(ROOT, 'node_modules', 'ws')], { stdio: 'ignore' });
   await waitForSocket(path.join(dir, 'q.sock'));
   await waitForSocket(path.join(dir, 'nothing.sock'));
+  await waitForSocket(path.join(dir, 'pwrite.sock'));
   const qsd = await startQsd(dir);
   try {
     const unix = streamConn(await connectUnix(path.join(dir, 'q.sock')), (o) => `${JSON.stringify({ jsonrpc: '2.0', ...o })}\n`);
-    await unix.request({ method: 'blockdev-add', params: { driver: 'qcow2', 'node-name': 'z', file: { driver: 'file', filename: 'z.qcow2' } } });
+    ok(await unix.request({ method: 'blockdev-add', params: { driver: 'qcow2', 'node-name': 'z', file: { driver: 'file', filename: 'z.qcow2' } } }));
     const qmp = await qmpConn(path.join(dir, 'qmp.sock'));
     const ws = await wsConn(`ws://127.0.0.1:${port}/`);
     const none = streamConn(await connectUnix(path.join(dir, 'nothing.sock')), (o) => `${JSON.stringify({ jsonrpc: '2.0', ...o })}\n`);
+    const pwriteConn = streamConn(await connectUnix(path.join(dir, 'pwrite.sock')), (o) => `${JSON.stringify({ jsonrpc: '2.0', ...o })}\n`);
     const qsdConn = qsd ? await qmpConn(qsd.sock) : null;
     const N = 6000;
     const jr = (method: string, params: Record<string, unknown> = {}): Record<string, unknown> => ({ method, params });
@@ -194,7 +232,7 @@ export async function rpcBenchmarks(): Promise<void> {
     await measure('4 KiB append round trips, unix socket', async () => {
       const z = nextZone();
       return sequential(unix, jr('blockdev-zone-append', { 'node-name': 'z', offset: z, pattern: 7, length: 4096 }), N);
-    }, [nothingRef]);
+    }, [nothingRef, ['do-nothing server + a 4 KiB pwrite per request', () => sequential(pwriteConn, jr('blockdev-zone-append', { 'node-name': 'z', offset: 0, pattern: 7, length: 4096 }), N), undefined]]);
     // Pipelined: 64 in flight on one connection.
     const P = 20000;
     const pipeRefs: Array<[string, () => Promise<number>, { min: number; text: string } | undefined]> = [];
@@ -208,20 +246,22 @@ export async function rpcBenchmarks(): Promise<void> {
     const serviceRate: number[] = [];
     const directRate: number[] = [];
     // Warm-up of the 128 KiB path (JIT), into zones the timed runs do not use.
-    for (let i = 0; i < 1536; i++) await unix.request(jr('blockdev-zone-append', { 'node-name': 'z', offset: (9 + (i % 3)) * 256 * MiB, pattern: 9, length: payload }));
+    for (let i = 0; i < 1536; i++) ok(await unix.request(jr('blockdev-zone-append', { 'node-name': 'z', offset: (9 + (i % 3)) * 256 * MiB, pattern: 9, length: payload })));
     for (let k = 0; k < ROUNDS; k++) {
-      await unix.request(jr('blockdev-zone-mgmt', { 'node-name': 'z', op: 'reset', all: true }));
-      // Make the reset's metadata durable before timing: otherwise the first allocation in the
-      // reset L2 table breaks the rule-6 cycle with a sync that also writes back every dirty page
-      // of the file, a cost the engine-direct run on a fresh image does not pay.
-      await unix.request(jr('blockdev-flush', { 'node-name': 'z' }));
+      // A fresh image for each side, so both grow their files from the same start (the code
+      // path is already JIT-warm from the appends above).
+      const fresh = `fresh-${k}.qcow2`;
+      await createImage(path.join(imageDir, fresh), { size: 4096 * MiB, zone: { mode: 'host-managed', size: 256 * MiB, 'max-append-bytes': payload } });
+      ok(await unix.request(jr('blockdev-add', { driver: 'qcow2', 'node-name': 'fresh', file: { driver: 'file', filename: fresh } })));
       settle();
       const t = await timeAsync(async () => {
         let sent = 0;
         await Promise.all(Array.from({ length: 4 }, async () => {
-          while (sent < count) { const z = (1 + (sent++ % 8)) * 256 * MiB; await unix.request(jr('blockdev-zone-append', { 'node-name': 'z', offset: z, pattern: 9, length: payload })); }
+          while (sent < count) { const z = (1 + (sent++ % 8)) * 256 * MiB; ok(await unix.request(jr('blockdev-zone-append', { 'node-name': 'fresh', offset: z, pattern: 9, length: payload }))); }
         }));
       });
+      ok(await unix.request(jr('blockdev-del', { 'node-name': 'fresh' })));
+      fs.rmSync(path.join(imageDir, fresh), { force: true });
       serviceRate.push((count * payload) / MiB / t);
       const direct = path.join(dir, 'direct.qcow2');
       fs.rmSync(direct, { force: true });
@@ -234,10 +274,11 @@ export async function rpcBenchmarks(): Promise<void> {
       directRate.push((count * payload) / MiB / td);
     }
     report('128 KiB appends through the service (unix socket, 4 in flight)', median(serviceRate), median(directRate), 'engine-direct', 'MiB/s', { min: 0.5, text: '>= 0.5x engine-direct' }, false);
-    for (const c of [unix, qmp, ws, none, noneWs!, ...(qsdConn ? [qsdConn] : [])]) c.close();
+    for (const c of [unix, qmp, ws, none, pwriteConn, noneWs!, ...(qsdConn ? [qsdConn] : [])]) c.close();
   } finally {
     qsd?.proc.kill('SIGTERM');
     nothing.kill('SIGTERM');
+    pwriteOnly.kill('SIGTERM');
     nothingWs.kill('SIGTERM');
     daemon.kill('SIGTERM');
     await new Promise((r) => daemon.once('exit', r));
