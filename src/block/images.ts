@@ -28,6 +28,8 @@ export interface ImageCreateOptions {
 /** What a zoned image adds to the plain engine's surface. */
 export interface ZonedOps {
   readonly zoned: true;
+  /** The synchronous data path, with zone append. */
+  readonly syncPath: SyncDataPath & { append(zoneStart: number, data: Buffer): number };
   zoneInfo(): ZoneInfo;
   zoneReport(offset?: number, nrZones?: number, conditions?: ZoneCondition[]): ZoneDescriptor[];
   zoneMgmt(op: MgmtOp, range: { offset: number; length: number } | 'all'): Promise<void>;
@@ -36,6 +38,16 @@ export interface ZonedOps {
   zoneInject(zoneStart: number, condition: 'read-only' | 'offline' | 'none'): Promise<void>;
   /** Called with the zones whose condition or write pointer changed. */
   onZonesChanged(listener: (zones: number[]) => void): () => void;
+}
+
+/**
+ * The engine under a wrapper, called directly. It is synchronous: a tool that runs one request
+ * after another (img bench) need not pay a promise per request, which the wrappers below exist
+ * for (the daemon's handlers). Zoned images still enforce every zone rule here.
+ */
+export interface SyncDataPath {
+  read(offset: number, length: number): Buffer;
+  write(offset: number, data: Buffer): void;
 }
 
 /** Data path common to plain and zoned images (zoned ones enforce zone rules on writes). */
@@ -52,6 +64,8 @@ export interface BlockImage {
   info(): Qcow2Info & { zone?: ZoneInfo };
   /** The plain engine underneath (for tools that need cluster-level access). */
   readonly qcow2: Qcow2Image;
+  /** The same data path without promises (zone rules included). */
+  readonly syncPath: SyncDataPath;
 }
 
 export type AnyImage = BlockImage | (BlockImage & ZonedOps);
@@ -62,6 +76,7 @@ export function isZoned(image: AnyImage): image is BlockImage & ZonedOps {
 
 class PlainImage implements BlockImage {
   constructor(readonly qcow2: Qcow2Image) {}
+  get syncPath(): SyncDataPath { return this.qcow2; }
   get path(): string { return this.qcow2.path; }
   get virtualSize(): number { return this.qcow2.virtualSize; }
   get readOnly(): boolean { return this.qcow2.readOnly; }
@@ -81,6 +96,7 @@ class ZonedBlockImage implements BlockImage, ZonedOps {
   readonly zoned = true as const;
   constructor(readonly image: ZonedImage) {}
   get qcow2(): Qcow2Image { return this.image.qcow2; }
+  get syncPath(): SyncDataPath & { append(zoneStart: number, data: Buffer): number } { return this.image; }
   get path(): string { return this.image.qcow2.path; }
   get virtualSize(): number { return this.image.virtualSize; }
   get readOnly(): boolean { return this.image.qcow2.readOnly; }
