@@ -5,7 +5,7 @@
  * Two flush nodes live here: the L2 tables (a TableCache) and the L1 table (kept whole in memory).
  * L1 depends on L2 and on the refcounts whenever it gains a pointer to a new L2 table (rule 7).
  */
-import { FlushNode, TableCache } from './cache.js';
+import { FlushNode, TableCache, viewOf } from './cache.js';
 import type { BlockFile } from '../block/file-io.js';
 import type { Refcounts } from './refcount.js';
 import {
@@ -40,6 +40,8 @@ export type L1Moved = (offset: number, entries: number) => void;
 
 export class L1Table extends FlushNode {
   table: Buffer;
+  /** `table` as a DataView, for the per-request entry reads. */
+  view: DataView;
   offset: number;
   private dirtyLo = Infinity;
   private dirtyHi = -1;
@@ -48,6 +50,7 @@ export class L1Table extends FlushNode {
     super('l1', file);
     this.offset = offset;
     this.table = Buffer.alloc(entries * 8);
+    this.view = viewOf(this.table);
     if (entries > 0) file.pread(this.table, offset);
   }
 
@@ -81,6 +84,7 @@ export class L1Table extends FlushNode {
   replace(offset: number, table: Buffer): void {
     this.offset = offset;
     this.table = table;
+    this.view = viewOf(table);
     this.dirtyLo = Infinity;
     this.dirtyHi = -1;
   }
@@ -123,9 +127,9 @@ export class ClusterMap {
    */
   private l2Offset(l1Index: number): number {
     if (l1Index >= this.l1.entries) return 0;
-    const t = this.l1.table;
-    const hi = t.readUInt32BE(l1Index * 8);
-    const lo = t.readUInt32BE(l1Index * 8 + 4);
+    const t = this.l1.view;
+    const hi = t.getUint32(l1Index * 8);
+    const lo = t.getUint32(l1Index * 8 + 4);
     if ((hi & L1E_RESERVED_HI) !== 0 || (lo & L1E_RESERVED_LO) !== 0) {
       throw corrupt(`L1 entry ${l1Index} has reserved bits set (0x${this.l1.get(l1Index).toString(16)})`);
     }
@@ -141,21 +145,21 @@ export class ClusterMap {
   entry(guestCluster: number): bigint {
     const off = this.l2Offset(Math.floor(guestCluster / this.l2Entries));
     if (off === 0) return 0n;
-    return this.l2.cache.get(off).readBigUInt64BE((guestCluster % this.l2Entries) * 8);
+    return this.l2.cache.view(off).getBigUint64((guestCluster % this.l2Entries) * 8);
   }
 
   lookup(guestCluster: number): Mapping {
     const off = this.l2Offset(Math.floor(guestCluster / this.l2Entries));
     if (off === 0) return UNALLOCATED;
-    const table = this.l2.cache.get(off);
+    const table = this.l2.cache.view(off);
     const at = (guestCluster % this.l2Entries) * 8;
-    const hi = table.readUInt32BE(at);
-    const lo = table.readUInt32BE(at + 4);
+    const hi = table.getUint32(at);
+    const lo = table.getUint32(at + 4);
     if (hi === 0 && lo === 0) return UNALLOCATED;
-    if ((hi & OFLAG_COMPRESSED_HI) !== 0) return { kind: 'compressed', entry: table.readBigUInt64BE(at) };
-    if ((hi & L2E_STD_RESERVED_HI) !== 0 || (lo & L2E_STD_RESERVED_LO) !== 0) return this.decode(table.readBigUInt64BE(at), guestCluster);
+    if ((hi & OFLAG_COMPRESSED_HI) !== 0) return { kind: 'compressed', entry: table.getBigUint64(at) };
+    if ((hi & L2E_STD_RESERVED_HI) !== 0 || (lo & L2E_STD_RESERVED_LO) !== 0) return this.decode(table.getBigUint64(at), guestCluster);
     const host = (hi & ENTRY_OFFSET_HI) * 2 ** 32 + (lo >>> 9) * 512;
-    if (host % this.clusterSize !== 0 || (host === 0 && (lo & OFLAG_ZERO_LO) === 0)) return this.decode(table.readBigUInt64BE(at), guestCluster);
+    if (host % this.clusterSize !== 0 || (host === 0 && (lo & OFLAG_ZERO_LO) === 0)) return this.decode(table.getBigUint64(at), guestCluster);
     if ((lo & OFLAG_ZERO_LO) !== 0) return { kind: 'zero', host };
     return { kind: 'normal', host, copied: (hi & OFLAG_COPIED_HI) !== 0 };
   }
@@ -192,8 +196,7 @@ export class ClusterMap {
       this.l1.dependsOn(this.refcounts);
       this.l1.set(l1Index, BigInt(off) | OFLAG_COPIED);
     }
-    const table = this.l2.cache.get(off);
-    table.writeBigUInt64BE(value, l2Index * 8);
+    this.l2.cache.view(off).setBigUint64(l2Index * 8, value);
     this.l2.cache.markDirty(off);
   }
 

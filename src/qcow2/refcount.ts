@@ -11,7 +11,7 @@
  * The caller records "L2 depends on refcounts" after an allocation and "refcounts depend on L2"
  * after a free (cache.ts).
  */
-import { FlushNode, TableCache } from './cache.js';
+import { FlushNode, TableCache, viewOf } from './cache.js';
 import type { BlockFile } from '../block/file-io.js';
 import { MAX_REFTABLE_BYTES, REFT_OFFSET_HI, REFT_OFFSET_LO } from './format.js';
 import { corrupt, fail } from '../errors.js';
@@ -35,6 +35,8 @@ export class Refcounts extends FlushNode {
   private readonly maxRefcount: number;
   private readonly blocks: TableCache;
   private reftable: Buffer;
+  /** `reftable` as a DataView, for the per-request entry reads. */
+  private reftableView: DataView;
   private reftableOffset: number;
   private reftableDirtyLo = Infinity;
   private reftableDirtyHi = -1;
@@ -72,6 +74,7 @@ export class Refcounts extends FlushNode {
       throw corrupt(`refcount_table_offset ${g.reftableOffset} is not a non-zero multiple of the cluster size`);
     }
     this.reftable = Buffer.alloc(g.reftableClusters * this.clusterSize);
+    this.reftableView = viewOf(this.reftable);
     file.pread(this.reftable, g.reftableOffset);
     this.onReftableMoved = onReftableMoved;
     this.blocks = new TableCache(file, this.clusterSize, cacheBytes, () => this.flush());
@@ -93,8 +96,8 @@ export class Refcounts extends FlushNode {
   blockOffset(blockIndex: number): number {
     if (blockIndex >= this.reftableEntries) return 0;
     // Two u32s rather than a BigInt: this runs for every refcount read and update.
-    const hi = this.reftable.readUInt32BE(blockIndex * 8);
-    const lo = this.reftable.readUInt32BE(blockIndex * 8 + 4);
+    const hi = this.reftableView.getUint32(blockIndex * 8);
+    const lo = this.reftableView.getUint32(blockIndex * 8 + 4);
     const off = ((hi & REFT_OFFSET_HI) >>> 0) * 2 ** 32 + ((lo & REFT_OFFSET_LO) >>> 0);
     if (off !== 0 && off % this.clusterSize !== 0) {
       throw corrupt(`refcount table entry ${blockIndex} (${off}) is not cluster aligned`);
@@ -102,37 +105,37 @@ export class Refcounts extends FlushNode {
     return off;
   }
 
-  private readEntry(block: Buffer, i: number): number {
+  private readEntry(block: DataView, i: number): number {
     switch (this.refcountBits) {
-      case 16: return block.readUInt16BE(i * 2);
-      case 8: return block[i]!;
-      case 32: return block.readUInt32BE(i * 4);
-      case 64: return Number(block.readBigUInt64BE(i * 8));
+      case 16: return block.getUint16(i * 2);
+      case 8: return block.getUint8(i);
+      case 32: return block.getUint32(i * 4);
+      case 64: return Number(block.getBigUint64(i * 8));
       default: {
         // 1, 2 and 4-bit refcounts pack several entries per byte, most significant bits last.
         const bitPos = i * this.refcountBits;
-        const byte = block[bitPos >> 3]!;
+        const byte = block.getUint8(bitPos >> 3);
         return (byte >> (bitPos & 7)) & ((1 << this.refcountBits) - 1);
       }
     }
   }
 
-  private writeEntry(block: Buffer, i: number, v: number): void {
+  private writeEntry(block: DataView, i: number, v: number): void {
     if (this.refcountBits !== 16) throw fail('unsupported-feature', `writing ${this.refcountBits}-bit refcounts is not supported`);
-    block.writeUInt16BE(v, i * 2);
+    block.setUint16(i * 2, v);
   }
 
   get(cluster: number): number {
     const off = this.blockOffset(Math.floor(cluster / this.perBlock));
     if (off === 0) return 0;
-    return this.readEntry(this.blocks.get(off), cluster % this.perBlock);
+    return this.readEntry(this.blocks.view(off), cluster % this.perBlock);
   }
 
   /** Adds delta to a cluster's refcount; the block must exist (allocation creates blocks). */
   update(cluster: number, delta: number): number {
     const off = this.blockOffset(Math.floor(cluster / this.perBlock));
     if (off === 0) throw corrupt(`cluster ${cluster} has no refcount block but is referenced`);
-    const block = this.blocks.get(off);
+    const block = this.blocks.view(off);
     const i = cluster % this.perBlock;
     const v = this.readEntry(block, i) + delta;
     if (v < 0) throw corrupt(`the refcount of cluster ${cluster} would drop below zero`);
@@ -244,6 +247,7 @@ export class Refcounts extends FlushNode {
     const bigger = Buffer.alloc(clusters * this.clusterSize);
     this.reftable.copy(bigger);
     this.reftable = bigger;
+    this.reftableView = viewOf(bigger);
     this.reftableOffset = this.alloc(clusters);
     this.reftableDirtyLo = 0;
     this.reftableDirtyHi = this.reftableEntries - 1;
