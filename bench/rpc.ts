@@ -84,9 +84,14 @@ async function wsConn(url: string): Promise<Conn> {
   };
 }
 
-/** The do-nothing reference, in its own process like the others: answers every line at once. */
-const DO_NOTHING = `
+/**
+ * A newline-framed JSON-RPC server in its own process, like the others, that answers every line at
+ * once after running `perRequest` (JavaScript, with `setup` run first).
+ */
+function lineServer(setup = '', perRequest = ''): string {
+  return `
 const net = require('node:net');
+${setup}
 net.createServer((sock) => {
   let buf = '';
   sock.setEncoding('utf8');
@@ -96,40 +101,25 @@ net.createServer((sock) => {
     for (let nl = buf.indexOf('\\n'); nl >= 0; nl = buf.indexOf('\\n')) {
       const msg = JSON.parse(buf.slice(0, nl));
       buf = buf.slice(nl + 1);
+      ${perRequest}
       out += '{"jsonrpc":"2.0","id":' + msg.id + ',"result":{}}\\n';
     }
     if (out) sock.write(out);
   });
 }).listen(process.argv[1]);
 `;
+}
+
+/** The do-nothing reference. */
+const DO_NOTHING = lineServer();
 
 /**
  * The do-nothing server plus what no append can avoid: the 4 KiB pwrite of its data into a growing
  * file on the same file system. The distance between it and the do-nothing server is the kernel's.
  */
-const PWRITE_ONLY = `
-const net = require('node:net');
-const fs = require('node:fs');
-const fd = fs.openSync(process.argv[2], 'w');
-const data = Buffer.alloc(4096, 7);
-let pos = 0;
-net.createServer((sock) => {
-  let buf = '';
-  sock.setEncoding('utf8');
-  sock.on('data', (chunk) => {
-    buf += chunk;
-    let out = '';
-    for (let nl = buf.indexOf('\\n'); nl >= 0; nl = buf.indexOf('\\n')) {
-      const msg = JSON.parse(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-      fs.writeSync(fd, data, 0, 4096, pos);
-      pos += 4096;
-      out += '{"jsonrpc":"2.0","id":' + msg.id + ',"result":{"offset":' + pos + '}}\\n';
-    }
-    if (out) sock.write(out);
-  });
-}).listen(process.argv[1]);
-`;
+const PWRITE_ONLY = lineServer(
+  "const fs = require('node:fs'); const fd = fs.openSync(process.argv[2], 'w'); const data = Buffer.alloc(4096, 7); let pos = 0;",
+  'fs.writeSync(fd, data, 0, 4096, pos); pos += 4096;');
 
 /** The do-nothing WebSocket server: the same answer, through ws. */
 const DO_NOTHING_WS = `
