@@ -46,8 +46,6 @@ export class NodeFile implements BlockFile {
   private fd: number;
   /** Number of fdatasync calls: tests and benchmarks read it. */
   syncs = 0;
-  /** The file's size as our writes and truncations left it (the preallocator reserves past it). */
-  private end = 0;
   readonly preallocator: Preallocator | null = null;
 
   constructor(path: string, options: OpenFileOptions = {}) {
@@ -60,8 +58,7 @@ export class NodeFile implements BlockFile {
       throw fromSystemError(e, options.displayName ?? path, options.create ? 'create' : 'open');
     }
     if (options.preallocate && !this.readOnly) {
-      this.end = this.size();
-      this.preallocator = new Preallocator(this.fd, this.end, options.preallocate === true ? {} : options.preallocate);
+      this.preallocator = new Preallocator(this.fd, this.size(), options.preallocate === true ? {} : options.preallocate);
     }
   }
 
@@ -82,11 +79,9 @@ export class NodeFile implements BlockFile {
   }
 
   pwrite(buf: Buffer, pos: number): void {
-    const grows = this.preallocator !== null && pos + buf.length > this.end;
-    if (grows) this.preallocator!.willGrow(pos, pos + buf.length);
+    this.preallocator?.willGrow(pos, pos + buf.length);
     let done = 0;
     while (done < buf.length) done += fs.writeSync(this.fd, buf, done, buf.length - done, pos + done);
-    if (grows) this.end = pos + buf.length;
   }
 
   sync(): void {
@@ -106,7 +101,6 @@ export class NodeFile implements BlockFile {
 
   truncate(length: number): void {
     fs.ftruncateSync(this.fd, length);
-    this.end = length;
     // Truncation frees reserved blocks beyond the new size too.
     this.preallocator?.truncated(length);
   }

@@ -91,10 +91,12 @@ export class Preallocator {
     return this.reservedBytes > 0;
   }
 
-  /** Called before a write of [pos, end) that extends the file. */
+  /**
+   * Called before every write of [pos, end): one comparison unless the write comes within half
+   * a chunk of the reserved end (or past the end of the file, before anything is reserved).
+   */
   willGrow(pos: number, end: number): void {
-    if (this.reserve === null || this.disabledReason !== null) return;
-    if (end <= this.reservedEnd - this.lastChunk / 2) return;
+    if (end <= this.reservedEnd - this.lastChunk / 2 || this.reserve === null || this.disabledReason !== null) return;
     const from = Math.max(this.reservedEnd, Math.floor(pos / MiB) * MiB);
     const length = Math.max(from + this.chunk, Math.ceil(end / MiB) * MiB) - from;
     this.chunk = Math.min(this.chunk * 2, this.maxChunk);

@@ -155,12 +155,7 @@ export class TableCache {
     this.flushOwner = flushOwner;
   }
 
-  /** The table at host offset, read from disk on a miss. */
-  get(offset: number): Buffer {
-    return this.entry(offset).buf;
-  }
-
-  /** The same table as a DataView (big-endian entry reads and writes). */
+  /** The table at host offset, read from disk on a miss, as a DataView (big-endian entries). */
   view(offset: number): DataView {
     return this.entry(offset).view;
   }
