@@ -11,6 +11,11 @@ export class SocketTransport implements Transport {
   readonly peer: string;
   private readonly pauses: InputPauses;
   private closing = false;
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   constructor(
     private readonly socket: Socket,
@@ -33,6 +38,13 @@ export class SocketTransport implements Transport {
       this.log.warn({ peer: this.peer, backlog: this.socket.writableLength }, 'dropping a client that does not read its output');
       this.socket.destroy();
       return;
+    }
+    // Replies finished in the same turn (pipelined requests read in one chunk) leave in one
+    // writev: the peer is woken once, not once per reply.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
     }
     const flushed = this.socket.write(message);
     if (!flushed && this.socket.writableLength > this.limits.highWaterMark) this.pauseInput('output');
