@@ -26,18 +26,26 @@ export class LineDecoder {
     for (;;) {
       const nl = chunk.indexOf(0x0a, start);
       if (nl < 0) break;
-      const tail = chunk.subarray(start, nl);
-      if (this.pendingBytes + tail.length > this.maxBytes) return this.fail(this.pendingBytes + tail.length);
-      const line = this.pendingBytes === 0 ? tail : Buffer.concat([...this.pending, tail]);
-      this.pending = [];
-      this.pendingBytes = 0;
+      if (this.pendingBytes + (nl - start) > this.maxBytes) return this.fail(this.pendingBytes + (nl - start));
+      let line: Buffer;
+      let end: number;
+      if (this.pendingBytes === 0) {
+        // The common case, a whole line inside one chunk: one view, no copy.
+        end = nl > start && chunk[nl - 1] === 0x0d ? nl - 1 : nl;
+        line = chunk.subarray(start, end);
+      } else {
+        const joined = Buffer.concat([...this.pending, chunk.subarray(start, nl)]);
+        this.pending = [];
+        this.pendingBytes = 0;
+        end = joined.length > 0 && joined[joined.length - 1] === 0x0d ? joined.length - 1 : joined.length;
+        line = joined.subarray(0, end);
+      }
       start = nl + 1;
-      const end = line.length > 0 && line[line.length - 1] === 0x0d ? line.length - 1 : line.length;
-      if (end > 0) this.on.line(line.subarray(0, end));
+      if (line.length > 0) this.on.line(line);
       if (this.failed) return;
     }
+    if (start === chunk.length) return;
     const rest = chunk.subarray(start);
-    if (rest.length === 0) return;
     if (this.pendingBytes + rest.length > this.maxBytes) return this.fail(this.pendingBytes + rest.length);
     // Copy: the socket may reuse its chunk buffers.
     this.pending.push(Buffer.from(rest));
