@@ -99,7 +99,7 @@ export type Count = number;
  */
 export type JobId = string;
 /**
- * Binary data encoded as base64 (RFC 4648, with padding). At most 16 MiB of decoded data per call. (The pattern is linear on purpose: a grouped pattern overflows the regex engine on megabytes of data; the handlers check the exact encoding.)
+ * Binary data encoded as base64 (RFC 4648 section 4, with padding; no line breaks, no URL-safe alphabet). At most 16 MiB of decoded data per call. The handler checks the encoding exactly as it decodes it: contentEncoding is an annotation in JSON Schema, and a regular expression run over megabytes of text costs more than the write itself.
  *
  * This interface was referenced by `QzonedSchema`'s JSON-Schema
  * via the `definition` "Base64Data".
