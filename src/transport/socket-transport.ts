@@ -5,17 +5,13 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
-import { InputPauses, type FlowLimits, type Transport } from './transport.js';
+import { InputPauses, TurnCork, type FlowLimits, type Transport } from './transport.js';
 
 export class SocketTransport implements Transport {
   readonly peer: string;
   private readonly pauses: InputPauses;
   private closing = false;
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
+  private readonly cork: TurnCork;
 
   constructor(
     private readonly socket: Socket,
@@ -25,6 +21,7 @@ export class SocketTransport implements Transport {
   ) {
     this.peer = peer;
     this.pauses = new InputPauses(socket);
+    this.cork = new TurnCork(socket);
     socket.on('drain', () => this.resumeInput('output'));
   }
 
@@ -39,13 +36,8 @@ export class SocketTransport implements Transport {
       this.socket.destroy();
       return;
     }
-    // Replies finished in the same turn (pipelined requests read in one chunk) leave in one
-    // writev: the peer is woken once, not once per reply.
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(this.uncork);
-    }
+    // Pipelined requests read in one chunk are answered in one write.
+    this.cork.hold();
     const flushed = this.socket.write(message);
     if (!flushed && this.socket.writableLength > this.limits.highWaterMark) this.pauseInput('output');
   }

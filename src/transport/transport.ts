@@ -57,3 +57,26 @@ export class InputPauses {
     if (this.reasons.size === 0 && !closing) this.stream.resume();
   }
 }
+
+/**
+ * Holds a stream's writes until the end of the current turn (process.nextTick runs after the
+ * microtasks that compute replies), so replies finished in one turn leave in one writev and the
+ * peer is woken once, not once per reply. Shared by every stream transport.
+ */
+export class TurnCork {
+  private corked = false;
+  private readonly release = (): void => {
+    this.corked = false;
+    this.stream.uncork();
+  };
+
+  constructor(private readonly stream: { cork(): void; uncork(): void }) {}
+
+  /** Call before each write; corks once per turn. */
+  hold(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.stream.cork();
+    process.nextTick(this.release);
+  }
+}

@@ -4,7 +4,6 @@
  * it gets a JSON-RPC error and a 1009 close with a reason that says why.
  */
 import type { IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -13,7 +12,7 @@ import type { EventBus } from '../rpc/events.js';
 import type { Connection } from '../rpc/types.js';
 import type { Logger } from '../log.js';
 import { JsonRpcSession, decodeUtf8, invalidRequestResponse, notUtf8Response, oversizeResponse } from './jsonrpc.js';
-import { flowLimitsFor, InputPauses, type FlowLimits, type Transport } from './transport.js';
+import { flowLimitsFor, InputPauses, TurnCork, type FlowLimits, type Transport } from './transport.js';
 import type { SessionRegistry } from './unix.js';
 
 const CLOSE_TOO_BIG = 1009;
@@ -22,21 +21,18 @@ const MAX_IN_FLIGHT = 256;
 
 class WsTransport implements Transport {
   private readonly pauses: InputPauses;
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
+  private readonly cork: TurnCork;
 
   constructor(
     private readonly ws: WebSocket,
-    /** The upgraded connection under ws, corked so that replies of one turn share a write. */
+    /** The upgraded connection under ws: corked per turn, and its drain resumes input. */
     private readonly socket: Duplex,
     readonly peer: string,
     private readonly limits: FlowLimits,
     private readonly log: Logger,
   ) {
     this.pauses = new InputPauses(ws);
+    this.cork = new TurnCork(socket);
   }
 
   get closed(): boolean {
@@ -50,19 +46,12 @@ class WsTransport implements Transport {
       this.ws.terminate();
       return;
     }
-    // As on the stream sockets: frames finished in one turn leave in one writev.
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(this.uncork);
-    }
+    this.cork.hold();
     this.ws.send(message);
     if (this.ws.bufferedAmount > this.limits.highWaterMark && !this.pauses.has('output')) {
       this.pauseInput('output');
-      // ws has no drain event of its own; its socket has (a private member, stable across ws 8).
-      const raw = (this.ws as unknown as { _socket?: Socket })._socket;
-      if (raw) raw.once('drain', () => this.resumeInput('output'));
-      else this.resumeInput('output');
+      // ws has no drain event of its own; the connection it writes to has.
+      this.socket.once('drain', () => this.resumeInput('output'));
     }
   }
 

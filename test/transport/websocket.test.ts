@@ -47,3 +47,18 @@ test('close() answers in-flight requests, then closes with 1001', async (t) => {
   await closing;
   await f.close();
 });
+
+test('a client that stops reading holds back its own input, which resumes once it reads again', async (t) => {
+  const f = await startFixture();
+  t.teardown(() => f.close());
+  const c = await connectWs(f.listeners.addresses.ws!);
+  t.teardown(() => c.ws.terminate());
+  // 48 replies of 256 KiB: far above the 1 MiB backlog at which the server stops reading.
+  c.ws.pause();
+  for (let i = 0; i < 48; i++) c.ws.send(JSON.stringify(req(i, 'blockdev-read', { 'node-name': 'x', offset: 0, length: 196608 })));
+  await new Promise((r) => setTimeout(r, 300));
+  c.ws.resume();
+  for (let i = 0; i < 48; i++) t.is((await c.next()).id, i);
+  // Answered only if the drained connection let the server read again.
+  t.is((await c.call(req('after', 'query-version'))).id, 'after');
+});
