@@ -34,7 +34,7 @@ export function payload(command: string, params: { data?: string; pattern?: numb
   return patternBuffer(params.pattern!, params.length!);
 }
 
-const BASE64_VALUES = new Map([...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'].map((c, i) => [c, i]));
+const BASE64_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 
 /**
  * Is `text` the one base64 text (RFC 4648 section 4, padded) of the bytes Node decoded from it?
@@ -48,8 +48,8 @@ export function isCanonicalBase64(text: string, padding: number, decodedLength: 
   if (text.includes('-') || text.includes('_')) return false;
   if (padding === 0) return true;
   // The symbol before the padding carries 2 (one '=') or 4 (two) bits that no byte uses.
-  const last = BASE64_VALUES.get(text[text.length - padding - 1]!);
-  return last !== undefined && (last & (padding === 2 ? 0x0f : 0x03)) === 0;
+  const last = BASE64_ALPHABET.indexOf(text.charAt(text.length - padding - 1));
+  return last >= 0 && (last & (padding === 2 ? 0x0f : 0x03)) === 0;
 }
 
 /**
