@@ -241,36 +241,41 @@ export async function rpcBenchmarks(): Promise<void> {
     pipeRefs.push(['do-nothing server, 64 in flight', () => pipelined(none, () => jr('query-version'), P, 64), undefined]);
     await measure('query-version, 64 in flight on one unix connection', () => pipelined(unix, () => jr('query-version'), P, 64), pipeRefs, ROUNDS);
 
-    // 128 KiB appends through the service against engine-direct, same image geometry. Pattern
-    // appends (pattern + length, like qemu-io -P) measure the service without the data's trip
-    // through JSON, at three depths: 64 in flight is the issue's throughput setting (and what
-    // keeps a server busy); 1 and 4 show what a client that waits on replies gets. The same
-    // appends with their 128 KiB as base64 `data` measure what a client moving real bytes gets.
-    const payload = 128 * 1024;
-    const count = 2048;
-    const runs: Array<{ label: string; depth: number; data: boolean; goal?: { min: number; text: string } }> = [
-      { label: 'pattern, 1 in flight', depth: 1, data: false },
-      { label: 'pattern, 4 in flight', depth: 4, data: false },
-      { label: 'pattern, 64 in flight', depth: 64, data: false, goal: { min: 0.5, text: '>= 0.5x engine-direct' } },
-      { label: 'base64 data, 64 in flight', depth: 64, data: true },
+    // Appends through the service against engine-direct appends of the same size, same image
+    // geometry. Pattern appends (pattern + length, like qemu-io -P) measure the service without
+    // the data's trip through JSON, at three depths: 64 in flight is the issue's throughput
+    // setting (and what keeps a server busy); 1 and 4 show what a client that waits on replies
+    // gets. Appends carrying their bytes as base64 `data` measure what a client moving real data
+    // gets, at three sizes: JSON texts above 128 KiB become V8 large-object strings.
+    const KiB = 1024;
+    const bytesPerRun = 256 * MiB;
+    const runs: Array<{ size: number; label: string; depth: number; data: boolean; goal?: { min: number; text: string } }> = [
+      { size: 128 * KiB, label: 'pattern, 1 in flight', depth: 1, data: false },
+      { size: 128 * KiB, label: 'pattern, 4 in flight', depth: 4, data: false },
+      { size: 128 * KiB, label: 'pattern, 64 in flight', depth: 64, data: false, goal: { min: 0.5, text: '>= 0.5x engine-direct' } },
+      { size: 32 * KiB, label: 'base64 data, 64 in flight', depth: 64, data: true },
+      { size: 64 * KiB, label: 'base64 data, 64 in flight', depth: 64, data: true },
+      { size: 128 * KiB, label: 'base64 data, 64 in flight', depth: 64, data: true },
     ];
+    const sizes = [...new Set(runs.map((r) => r.size))];
     const serviceRate = runs.map(() => [] as number[]);
-    const directRate: number[] = [];
-    const geometry = { mode: 'host-managed' as const, size: 256 * MiB, 'max-append-bytes': payload };
-    const base64 = Buffer.alloc(payload, 9).toString('base64');
-    // Warm-up of the 128 KiB path (JIT), into zones the timed runs do not use.
+    const directRate = new Map(sizes.map((size) => [size, [] as number[]]));
+    const geometry = { mode: 'host-managed' as const, size: 256 * MiB, 'max-append-bytes': 128 * KiB };
+    const base64 = new Map(sizes.map((size) => [size, Buffer.alloc(size, 9).toString('base64')]));
+    // Warm-up of the append paths (JIT), into zones the timed runs do not use.
     for (let i = 0; i < 1536; i++) {
-      const what = i % 2 === 0 ? { pattern: 9, length: payload } : { data: base64 };
+      const what = i % 2 === 0 ? { pattern: 9, length: 128 * KiB } : { data: base64.get(sizes[i % sizes.length]!)! };
       ok(await unix.request(jr('blockdev-zone-append', { 'node-name': 'z', offset: (9 + (i % 3)) * 256 * MiB, ...what })));
     }
     // Each run writes a fresh image and deletes it afterwards, so both sides grow a file from
     // the same start and reuse the page cache the run before gave back (a page cache that keeps
     // growing makes later buffered writes slower on this kind of machine, whichever side runs).
-    const throughService = async (k: number, run: (typeof runs)[number]): Promise<number> => {
-      const fresh = `fresh-${k}-${run.depth}.qcow2`;
+    const throughService = async (k: number, j: number, run: (typeof runs)[number]): Promise<number> => {
+      const fresh = `fresh-${k}-${j}.qcow2`;
       await createImage(path.join(imageDir, fresh), { size: 4096 * MiB, zone: geometry });
       ok(await unix.request(jr('blockdev-add', { driver: 'qcow2', 'node-name': 'fresh', file: { driver: 'file', filename: fresh } })));
-      const what = run.data ? { data: base64 } : { pattern: 9, length: payload };
+      const what = run.data ? { data: base64.get(run.size)! } : { pattern: 9, length: run.size };
+      const count = bytesPerRun / run.size;
       settle();
       const t = await timeAsync(async () => {
         let sent = 0;
@@ -280,27 +285,29 @@ export async function rpcBenchmarks(): Promise<void> {
       });
       ok(await unix.request(jr('blockdev-del', { 'node-name': 'fresh' })));
       fs.rmSync(path.join(imageDir, fresh), { force: true });
-      return (count * payload) / MiB / t;
+      return bytesPerRun / MiB / t;
     };
-    const engineDirect = async (): Promise<number> => {
+    const engineDirect = async (size: number): Promise<number> => {
       const direct = path.join(dir, 'direct.qcow2');
       await ZonedImage.create(direct, { size: 4096 * MiB }, geometry);
       const img = await ZonedImage.open(direct);
-      const buf = Buffer.alloc(payload, 9);
+      const buf = Buffer.alloc(size, 9);
+      const count = bytesPerRun / size;
       settle();
       const td = timeSync(() => { for (let i = 0; i < count; i++) img.append((1 + (i % 8)) * 256 * MiB, buf); });
       await img.close();
       fs.rmSync(direct, { force: true });
-      return (count * payload) / MiB / td;
+      return bytesPerRun / MiB / td;
     };
     for (let k = 0; k < ROUNDS; k++) {
       // Which side goes first alternates, so neither always meets the other's dirty pages.
-      if (k % 2 === 1) directRate.push(await engineDirect());
-      for (const [j, run] of runs.entries()) serviceRate[j]!.push(await throughService(k, run));
-      if (k % 2 === 0) directRate.push(await engineDirect());
+      if (k % 2 === 1) for (const size of sizes) directRate.get(size)!.push(await engineDirect(size));
+      for (const [j, run] of runs.entries()) serviceRate[j]!.push(await throughService(k, j, run));
+      if (k % 2 === 0) for (const size of sizes) directRate.get(size)!.push(await engineDirect(size));
     }
     for (const [j, run] of runs.entries()) {
-      report(`128 KiB appends through the service (unix socket, ${run.label})`, median(serviceRate[j]!), median(directRate), 'engine-direct', 'MiB/s', run.goal, false);
+      report(`${run.size / KiB} KiB appends through the service (unix socket, ${run.label})`, median(serviceRate[j]!), median(directRate.get(run.size)!),
+        'engine-direct', 'MiB/s', run.goal, false);
     }
     for (const c of [unix, qmp, ws, none, pwriteConn, noneWs!, ...(qsdConn ? [qsdConn] : [])]) c.close();
   } finally {
