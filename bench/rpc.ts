@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { benchDir, hasTool, median, QZONED, report, ROOT, settle, timeAsync, timeSync } from './lib.js';
+import { absolute, benchDir, hasTool, median, QZONED, report, ROOT, settle, timeAsync, timeSync } from './lib.js';
 import { createImage } from '../src/block/images.js';
 import { ZonedImage } from '../src/zoned/zoned-image.js';
 
@@ -309,6 +309,33 @@ export async function rpcBenchmarks(): Promise<void> {
       report(`${run.size / KiB} KiB appends through the service (unix socket, ${run.label})`, median(serviceRate[j]!), median(directRate.get(run.size)!),
         'engine-direct', 'MiB/s', run.goal, false);
     }
+
+    // The largest call a client may make (16 MiB of data, 22 MB of JSON) is parsed in one turn:
+    // how long it takes, and how long another client's query-version waits meanwhile.
+    await createImage(path.join(imageDir, 'plain.qcow2'), { size: 64 * MiB });
+    ok(await unix.request(jr('blockdev-add', { driver: 'qcow2', 'node-name': 'plain', file: { driver: 'file', filename: 'plain.qcow2' } })));
+    const other = streamConn(await connectUnix(path.join(dir, 'q.sock')), (o) => `${JSON.stringify({ jsonrpc: '2.0', ...o })}\n`);
+    const big = Buffer.alloc(16 * MiB, 5).toString('base64');
+    const bigTimes: number[] = [];
+    const waits: number[] = [];
+    for (let k = 0; k < ROUNDS; k++) {
+      let stop = false;
+      let worst = 0;
+      const probe = (async () => {
+        while (!stop) {
+          const t0 = performance.now();
+          ok(await other.request(jr('query-version')));
+          worst = Math.max(worst, performance.now() - t0);
+        }
+      })();
+      bigTimes.push(await timeAsync(async () => { ok(await unix.request(jr('blockdev-write', { 'node-name': 'plain', offset: 0, data: big }))); }));
+      stop = true;
+      await probe;
+      waits.push(worst);
+    }
+    absolute('16 MiB blockdev-write as base64 data, unix socket: time per call', median(bigTimes) * 1000, 'ms');
+    absolute('the same: longest wait of another client\'s query-version meanwhile', median(waits), 'ms');
+    other.close();
     for (const c of [unix, qmp, ws, none, pwriteConn, noneWs!, ...(qsdConn ? [qsdConn] : [])]) c.close();
   } finally {
     qsd?.proc.kill('SIGTERM');
