@@ -27,19 +27,9 @@ export class LineDecoder {
       const nl = chunk.indexOf(0x0a, start);
       if (nl < 0) break;
       if (this.pendingBytes + (nl - start) > this.maxBytes) return this.fail(this.pendingBytes + (nl - start));
-      let line: Buffer;
-      let end: number;
-      if (this.pendingBytes === 0) {
-        // The common case, a whole line inside one chunk: one view, no copy.
-        end = nl > start && chunk[nl - 1] === 0x0d ? nl - 1 : nl;
-        line = chunk.subarray(start, end);
-      } else {
-        const joined = Buffer.concat([...this.pending, chunk.subarray(start, nl)]);
-        this.pending = [];
-        this.pendingBytes = 0;
-        end = joined.length > 0 && joined[joined.length - 1] === 0x0d ? joined.length - 1 : joined.length;
-        line = joined.subarray(0, end);
-      }
+      // The common case, a whole line inside one chunk, is a view of the chunk: no copy.
+      const whole = this.pendingBytes === 0 ? chunk.subarray(start, nl) : this.takePending(chunk.subarray(start, nl));
+      const line = whole.length > 0 && whole[whole.length - 1] === 0x0d ? whole.subarray(0, whole.length - 1) : whole;
       start = nl + 1;
       if (line.length > 0) this.on.line(line);
       if (this.failed) return;
@@ -50,6 +40,14 @@ export class LineDecoder {
     // Copy: the socket may reuse its chunk buffers.
     this.pending.push(Buffer.from(rest));
     this.pendingBytes += rest.length;
+  }
+
+  /** The held-back start of a line joined with its end. */
+  private takePending(tail: Buffer): Buffer {
+    const joined = Buffer.concat([...this.pending, tail]);
+    this.pending = [];
+    this.pendingBytes = 0;
+    return joined;
   }
 
   /** Bytes of an unfinished line held back. */
