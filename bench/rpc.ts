@@ -56,6 +56,11 @@ async function connectUnix(p: string): Promise<net.Socket> {
   return sock;
 }
 
+/** Newline-framed JSON-RPC over a unix socket: every request gets `jsonrpc: "2.0"`. */
+async function jsonRpcUnix(p: string): Promise<Conn> {
+  return streamConn(await connectUnix(p), (o) => `${JSON.stringify({ jsonrpc: '2.0', ...o })}\n`);
+}
+
 /** QMP: wait for the greeting, negotiate, then requests carry `execute`. */
 async function qmpConn(p: string): Promise<Conn> {
   const sock = await connectUnix(p);
@@ -194,12 +199,12 @@ export async function rpcBenchmarks(): Promise<void> {
   await waitForSocket(path.join(dir, 'pwrite.sock'));
   const qsd = await startQsd(dir);
   try {
-    const unix = streamConn(await connectUnix(path.join(dir, 'q.sock')), (o) => `${JSON.stringify({ jsonrpc: '2.0', ...o })}\n`);
+    const unix = await jsonRpcUnix(path.join(dir, 'q.sock'));
     ok(await unix.request({ method: 'blockdev-add', params: { driver: 'qcow2', 'node-name': 'z', file: { driver: 'file', filename: 'z.qcow2' } } }));
     const qmp = await qmpConn(path.join(dir, 'qmp.sock'));
     const ws = await wsConn(`ws://127.0.0.1:${port}/`);
-    const none = streamConn(await connectUnix(path.join(dir, 'nothing.sock')), (o) => `${JSON.stringify({ jsonrpc: '2.0', ...o })}\n`);
-    const pwriteConn = streamConn(await connectUnix(path.join(dir, 'pwrite.sock')), (o) => `${JSON.stringify({ jsonrpc: '2.0', ...o })}\n`);
+    const none = await jsonRpcUnix(path.join(dir, 'nothing.sock'));
+    const pwriteConn = await jsonRpcUnix(path.join(dir, 'pwrite.sock'));
     const qsdConn = qsd ? await qmpConn(qsd.sock) : null;
     // Short blocks, alternated with the references many times, so the machine's slow drifts fall
     // on both sides of each ratio.
@@ -314,7 +319,7 @@ export async function rpcBenchmarks(): Promise<void> {
     // how long it takes, and how long another client's query-version waits meanwhile.
     await createImage(path.join(imageDir, 'plain.qcow2'), { size: 64 * MiB });
     ok(await unix.request(jr('blockdev-add', { driver: 'qcow2', 'node-name': 'plain', file: { driver: 'file', filename: 'plain.qcow2' } })));
-    const other = streamConn(await connectUnix(path.join(dir, 'q.sock')), (o) => `${JSON.stringify({ jsonrpc: '2.0', ...o })}\n`);
+    const other = await jsonRpcUnix(path.join(dir, 'q.sock'));
     const big = Buffer.alloc(16 * MiB, 5).toString('base64');
     const bigTimes: number[] = [];
     const waits: number[] = [];
