@@ -4,8 +4,9 @@
  */
 import { formatFound } from '../rpc/params-error.js';
 import { fail, InvalidParamsError } from '../errors.js';
+import { MAX_DATA_BYTES, takeBulkData } from '../rpc/bulk-data.js';
 
-export const MAX_DATA_BYTES = 16 * 1024 * 1024;
+export { MAX_DATA_BYTES };
 
 export function checkDataLength(length: number, what: string): void {
   if (length > MAX_DATA_BYTES) {
@@ -21,6 +22,11 @@ export function payload(command: string, params: { data?: string; pattern?: numb
     throw new InvalidParamsError(`${command} takes either data, or pattern and length; found ${found}`, { path: '', errors: [] });
   }
   if (hasData) {
+    const decoded = takeBulkData(params);
+    if (decoded !== undefined) {
+      checkDataLength(decoded.length, 'data');
+      return decoded;
+    }
     const text = params.data!;
     const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
     checkDataLength((text.length / 4) * 3 - padding, 'data');

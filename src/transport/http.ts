@@ -18,7 +18,7 @@ import type { Connection } from '../rpc/types.js';
 import type { Logger } from '../log.js';
 import { isAuthorized, isLoopbackHost, UNAUTHORIZED_TEXT, type TlsMaterial } from './auth.js';
 import { zoneMapPage } from '../web/page.js';
-import { JsonRpcSession, decodeUtf8, invalidRequestResponse, notUtf8Response, oversizeResponse } from './jsonrpc.js';
+import { JsonRpcSession, invalidRequestResponse, oversizeResponse } from './jsonrpc.js';
 import type { WebSocketListener } from './websocket.js';
 
 export interface HttpOptions {
@@ -164,12 +164,10 @@ export function createHttpListener(options: HttpOptions): HttpListener {
       if (!res.headersSent && !res.destroyed) tooBig();
       return;
     }
-    const text = decodeUtf8(body);
-    if (text === null) return sendJson(res, 200, notUtf8Response());
     const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
     const connection: Connection = { id: randomUUID(), dialect: 'json-rpc', peer };
     const session = new JsonRpcSession({ connection, dispatcher, log: log.child({ connection: connection.id, listener: 'http', peer }) });
-    const reply = await session.handle(text);
+    const reply = await session.handleBytes(body);
     if (reply === null) {
       res.writeHead(204);
       res.end();

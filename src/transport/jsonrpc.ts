@@ -17,11 +17,12 @@ import {
   type JSONRPCRequest,
   type JSONRPCResponse,
 } from 'json-rpc-2.0';
-import { isUtf8 } from 'node:buffer';
 import type { Dispatcher } from '../rpc/dispatch.js';
 import type { Connection, QzonedEvent } from '../rpc/types.js';
 import { jsonRpcEnvelopeError, toJsonRpcError } from '../rpc/wire-errors.js';
 import type { Logger } from '../log.js';
+import { parseBulkMessage } from './bulk-json.js';
+import { decodeUtf8 } from './utf8.js';
 
 interface ServerParams {
   connection: Connection;
@@ -110,14 +111,29 @@ export class JsonRpcSession {
    * null when nothing is to be answered (notifications only).
    */
   handle(text: string): Promise<string | null> {
+    return this.track(() => this.handleParsed(text));
+  }
+
+  /**
+   * Handles one message from its bytes: a request carrying long base64 data is parsed without
+   * becoming a string (bulk-json.ts); any other is decoded and handled as text.
+   */
+  handleBytes(bytes: Buffer): Promise<string | null> {
+    const bulk = parseBulkMessage(bytes, 'params');
+    if (bulk !== null) return this.track(() => this.handleOne(bulk));
+    const text = decodeUtf8(bytes);
+    return text === null ? this.track(() => Promise.resolve(notUtf8Response())) : this.handle(text);
+  }
+
+  private track(work: () => Promise<JSONRPCResponse | JSONRPCResponse[] | string | null>): Promise<string | null> {
     this.pending++;
-    let work: Promise<JSONRPCResponse | JSONRPCResponse[] | string | null>;
+    let started: Promise<JSONRPCResponse | JSONRPCResponse[] | string | null>;
     try {
-      work = this.handleParsed(text);
+      started = work();
     } catch (e) {
-      work = Promise.reject(e); // still counted done, in `failed`
+      started = Promise.reject(e); // still counted done, in `failed`
     }
-    return work.then(this.answered, this.failed);
+    return started.then(this.answered, this.failed);
   }
 
   // One continuation per message: count it done and turn the reply into text.
@@ -192,20 +208,6 @@ export class JsonRpcSession {
       return Promise.resolve(unexpected(e));
     }
   }
-}
-
-/**
- * Decodes a message's bytes; null when they are not UTF-8. A leading BOM is dropped, as a
- * WHATWG decoder does. Node's decoder turns bad bytes into U+FFFD, so only a text holding one
- * needs the full validity check (which also tells a real U+FFFD from a bad byte): one pass over
- * the bytes for nearly every message instead of two.
- */
-export function decodeUtf8(bytes: Uint8Array): string | null {
-  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const bom = buf.length >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf;
-  const text = buf.toString('utf8', bom ? 3 : 0);
-  if (text.includes('\uFFFD') && !isUtf8(buf)) return null;
-  return text;
 }
 
 export function notUtf8Response(): string {

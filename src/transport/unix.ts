@@ -12,7 +12,7 @@ import type { EventBus } from '../rpc/events.js';
 import type { Connection } from '../rpc/types.js';
 import type { Logger } from '../log.js';
 import { LineDecoder, encodeLine } from './framing.js';
-import { JsonRpcSession, decodeUtf8, notUtf8Response, oversizeResponse } from './jsonrpc.js';
+import { JsonRpcSession, oversizeResponse } from './jsonrpc.js';
 import { SocketTransport } from './socket-transport.js';
 import { flowLimitsFor } from './transport.js';
 
@@ -110,9 +110,7 @@ export async function startUnixJsonRpc(options: UnixJsonRpcOptions): Promise<net
     const decoder = new LineDecoder(maxMessageSize, {
       line: (bytes) => {
         if (draining) return;
-        const text = decodeUtf8(bytes);
-        if (text === null) return reply(notUtf8Response());
-        const work = session.handle(text);
+        const work = session.handleBytes(bytes);
         if (!heldBack && session.inFlight >= MAX_IN_FLIGHT) {
           heldBack = true;
           transport.pauseInput('in-flight');

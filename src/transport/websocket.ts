@@ -11,7 +11,7 @@ import type { Dispatcher } from '../rpc/dispatch.js';
 import type { EventBus } from '../rpc/events.js';
 import type { Connection } from '../rpc/types.js';
 import type { Logger } from '../log.js';
-import { JsonRpcSession, decodeUtf8, invalidRequestResponse, notUtf8Response, oversizeResponse } from './jsonrpc.js';
+import { JsonRpcSession, invalidRequestResponse, oversizeResponse } from './jsonrpc.js';
 import { flowLimitsFor, InputPauses, TurnCork, type FlowLimits, type Transport } from './transport.js';
 import type { SessionRegistry } from './unix.js';
 
@@ -119,9 +119,7 @@ export class WebSocketListener {
       }
       // ws hands over a Buffer (binaryType nodebuffer); only the other shapes need building.
       const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-      const text = decodeUtf8(bytes);
-      if (text === null) return transport.send(notUtf8Response());
-      const work = session.handle(text);
+      const work = session.handleBytes(bytes);
       if (!heldBack && session.inFlight >= MAX_IN_FLIGHT) {
         heldBack = true;
         transport.pauseInput('in-flight');
