@@ -12,6 +12,7 @@ import WebSocket from 'ws';
 import { absolute, benchDir, hasTool, median, QZONED, report, ROOT, settle, timeAsync, timeSync } from './lib.js';
 import { createImage } from '../src/block/images.js';
 import { ZonedImage } from '../src/zoned/zoned-image.js';
+import { encodeWithData } from '../clients/client/bulk.js';
 
 const MiB = 1024 * 1024;
 const ROUNDS = Number(process.env.QZONED_BENCH_ROUNDS ?? 3);
@@ -19,10 +20,14 @@ const ROUNDS = Number(process.env.QZONED_BENCH_ROUNDS ?? 3);
 /** Sends one JSON text per line (or per frame) and matches replies by id; the same for every server. */
 interface Conn {
   request(body: Record<string, unknown>): Promise<unknown>;
+  /** The same with `bytes` as the base64 `data` of body's params (or QMP arguments), sent as a client should. */
+  requestWithData(body: Record<string, unknown>, bytes: Buffer): Promise<unknown>;
   close(): void;
 }
 
-function streamConn(sock: net.Socket, frame: (o: Record<string, unknown>) => string, idKey = 'id'): Conn {
+type Envelope = (o: Record<string, unknown>) => Record<string, unknown>;
+
+function streamConn(sock: net.Socket, envelope: Envelope, idKey = 'id'): Conn {
   let next = 1;
   let buf = '';
   const waiting = new Map<number, (m: unknown) => void>();
@@ -38,13 +43,19 @@ function streamConn(sock: net.Socket, frame: (o: Record<string, unknown>) => str
       if (id !== undefined) waiting.get(id)?.(msg);
     }
   });
+  const send = (line: string | Buffer): Promise<unknown> => {
+    const id = next++;
+    return new Promise((resolve) => {
+      waiting.set(id, (m) => { waiting.delete(id); resolve(m); });
+      sock.write(line);
+    });
+  };
   return {
-    request(body) {
-      const id = next++;
-      return new Promise((resolve) => {
-        waiting.set(id, (m) => { waiting.delete(id); resolve(m); });
-        sock.write(frame({ ...body, [idKey]: id }));
-      });
+    request: (body) => send(`${JSON.stringify(envelope({ ...body, [idKey]: next }))}\n`),
+    requestWithData: (body, bytes) => {
+      const key = 'arguments' in body ? 'arguments' : 'params';
+      const args = body[key] as Record<string, unknown>;
+      return send(encodeWithData((data) => envelope({ ...body, [key]: { ...args, data }, [idKey]: next }), bytes, '\n'));
     },
     close: () => sock.destroy(),
   };
@@ -58,14 +69,14 @@ async function connectUnix(p: string): Promise<net.Socket> {
 
 /** Newline-framed JSON-RPC over a unix socket: every request gets `jsonrpc: "2.0"`. */
 async function jsonRpcUnix(p: string): Promise<Conn> {
-  return streamConn(await connectUnix(p), (o) => `${JSON.stringify({ jsonrpc: '2.0', ...o })}\n`);
+  return streamConn(await connectUnix(p), (o) => ({ jsonrpc: '2.0', ...o }));
 }
 
 /** QMP: wait for the greeting, negotiate, then requests carry `execute`. */
 async function qmpConn(p: string): Promise<Conn> {
   const sock = await connectUnix(p);
   const greeting = new Promise<void>((resolve) => sock.once('data', () => resolve()));
-  const conn = streamConn(sock, (o) => `${JSON.stringify(o)}\n`);
+  const conn = streamConn(sock, (o) => o);
   await greeting;
   await conn.request({ execute: 'qmp_capabilities' });
   return conn;
@@ -80,11 +91,14 @@ async function wsConn(url: string): Promise<Conn> {
     const msg = JSON.parse(String(d)) as { id?: number };
     if (msg.id !== undefined) waiting.get(msg.id)?.(msg);
   });
+  const send = (frame: string | Buffer): Promise<unknown> => {
+    const id = next++;
+    return new Promise((resolve) => { waiting.set(id, resolve); ws.send(frame, { binary: false }); });
+  };
   return {
-    request(body) {
-      const id = next++;
-      return new Promise((resolve) => { waiting.set(id, resolve); ws.send(JSON.stringify({ jsonrpc: '2.0', ...body, id })); });
-    },
+    request: (body) => send(JSON.stringify({ jsonrpc: '2.0', ...body, id: next })),
+    requestWithData: (body, bytes) =>
+      send(encodeWithData((data) => ({ jsonrpc: '2.0', ...body, params: { ...(body.params as object), data }, id: next }), bytes)),
     close: () => ws.close(),
   };
 }
@@ -251,7 +265,9 @@ export async function rpcBenchmarks(): Promise<void> {
     // the data's trip through JSON, at three depths: 64 in flight is the issue's throughput
     // setting (and what keeps a server busy); 1 and 4 show what a client that waits on replies
     // gets. Appends carrying their bytes as base64 `data` measure what a client moving real data
-    // gets, at three sizes: JSON texts above 128 KiB become V8 large-object strings.
+    // gets, at three sizes; the bench encodes them as the typed client does (clients/client/bulk.ts),
+    // and the daemon parses them from their bytes (src/transport/bulk-json.ts): a JSON text above
+    // 128 KiB as one string would be a V8 large object, mapped anew each time.
     const KiB = 1024;
     const bytesPerRun = 256 * MiB;
     const runs: Array<{ size: number; label: string; depth: number; data: boolean; goal?: { min: number; text: string } }> = [
@@ -266,11 +282,15 @@ export async function rpcBenchmarks(): Promise<void> {
     const serviceRate = runs.map(() => [] as number[]);
     const directRate = new Map(sizes.map((size) => [size, [] as number[]]));
     const geometry = { mode: 'host-managed' as const, size: 256 * MiB, 'max-append-bytes': 128 * KiB };
-    const base64 = new Map(sizes.map((size) => [size, Buffer.alloc(size, 9).toString('base64')]));
+    const payloads = new Map(sizes.map((size) => [size, Buffer.alloc(size, 9)]));
+    const append = (node: string, offset: number, run: { size: number; data: boolean }): Promise<unknown> => {
+      const params = { 'node-name': node, offset };
+      return run.data ? unix.requestWithData(jr('blockdev-zone-append', params), payloads.get(run.size)!)
+        : unix.request(jr('blockdev-zone-append', { ...params, pattern: 9, length: run.size }));
+    };
     // Warm-up of the append paths (JIT), into zones the timed runs do not use.
     for (let i = 0; i < 1536; i++) {
-      const what = i % 2 === 0 ? { pattern: 9, length: 128 * KiB } : { data: base64.get(sizes[i % sizes.length]!)! };
-      ok(await unix.request(jr('blockdev-zone-append', { 'node-name': 'z', offset: (9 + (i % 3)) * 256 * MiB, ...what })));
+      ok(await append('z', (9 + (i % 3)) * 256 * MiB, i % 2 === 0 ? { size: 128 * KiB, data: false } : { size: sizes[i % sizes.length]!, data: true }));
     }
     // Each run writes a fresh image and deletes it afterwards, so both sides grow a file from
     // the same start and reuse the page cache the run before gave back (a page cache that keeps
@@ -279,13 +299,12 @@ export async function rpcBenchmarks(): Promise<void> {
       const fresh = `fresh-${k}-${j}.qcow2`;
       await createImage(path.join(imageDir, fresh), { size: 4096 * MiB, zone: geometry });
       ok(await unix.request(jr('blockdev-add', { driver: 'qcow2', 'node-name': 'fresh', file: { driver: 'file', filename: fresh } })));
-      const what = run.data ? { data: base64.get(run.size)! } : { pattern: 9, length: run.size };
       const count = bytesPerRun / run.size;
       settle();
       const t = await timeAsync(async () => {
         let sent = 0;
         await Promise.all(Array.from({ length: run.depth }, async () => {
-          while (sent < count) { const z = (1 + (sent++ % 8)) * 256 * MiB; ok(await unix.request(jr('blockdev-zone-append', { 'node-name': 'fresh', offset: z, ...what }))); }
+          while (sent < count) { const z = (1 + (sent++ % 8)) * 256 * MiB; ok(await append('fresh', z, run)); }
         }));
       });
       ok(await unix.request(jr('blockdev-del', { 'node-name': 'fresh' })));
@@ -320,7 +339,7 @@ export async function rpcBenchmarks(): Promise<void> {
     await createImage(path.join(imageDir, 'plain.qcow2'), { size: 64 * MiB });
     ok(await unix.request(jr('blockdev-add', { driver: 'qcow2', 'node-name': 'plain', file: { driver: 'file', filename: 'plain.qcow2' } })));
     const other = await jsonRpcUnix(path.join(dir, 'q.sock'));
-    const big = Buffer.alloc(16 * MiB, 5).toString('base64');
+    const big = Buffer.alloc(16 * MiB, 5);
     const bigTimes: number[] = [];
     const waits: number[] = [];
     for (let k = 0; k < ROUNDS; k++) {
@@ -333,7 +352,7 @@ export async function rpcBenchmarks(): Promise<void> {
           worst = Math.max(worst, performance.now() - t0);
         }
       })();
-      bigTimes.push(await timeAsync(async () => { ok(await unix.request(jr('blockdev-write', { 'node-name': 'plain', offset: 0, data: big }))); }));
+      bigTimes.push(await timeAsync(async () => { ok(await unix.requestWithData(jr('blockdev-write', { 'node-name': 'plain', offset: 0 }), big)); }));
       stop = true;
       await probe;
       waits.push(worst);
