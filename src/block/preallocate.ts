@@ -17,9 +17,7 @@
  * (EOPNOTSUPP on some network file systems, ENOSPC when nearly full), nothing is reserved and
  * writes go on as before.
  */
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { nativeAddon } from '../native/addon.js';
 
 const MiB = 1024 * 1024;
 export const PREALLOCATE_FIRST_CHUNK = MiB;
@@ -28,31 +26,10 @@ export const PREALLOCATE_MAX_CHUNK = 64 * MiB;
 /** fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length): 0, or the errno. */
 export type ReserveFn = (fd: number, offset: number, length: number) => number;
 
-interface NativeAddon {
-  reserveKeepSize: ReserveFn;
-}
-
-let loaded: { reserve: ReserveFn | null; why: string } | null = null;
-
 /** The addon's reserve call, or null with the reason it is missing. */
 export function nativeReserve(): { reserve: ReserveFn | null; why: string } {
-  if (loaded) return loaded;
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  // src/block (run from source) or dist/src/block (compiled): the addon is built in src/native.
-  const candidates = [path.resolve(here, '../native/build/Release/qzoned_native.node'), path.resolve(here, '../../../src/native/build/Release/qzoned_native.node')];
-  const require = createRequire(import.meta.url);
-  let why = 'the native addon is not built (npm ci builds it when python3, make and a C compiler are present)';
-  for (const candidate of candidates) {
-    try {
-      const addon = require(candidate) as NativeAddon;
-      loaded = { reserve: addon.reserveKeepSize, why: '' };
-      return loaded;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') why = `the native addon does not load: ${(e as Error).message}`;
-    }
-  }
-  loaded = { reserve: null, why };
-  return loaded;
+  const { addon, why } = nativeAddon();
+  return { reserve: addon ? addon.reserveKeepSize : null, why };
 }
 
 export interface PreallocatorOptions {

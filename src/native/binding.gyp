@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "qzoned_native",
-      "sources": ["fallocate.c"],
+      "sources": ["addon.c", "fallocate.c", "malloc.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]

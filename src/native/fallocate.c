@@ -9,9 +9,10 @@
 #include <stdint.h>
 #include <string.h>
 #include <node_api.h>
+#include "addon.h"
 
 /* reserveKeepSize(fd, offset, length): 0 on success, else the errno (never throws for I/O). */
-static napi_value reserve_keep_size(napi_env env, napi_callback_info info) {
+napi_value reserve_keep_size(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   int32_t fd;
@@ -31,12 +32,3 @@ static napi_value reserve_keep_size(napi_env env, napi_callback_info info) {
   napi_create_int32(env, rc == 0 ? 0 : errno, &result);
   return result;
 }
-
-static napi_value init(napi_env env, napi_value exports) {
-  napi_value fn;
-  if (napi_create_function(env, "reserveKeepSize", NAPI_AUTO_LENGTH, reserve_keep_size, NULL, &fn) != napi_ok) return NULL;
-  if (napi_set_named_property(env, exports, "reserveKeepSize", fn) != napi_ok) return NULL;
-  return exports;
-}
-
-NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
