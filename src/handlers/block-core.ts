@@ -6,6 +6,7 @@
 import { NodeFile } from '../block/file-io.js';
 import { fail, fromSystemError } from '../errors.js';
 import { checkDataLength, payload } from './data.js';
+import { dataResult } from '../rpc/bulk-data.js';
 import type { FileNode } from '../block/graph.js';
 import type { HandlerTable } from '../rpc/dispatch.js';
 import type { Services } from './services.js';
@@ -31,7 +32,7 @@ export function blockCoreHandlers(s: Services): Pick<HandlerTable, BlockCoreComm
       const data = node.kind === 'qcow2'
         ? await node.image.read(params.offset, params.length)
         : readFileNode(node, params.offset, params.length);
-      return { data: data.toString('base64') };
+      return dataResult(data);
     },
     'blockdev-write': async (params) => {
       const node = s.graph.get(params['node-name']);

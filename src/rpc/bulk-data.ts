@@ -1,7 +1,9 @@
 /**
- * Bulk data beside the arguments: the bytes of a long base64 `data` member, decoded by the
- * transport straight from the message's bytes and handed to the handler through the arguments
- * object, so that neither the message nor the member ever becomes a JavaScript string.
+ * Bulk data beside the arguments and results: the bytes of a long base64 `data` member travel
+ * attached to their object instead of as text. A request's data is decoded by the transport
+ * straight from the message's bytes and reaches the handler through the arguments object; a
+ * result's data (blockdev-read) is encoded straight into the reply's bytes. Neither the message
+ * nor the member ever becomes one JavaScript string.
  *
  * Why: V8 puts every string above 128 KiB in a mapping of its own, and on these machines mapping
  * fresh pages costs ~9 us a page. A 128 KiB append as one JSON text made two such strings (the
@@ -21,17 +23,72 @@ const attached = new WeakMap<object, Buffer>();
 /** Characters of the real text the stand-in keeps: more than any error sentence quotes. */
 export const STAND_IN_PREFIX = 64;
 
-/** Records `bytes` as the decoded `data` of `args` and puts the stand-in in its place. */
-export function attachBulkData(args: Record<string, unknown>, bytes: Buffer, textPrefix: string): void {
-  args.data = `${textPrefix.slice(0, STAND_IN_PREFIX)}\u2026`;
-  attached.set(args, bytes);
+/** Records `bytes` as the decoded `data` of `holder` and puts the stand-in in its place. */
+export function attachBulkData(holder: Record<string, unknown>, bytes: Buffer, textPrefix: string): void {
+  holder.data = `${textPrefix.slice(0, STAND_IN_PREFIX)}\u2026`;
+  attached.set(holder, bytes);
 }
 
-/** The decoded bytes attached to these arguments, once; undefined when the data is plain text. */
-export function takeBulkData(args: object): Buffer | undefined {
-  const bytes = attached.get(args);
-  if (bytes !== undefined) attached.delete(args);
+/** The bytes attached to this object, once; undefined when its data is plain text. */
+export function takeBulkData(holder: object): Buffer | undefined {
+  const bytes = attached.get(holder);
+  if (bytes !== undefined) attached.delete(holder);
   return bytes;
+}
+
+/** Results below this many bytes carry their data as text: small strings cost nothing to make. */
+export const BULK_RESULT_BYTES = 48 * 1024;
+
+/** A result `{ data }` for `bytes`: attached when large, for a transport that encodes it itself. */
+export function dataResult(bytes: Buffer): { data: string } {
+  if (bytes.length < BULK_RESULT_BYTES) return { data: bytes.toString('base64') };
+  const result: Record<string, unknown> = {};
+  attachBulkData(result, bytes, bytes.toString('base64', 0, STAND_IN_PREFIX));
+  return result as { data: string };
+}
+
+/** Puts attached bytes back as base64 text, for a caller that sends results as plain JSON. */
+export function materializeBulkData(holder: unknown): void {
+  if (typeof holder !== 'object' || holder === null) return;
+  const bytes = takeBulkData(holder);
+  if (bytes !== undefined) (holder as Record<string, unknown>).data = bytes.toString('base64');
+}
+
+/** Bytes encoded per piece: a multiple of 3, so pieces join without padding in between. */
+const ENCODE_PIECE = 48 * 1024;
+
+/** The base64 length of `n` bytes (RFC 4648, padded). */
+export function base64Length(n: number): number {
+  return Math.ceil(n / 3) * 4;
+}
+
+/**
+ * The message `build` makes, as UTF-8 JSON, with the base64 of `bytes` where build put its `data`
+ * member; `suffix` is appended (a newline for line-framed transports). The JSON around the data is
+ * stringified with a marker in its place, and the base64 goes straight into the output in pieces.
+ */
+export function encodeWithData(build: (data: string) => unknown, bytes: Uint8Array, suffix = ''): Buffer {
+  let marker = 'qzoned-data';
+  let text = '';
+  for (;;) {
+    text = JSON.stringify(build(marker));
+    // The marker must stand once in the text, as a whole string: lengthen it until it does.
+    const first = text.indexOf(marker);
+    if (first > 0 && text[first - 1] === '"' && text[first + marker.length] === '"' && text.indexOf(marker, first + 1) < 0) break;
+    if (first < 0) throw new Error('encodeWithData: the message does not hold its data member');
+    marker += '-';
+  }
+  const at = text.indexOf(marker);
+  const head = Buffer.from(text.slice(0, at), 'utf8');
+  const tail = Buffer.from(text.slice(at + marker.length) + suffix, 'utf8');
+  const source = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = Buffer.allocUnsafe(head.length + base64Length(source.length) + tail.length);
+  let pos = head.copy(out, 0);
+  for (let s = 0; s < source.length; s += ENCODE_PIECE) {
+    pos += out.write(source.toString('base64', s, Math.min(s + ENCODE_PIECE, source.length)), pos, 'latin1');
+  }
+  tail.copy(out, pos);
+  return out;
 }
 
 /** Base64 decoded a piece at a time: each piece's string stays far below V8's large-object size. */

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { COMMANDS, isCommandName, type CommandName, type CommandParams, type CommandResult } from '../generated/commands.js';
 import { validateParams } from './params-error.js';
+import { materializeBulkData } from './bulk-data.js';
 import { commandNotFound, InternalError, InvalidParamsError, isQzonedError } from '../errors.js';
 import type { Connection } from './types.js';
 import type { Logger } from '../log.js';
@@ -30,8 +31,12 @@ export class Dispatcher {
     this.log = log;
   }
 
-  /** Runs one command; rejects with a QzonedError (InvalidParamsError, InternalError, ...). */
-  async call(connection: Connection, method: string, params: unknown): Promise<unknown> {
+  /**
+   * Runs one command; rejects with a QzonedError (InvalidParamsError, InternalError, ...). A
+   * caller that encodes attached result data itself (rpc/bulk-data.ts) says so with bulkResults;
+   * every other caller gets plain results.
+   */
+  async call(connection: Connection, method: string, params: unknown, options: { bulkResults?: boolean } = {}): Promise<unknown> {
     if (!isCommandName(method) || !COMMANDS[method].dialects.includes(connection.dialect)) throw commandNotFound(method);
     if (params === undefined || params === null) params = {};
     if (Array.isArray(params)) {
@@ -42,6 +47,7 @@ export class Dispatcher {
       if (bad) throw new InvalidParamsError(bad.message, { path: bad.path, errors: bad.errors });
       const handler = this.handlers[method] as Handler<CommandName>;
       const result = await handler(params as CommandParams<CommandName>, { connection, log: this.log });
+      if (!options.bulkResults) materializeBulkData(result);
       return result ?? {};
     } catch (e) {
       if (isQzonedError(e)) throw e;

@@ -40,11 +40,12 @@ function longLiteral(bytes: Buffer): [number, number] | null {
 }
 
 /**
- * The parsed message when `bytes` is one request object whose `member` (params, or QMP's
- * arguments) holds a long canonical base64 `data`, with the decoded bytes attached to that
- * object; null for every other message, which the caller parses as text.
+ * The parsed message when `bytes` is one object whose `member` (a request's params or QMP
+ * arguments, a reply's result) holds a long canonical base64 `data`, with the decoded bytes
+ * attached to that object (takeBulkData); null for every other message, which the caller parses
+ * as text.
  */
-export function parseBulkMessage(bytes: Buffer, member: 'params' | 'arguments'): Record<string, unknown> | null {
+export function parseBulkMessage(bytes: Buffer, member: 'params' | 'arguments' | 'result' | 'return'): Record<string, unknown> | null {
   if (bytes.length < BULK_MESSAGE_BYTES) return null;
   const span = longLiteral(bytes);
   if (!span) return null;

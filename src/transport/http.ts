@@ -38,7 +38,7 @@ export interface HttpListener {
 
 const JSON_TYPE = 'application/json';
 
-function sendJson(res: ServerResponse, status: number, body: string, extra: Record<string, string> = {}): void {
+function sendJson(res: ServerResponse, status: number, body: string | Buffer, extra: Record<string, string> = {}): void {
   res.writeHead(status, { 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body), ...extra });
   res.end(body);
 }

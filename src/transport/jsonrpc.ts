@@ -22,6 +22,7 @@ import type { Connection, QzonedEvent } from '../rpc/types.js';
 import { jsonRpcEnvelopeError, toJsonRpcError } from '../rpc/wire-errors.js';
 import type { Logger } from '../log.js';
 import { parseBulkMessage } from './bulk-json.js';
+import { encodeWithData, materializeBulkData, takeBulkData } from '../rpc/bulk-data.js';
 import { decodeUtf8 } from './utf8.js';
 
 interface ServerParams {
@@ -97,7 +98,7 @@ export class JsonRpcSession {
     const dispatcher = options.dispatcher;
     // Every method goes to dispatch, which knows the command table; the library's own method map stays empty.
     server.applyMiddleware((_next, request, params) =>
-      dispatcher.call(params.connection, request.method, request.params).then((result) =>
+      dispatcher.call(params.connection, request.method, request.params, { bulkResults: true }).then((result) =>
         request.id === undefined ? null : createJSONRPCSuccessResponse(request.id, result)));
     const push = options.push;
     const client = new JSONRPCClient<void>((payload) => {
@@ -107,10 +108,10 @@ export class JsonRpcSession {
   }
 
   /**
-   * Handles one message (the text of a frame, line or POST body). Resolves to the reply text, or
-   * null when nothing is to be answered (notifications only).
+   * Handles one message (the text of a frame, line or POST body). Resolves to the reply: text, or
+   * UTF-8 bytes when it carries bulk data; null when nothing is to be answered (notifications only).
    */
-  handle(text: string): Promise<string | null> {
+  handle(text: string): Promise<string | Buffer | null> {
     return this.track(() => this.handleParsed(text));
   }
 
@@ -118,14 +119,14 @@ export class JsonRpcSession {
    * Handles one message from its bytes: a request carrying long base64 data is parsed without
    * becoming a string (bulk-json.ts); any other is decoded and handled as text.
    */
-  handleBytes(bytes: Buffer): Promise<string | null> {
+  handleBytes(bytes: Buffer): Promise<string | Buffer | null> {
     const bulk = parseBulkMessage(bytes, 'params');
     if (bulk !== null) return this.track(() => this.handleOne(bulk));
     const text = decodeUtf8(bytes);
     return text === null ? this.track(() => Promise.resolve(notUtf8Response())) : this.handle(text);
   }
 
-  private track(work: () => Promise<JSONRPCResponse | JSONRPCResponse[] | string | null>): Promise<string | null> {
+  private track(work: () => Promise<JSONRPCResponse | JSONRPCResponse[] | string | null>): Promise<string | Buffer | null> {
     this.pending++;
     let started: Promise<JSONRPCResponse | JSONRPCResponse[] | string | null>;
     try {
@@ -136,10 +137,18 @@ export class JsonRpcSession {
     return started.then(this.answered, this.failed);
   }
 
-  // One continuation per message: count it done and turn the reply into text.
-  private readonly answered = (reply: JSONRPCResponse | JSONRPCResponse[] | string | null): string | null => {
+  // One continuation per message: count it done and turn the reply into text, or into bytes when
+  // its result carries attached data (rpc/bulk-data.ts).
+  private readonly answered = (reply: JSONRPCResponse | JSONRPCResponse[] | string | null): string | Buffer | null => {
     this.done();
-    return reply === null || typeof reply === 'string' ? reply : JSON.stringify(reply);
+    if (reply === null || typeof reply === 'string') return reply;
+    if (Array.isArray(reply)) {
+      for (const r of reply) materializeBulkData(r.result);
+      return JSON.stringify(reply);
+    }
+    const result = reply.result as Record<string, unknown> | undefined;
+    const bytes = result === undefined ? undefined : takeBulkData(result);
+    return bytes === undefined ? JSON.stringify(reply) : encodeWithData((data) => ({ ...reply, result: { ...result, data } }), bytes);
   };
 
   private readonly failed = (e: unknown): never => {

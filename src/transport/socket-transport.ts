@@ -29,7 +29,7 @@ export class SocketTransport implements Transport {
     return this.closing || this.socket.destroyed;
   }
 
-  send(message: string): void {
+  send(message: string | Buffer): void {
     if (this.closed) return;
     if (this.socket.writableLength > this.limits.outputLimit) {
       this.log.warn({ peer: this.peer, backlog: this.socket.writableLength }, 'dropping a client that does not read its output');

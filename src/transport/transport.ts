@@ -6,8 +6,8 @@
 export interface Transport {
   /** Who is on the other end, for logs ("unix", "127.0.0.1:53422"). */
   readonly peer: string;
-  /** Queues one outgoing message; a no-op once the connection is gone. */
-  send(message: string): void;
+  /** Queues one outgoing message (text, or its UTF-8 bytes); a no-op once the connection is gone. */
+  send(message: string | Buffer): void;
   /** Stops reading input for `why` until resumeInput(why); counted per reason. */
   pauseInput(why: string): void;
   resumeInput(why: string): void;

@@ -97,10 +97,14 @@ export async function startUnixJsonRpc(options: UnixJsonRpcOptions): Promise<net
     const unsubscribe = events.subscribe((ev) => session.notify(ev));
     let draining = false;
     let heldBack = false;
-    const reply = (text: string | null): void => {
-      if (text !== null) transport.send(encodeLine(text));
+    const reply = (text: string | Buffer | null): void => {
+      if (text === null) return;
+      if (typeof text === 'string') return transport.send(encodeLine(text));
+      // Corked for the turn: the reply and its newline leave in one write.
+      transport.send(text);
+      transport.send('\n');
     };
-    const settled = (text: string | null): void => {
+    const settled = (text: string | Buffer | null): void => {
       reply(text);
       if (heldBack && session.inFlight < MAX_IN_FLIGHT / 2) {
         heldBack = false;

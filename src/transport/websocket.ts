@@ -39,7 +39,7 @@ class WsTransport implements Transport {
     return this.ws.readyState !== this.ws.OPEN;
   }
 
-  send(message: string): void {
+  send(message: string | Buffer): void {
     if (this.closed) return;
     if (this.ws.bufferedAmount > this.limits.outputLimit) {
       this.log.warn({ peer: this.peer, backlog: this.ws.bufferedAmount }, 'dropping a client that does not read its output');
@@ -47,7 +47,7 @@ class WsTransport implements Transport {
       return;
     }
     this.cork.hold();
-    this.ws.send(message);
+    this.ws.send(message, { binary: false }); // JSON-RPC replies are text frames, bytes or not
     if (this.ws.bufferedAmount > this.limits.highWaterMark && !this.pauses.has('output')) {
       this.pauseInput('output');
       // ws has no drain event of its own; the connection it writes to has.
