@@ -2,7 +2,8 @@
  * QzonedClient: the typed face of a Wire. Every command of src/generated/commands.ts is reachable
  * as `call('blockdev-zone-append', {...})` and as a method named in camelCase
  * (`blockdevZoneAppend({...})`), both with the argument and result types of the schema. Events are
- * typed by name: `on('JOB_STATUS_CHANGE', (data) => data.status)`.
+ * typed by name: `on('JOB_STATUS_CHANGE', (data) => data.status)`. Bytes move with `write`,
+ * `zoneAppend` and `read`, which never hold a large payload as one string (src/rpc/bulk-data.ts).
  */
 import {
   COMMAND_NAMES,
@@ -14,6 +15,7 @@ import {
 } from '../../src/generated/commands.js';
 import type { JobInfo } from '../../src/generated/types.js';
 import { ClientError, ExecuteError } from './errors.js';
+import { materializeBulkData, takeBulkData } from '../../src/rpc/bulk-data.js';
 import type { QmpGreeting, Timestamp, TransportKind, Wire, WireEvent } from './connect.js';
 
 /** `blockdev-zone-append` → `blockdevZoneAppend`, `qmp_capabilities` → `qmpCapabilities`, `rpc.discover` → `rpcDiscover`. */
@@ -101,7 +103,27 @@ export class QzonedClient {
 
   /** Untyped: any command name, any arguments (what a REPL sends). */
   execute(name: string, params: Record<string, unknown> = {}): Promise<unknown> {
-    return this.wire.execute(name, params);
+    return this.wire.execute(name, params).then((result) => {
+      materializeBulkData(result); // a large read's data, decoded from the reply's bytes, as text again
+      return result;
+    });
+  }
+
+  /** blockdev-write of `bytes` at `offset`; the base64 goes into the request without a large string. */
+  async write(nodeName: string, offset: number, bytes: Uint8Array): Promise<void> {
+    await this.wire.executeWithData('blockdev-write', { 'node-name': nodeName, offset }, bytes);
+  }
+
+  /** blockdev-zone-append of `bytes` to the zone starting at `zoneOffset`; resolves to where they landed. */
+  async zoneAppend(nodeName: string, zoneOffset: number, bytes: Uint8Array): Promise<number> {
+    const result = await this.wire.executeWithData('blockdev-zone-append', { 'node-name': nodeName, offset: zoneOffset }, bytes);
+    return (result as CommandResult<'blockdev-zone-append'>).offset;
+  }
+
+  /** blockdev-read of `length` bytes at `offset`, as bytes (a large reply is decoded without a large string). */
+  async read(nodeName: string, offset: number, length: number): Promise<Buffer> {
+    const result = await this.wire.execute('blockdev-read', { 'node-name': nodeName, offset, length }) as CommandResult<'blockdev-read'>;
+    return takeBulkData(result) ?? Buffer.from(result.data, 'base64');
   }
 
   /** Subscribes to one event; returns the function that unsubscribes. */

@@ -15,6 +15,8 @@ import net from 'node:net';
 import { JSONRPCClient, type JSONRPCResponse } from 'json-rpc-2.0';
 import { WebSocket } from 'ws';
 import { LineDecoder } from '../../src/transport/framing.js';
+import { parseBulkMessage } from '../../src/transport/bulk-json.js';
+import { attachBulkData, encodeWithData, takeBulkData } from '../../src/rpc/bulk-data.js';
 import type { EventName } from '../../src/generated/commands.js';
 import type { ErrorClass, Reason } from '../../src/generated/errors.js';
 import { ConnectError, DisconnectedError, ExecuteError, JSONRPC_CODES, ProtocolError } from './errors.js';
@@ -44,8 +46,14 @@ export interface Wire {
   readonly hasEvents: boolean;
   /** The QMP greeting, on the qmp transport. */
   readonly greeting?: QmpGreeting;
-  /** Sends one command; resolves to its result or rejects with ExecuteError / DisconnectedError. */
+  /**
+   * Sends one command; resolves to its result or rejects with ExecuteError / DisconnectedError. A
+   * large `data` in the result may come as bytes attached to it (src/rpc/bulk-data.ts): QzonedClient
+   * takes them, or puts them back as text for a caller that wants JSON.
+   */
   execute(command: string, params: Record<string, unknown>): Promise<unknown>;
+  /** The same, with `bytes` sent as the base64 `data` argument without ever being one large string. */
+  executeWithData(command: string, params: Record<string, unknown>, bytes: Uint8Array): Promise<unknown>;
   onEvent?: (event: WireEvent) => void;
   /** The connection ended (not called after close()). */
   onClose?: (error: Error) => void;
@@ -106,6 +114,22 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** A copy of `params` carrying `bytes` as its data, attached rather than as text (see encodeRequest). */
+function withAttachedData(params: Record<string, unknown>, bytes: Uint8Array): Record<string, unknown> {
+  const args: Record<string, unknown> = { ...params };
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  attachBulkData(args, buf, buf.toString('base64', 0, 48));
+  return args;
+}
+
+/** A request as JSON: its attached data goes straight into the bytes, anything else is stringified. */
+function encodeRequest(request: Record<string, unknown>, argsKey = 'params'): string | Buffer {
+  const args = request[argsKey];
+  const bytes = isObject(args) ? takeBulkData(args) : undefined;
+  if (bytes === undefined) return JSON.stringify(request);
+  return encodeWithData((data) => ({ ...request, [argsKey]: { ...(args as Record<string, unknown>), data } }), bytes);
+}
+
 /** JSON-RPC over any channel that carries whole JSON texts both ways (a framed socket, WebSocket frames). */
 class JsonRpcWire implements Wire {
   onEvent?: (event: WireEvent) => void;
@@ -118,10 +142,17 @@ class JsonRpcWire implements Wire {
   constructor(
     readonly transport: TransportKind,
     readonly address: string,
-    private readonly send: (text: string) => void,
+    private readonly send: (message: string | Buffer) => void,
     private readonly closeChannel: () => Promise<void>,
   ) {
-    this.rpc = new JSONRPCClient((payload: unknown) => this.send(JSON.stringify(payload)));
+    this.rpc = new JSONRPCClient((payload: unknown) => this.send(encodeRequest(payload as Record<string, unknown>)));
+  }
+
+  /** One message from the server as bytes: a large reply's data is decoded from them directly. */
+  receiveBytes(bytes: Buffer): void {
+    const bulk = parseBulkMessage(bytes, 'result');
+    if (bulk) this.deliver(bulk);
+    else this.receive(bytes.toString('utf8'));
   }
 
   /** One text from the server: a reply, a batch of replies, or an event notification. */
@@ -132,12 +163,20 @@ class JsonRpcWire implements Wire {
     } catch {
       return this.fail(new ProtocolError(`The server at ${this.address} sent text that is not JSON: ${text.slice(0, 80)}`));
     }
+    this.deliver(message);
+  }
+
+  private deliver(message: unknown): void {
     if (isObject(message) && typeof message.method === 'string' && message.id === undefined) {
       const params = isObject(message.params) ? message.params : {};
       this.onEvent?.({ event: message.method as EventName, data: params.data, timestamp: params.timestamp as Timestamp });
       return;
     }
     this.rpc.receive(message as JSONRPCResponse | JSONRPCResponse[]);
+  }
+
+  executeWithData(command: string, params: Record<string, unknown>, bytes: Uint8Array): Promise<unknown> {
+    return this.execute(command, withAttachedData(params, bytes));
   }
 
   async execute(command: string, params: Record<string, unknown>): Promise<unknown> {
@@ -195,10 +234,10 @@ function endSocket(socket: net.Socket): Promise<void> {
   });
 }
 
-/** Feeds newline-framed lines of a socket to `onLine`; reports the end of the stream once. */
-function readLines(socket: net.Socket, onLine: (line: string) => void, onEnd: (error: Error) => void, address: string): void {
+/** Feeds newline-framed lines of a socket to `onLine` (valid during the call only); reports the end of the stream once. */
+function readLines(socket: net.Socket, onLine: (line: Buffer) => void, onEnd: (error: Error) => void, address: string): void {
   const decoder = new LineDecoder(MAX_REPLY_BYTES, {
-    line: (bytes) => onLine(bytes.toString('utf8')),
+    line: onLine,
     oversize: (seen) => {
       onEnd(new ProtocolError(`The server at ${address} sent a line longer than ${MAX_REPLY_BYTES} bytes (${seen} so far)`));
       socket.destroy();
@@ -212,8 +251,17 @@ function readLines(socket: net.Socket, onLine: (line: string) => void, onEnd: (e
 /** JSON-RPC on the unix socket (default ./qzoned.sock). */
 export async function openUnixWire(path: string): Promise<Wire> {
   const socket = await connectSocket(path, 'qzoned socket');
-  const wire = new JsonRpcWire('unix', path, (text) => socket.write(text + '\n'), () => endSocket(socket));
-  readLines(socket, (line) => wire.receive(line), (e) => wire.fail(e), path);
+  const send = (message: string | Buffer): void => {
+    if (typeof message === 'string') socket.write(message + '\n');
+    else {
+      socket.cork();
+      socket.write(message);
+      socket.write('\n');
+      process.nextTick(() => socket.uncork());
+    }
+  };
+  const wire = new JsonRpcWire('unix', path, send, () => endSocket(socket));
+  readLines(socket, (line) => wire.receiveBytes(line), (e) => wire.fail(e), path);
   return wire;
 }
 
@@ -249,7 +297,7 @@ export function openWebSocketWire(url: string, options: WebOptions = {}): Promis
     ws.on('error', (e) => refuse(`Cannot connect to ${address}: ${e.message}`, e));
     ws.once('open', () => {
       opened = true;
-      const wire = new JsonRpcWire('ws', address, (text) => ws.send(text), () => new Promise<void>((done) => {
+      const wire = new JsonRpcWire('ws', address, (message) => ws.send(message, { binary: false }), () => new Promise<void>((done) => {
         if (ws.readyState === WebSocket.CLOSED) return done();
         ws.once('close', () => done());
         ws.close();
@@ -257,7 +305,8 @@ export function openWebSocketWire(url: string, options: WebOptions = {}): Promis
       }));
       ws.on('message', (data, isBinary) => {
         if (isBinary) return wire.fail(new ProtocolError(`The server at ${address} sent a binary frame; JSON-RPC uses text frames`));
-        wire.receive(data.toString());
+        if (Buffer.isBuffer(data)) wire.receiveBytes(data);
+        else wire.receive(data.toString());
       });
       ws.on('close', (code, reason) => wire.fail(new DisconnectedError(
         `The server at ${address} closed the connection (${code}${reason.length > 0 ? `: ${reason.toString()}` : ''})`)));
@@ -284,10 +333,10 @@ class HttpWire implements Wire {
       : new http.Agent({ keepAlive: true });
   }
 
-  private post(body: string): Promise<{ status: number; text: string }> {
+  private post(body: string | Buffer): Promise<{ status: number; body: Buffer }> {
     const headers: Record<string, string | number> = {
       'Content-Type': 'application/json',
-      'Content-Length': Buffer.byteLength(body),
+      'Content-Length': typeof body === 'string' ? Buffer.byteLength(body) : body.length,
     };
     if (this.options.token !== undefined) headers.Authorization = `Bearer ${this.options.token}`;
     const request = this.url.protocol === 'https:' ? https.request : http.request;
@@ -295,7 +344,7 @@ class HttpWire implements Wire {
       const req = request(this.url, { method: 'POST', headers, agent: this.agent }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
         res.on('error', reject);
       });
       req.on('error', reject);
@@ -303,23 +352,30 @@ class HttpWire implements Wire {
     });
   }
 
+  executeWithData(command: string, params: Record<string, unknown>, bytes: Uint8Array): Promise<unknown> {
+    return this.execute(command, withAttachedData(params, bytes));
+  }
+
   async execute(command: string, params: Record<string, unknown>): Promise<unknown> {
     if (this.closed) throw new DisconnectedError(`Cannot run ${command}: the client for ${this.address} is closed`);
     const id = this.nextId++;
-    let reply: { status: number; text: string };
+    let reply: { status: number; body: Buffer };
     try {
-      reply = await this.post(JSON.stringify({ jsonrpc: '2.0', id, method: command, params }));
+      reply = await this.post(encodeRequest({ jsonrpc: '2.0', id, method: command, params }));
     } catch (e) {
       throw new ConnectError(`Cannot reach ${this.address}: ${(e as Error).message}`, { cause: e });
     }
     if (reply.status === 401) {
       throw new ConnectError(`The server at ${this.address} refused the request: 401 Unauthorized (a valid token is required)`);
     }
-    let message: unknown;
-    try {
-      message = JSON.parse(reply.text);
-    } catch {
-      throw new ProtocolError(`The server at ${this.address} answered HTTP ${reply.status} with a body that is not JSON: ${reply.text.slice(0, 80)}`);
+    let message: unknown = parseBulkMessage(reply.body, 'result');
+    if (message === null) {
+      const text = reply.body.toString('utf8');
+      try {
+        message = JSON.parse(text);
+      } catch {
+        throw new ProtocolError(`The server at ${this.address} answered HTTP ${reply.status} with a body that is not JSON: ${text.slice(0, 80)}`);
+      }
     }
     if (!isObject(message)) throw new ProtocolError(`The server at ${this.address} answered with a JSON value that is not an object`);
     if (isObject(message.error)) throw executeErrorFromJsonRpc(command, message.error as unknown as WireError);
@@ -388,10 +444,11 @@ class QmpWire implements Wire {
     });
   }
 
-  private receive(line: string): void {
-    let message: unknown;
+  private receive(bytes: Buffer): void {
+    let message: unknown = parseBulkMessage(bytes, 'return');
+    const line = message === null ? bytes.toString('utf8') : '';
     try {
-      message = JSON.parse(line);
+      message ??= JSON.parse(line);
     } catch {
       return this.fail(new ProtocolError(`The QMP server at ${this.address} sent a line that is not JSON: ${line.slice(0, 80)}`));
     }
@@ -423,12 +480,21 @@ class QmpWire implements Wire {
     } else waiter.reject(new ProtocolError(`The QMP server at ${this.address} answered ${waiter.command} with neither return nor error`));
   }
 
+  executeWithData(command: string, params: Record<string, unknown>, bytes: Uint8Array): Promise<unknown> {
+    return this.execute(command, withAttachedData(params, bytes));
+  }
+
   execute(command: string, params: Record<string, unknown>): Promise<unknown> {
     if (this.ended) return Promise.reject(new DisconnectedError(`Cannot run ${command}: the connection to ${this.address} is closed`));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { command, resolve, reject });
-      this.socket.write(JSON.stringify({ execute: command, arguments: params, id }) + '\n');
+      const request = encodeRequest({ execute: command, arguments: params, id }, 'arguments');
+      if (typeof request === 'string') this.socket.write(request + '\n');
+      else {
+        this.socket.write(request);
+        this.socket.write('\n');
+      }
     });
   }
 
