@@ -13,6 +13,7 @@ import { absolute, benchDir, hasTool, median, QZONED, report, ROOT, settle, time
 import { createImage } from '../src/block/images.js';
 import { Qcow2Image } from '../src/qcow2/image.js';
 import { tuneMallocForService } from '../src/native/addon.js';
+import { waitUntilListening } from '../test/helpers/listening.js';
 import { ZonedImage } from '../src/zoned/zoned-image.js';
 import { encodeWithData } from '../src/rpc/bulk-data.js';
 import { LineDecoder } from '../src/transport/framing.js';
@@ -151,10 +152,6 @@ wss.on('connection', (ws) => ws.on('message', (d) => {
 }));
 `;
 
-async function waitForSocket(p: string): Promise<void> {
-  for (let i = 0; i < 200 && !fs.existsSync(p); i++) await new Promise((r) => setTimeout(r, 50));
-  if (!fs.existsSync(p)) throw new Error(`no socket appeared at ${p}`);
-}
 
 /** A reply that is an error would make a rate meaningless: stop the benchmark instead. */
 function ok(reply: unknown): unknown {
@@ -192,8 +189,7 @@ async function startQsd(dir: string): Promise<{ proc: ChildProcess; sock: string
   if (!hasTool('qemu-storage-daemon')) return null;
   const sock = path.join(dir, 'qsd.sock');
   const proc = spawn('qemu-storage-daemon', ['--chardev', `socket,path=${sock},server=on,wait=off,id=c0`, '--monitor', 'chardev=c0'], { stdio: 'ignore' });
-  for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
-  return fs.existsSync(sock) ? { proc, sock } : null;
+  return waitUntilListening(sock, 5000).then(() => ({ proc, sock }), () => { proc.kill(); return null; });
 }
 
 export async function rpcBenchmarks(): Promise<void> {
@@ -213,9 +209,9 @@ export async function rpcBenchmarks(): Promise<void> {
   const pwriteOnly = spawn(process.execPath, ['-e', PWRITE_ONLY, path.join(dir, 'pwrite.sock'), path.join(imageDir, 'pwrite-only.raw')], { stdio: 'ignore' });
   const wsPort = port + 1;
   const nothingWs = spawn(process.execPath, ['-e', DO_NOTHING_WS, String(wsPort), path.join(ROOT, 'node_modules', 'ws')], { stdio: 'ignore' });
-  await waitForSocket(path.join(dir, 'q.sock'));
-  await waitForSocket(path.join(dir, 'nothing.sock'));
-  await waitForSocket(path.join(dir, 'pwrite.sock'));
+  await waitUntilListening(path.join(dir, 'q.sock'));
+  await waitUntilListening(path.join(dir, 'nothing.sock'));
+  await waitUntilListening(path.join(dir, 'pwrite.sock'));
   const qsd = await startQsd(dir);
   try {
     const unix = await jsonRpcUnix(path.join(dir, 'q.sock'));

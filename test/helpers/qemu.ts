@@ -1,13 +1,14 @@
 /**
- * Running the real QEMU tools (qemu-img, qemu-io) from tests.
+ * Running the real QEMU tools (qemu-img, qemu-io, qemu-storage-daemon) from tests.
  *
  * Interop tests must never pass silently on a machine without QEMU: register them with
  * `qemuTest('name', async (t) => ...)`, which becomes `test.skip('name (qemu-img not installed)')`
  * when qemu-img is absent, so the skip shows up by name in ava's report.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import test, { type ExecutionContext } from 'ava';
 import { toolInstalled } from './tools.js';
+import { waitUntilListening } from './listening.js';
 
 export const hasQemuImg = toolInstalled('qemu-img');
 export const hasQemuIo = toolInstalled('qemu-io');
@@ -110,4 +111,19 @@ export function qemuCheck(file: string, repair?: 'leaks' | 'all'): QemuCheck {
     compressedClusters: n('compressed-clusters'),
     stderr: r.stderr,
   };
+}
+
+/**
+ * Starts qemu-storage-daemon with a QMP monitor on the unix socket `sock` and resolves once the
+ * socket accepts connections (waiting for its file alone raced with its listen()).
+ */
+export async function startQsdMonitor(sock: string): Promise<ChildProcess> {
+  const qsd = spawn('qemu-storage-daemon', ['--chardev', `socket,id=m0,path=${sock},server=on,wait=off`, '--monitor', 'chardev=m0'], { stdio: 'ignore' });
+  try {
+    await waitUntilListening(sock);
+  } catch (e) {
+    qsd.kill();
+    throw e;
+  }
+  return qsd;
 }

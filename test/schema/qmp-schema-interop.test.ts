@@ -4,15 +4,13 @@
  * builtin types, so introspecting clients see the same shapes.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { existsSync } from 'node:fs';
 import { loadSchemaDir } from '../../schema/gen/load.js';
 import { buildQmpSchema } from '../../schema/gen/emit-qmp-schema.js';
 import { tempDir } from '../helpers/tmp.js';
+import { startQsdMonitor } from '../helpers/qemu.js';
 import { toolInstalled } from '../helpers/tools.js';
 
 type Entry = Record<string, unknown> & { name: string };
@@ -22,9 +20,8 @@ const hasQsd = toolInstalled('qemu-storage-daemon');
 
 async function qemuSchema(dir: string): Promise<Entry[]> {
   const sock = join(dir, 'qmp.sock');
-  const qsd = spawn('qemu-storage-daemon', ['--chardev', `socket,id=m0,path=${sock},server=on,wait=off`, '--monitor', 'chardev=m0'], { stdio: 'ignore' });
+  const qsd = await startQsdMonitor(sock);
   try {
-    for (let i = 0; i < 100 && !existsSync(sock); i++) await sleep(50);
     return await new Promise<Entry[]>((done, fail) => {
       const c = connect(sock);
       let buf = '';

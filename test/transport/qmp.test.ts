@@ -1,11 +1,11 @@
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connectQmp, exists, sleep, startFixture, VERSION } from './helpers.js';
+import { connectQmp, sleep, startFixture, VERSION } from './helpers.js';
 import { makeTempDir, removeDir } from '../helpers/tmp.js';
+import { startQsdMonitor } from '../helpers/qemu.js';
 import { toolInstalled } from '../helpers/tools.js';
 import { formatDouble } from '../../src/transport/qmp-json-output.js';
 
@@ -70,9 +70,8 @@ if (hasQsd) {
     const dir = makeTempDir('qzoned-qsd-');
     t.teardown(() => removeDir(dir));
     const sock = path.join(dir, 'q.sock');
-    const qsd = spawn('qemu-storage-daemon', ['--chardev', `socket,path=${sock},server=on,wait=off,id=c0`, '--monitor', 'chardev=c0'], { stdio: 'ignore' });
+    const qsd = await startQsdMonitor(sock);
     t.teardown(() => qsd.kill());
-    for (let i = 0; i < 100 && !exists(sock); i++) await sleep(20);
     const theirs = await converse(sock, ENVELOPE_INPUT);
     const f = await startFixture();
     t.teardown(() => f.close());
