@@ -266,7 +266,7 @@ export async function rpcBenchmarks(): Promise<void> {
     // the data's trip through JSON, at three depths: 64 in flight is the issue's throughput
     // setting (and what keeps a server busy); 1 and 4 show what a client that waits on replies
     // gets. Appends carrying their bytes as base64 `data` measure what a client moving real data
-    // gets, at three sizes; the bench encodes them as the typed client does (clients/client/bulk.ts),
+    // gets, at three sizes; the bench encodes them as the typed client does (encodeWithData),
     // and the daemon parses them from their bytes (src/transport/bulk-json.ts): a JSON text above
     // 128 KiB as one string would be a V8 large object, mapped anew each time.
     const KiB = 1024;
