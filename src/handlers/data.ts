@@ -4,9 +4,7 @@
  */
 import { formatFound } from '../rpc/params-error.js';
 import { fail, InvalidParamsError } from '../errors.js';
-import { MAX_DATA_BYTES, takeBulkData } from '../rpc/bulk-data.js';
-
-export { MAX_DATA_BYTES };
+import { base64Value, MAX_DATA_BYTES, takeBulkData } from '../rpc/bulk-data.js';
 
 export function checkDataLength(length: number, what: string): void {
   if (length > MAX_DATA_BYTES) {
@@ -40,8 +38,6 @@ export function payload(command: string, params: { data?: string; pattern?: numb
   return patternBuffer(params.pattern!, params.length!);
 }
 
-const BASE64_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-
 /**
  * Is `text` the one base64 text (RFC 4648 section 4, padded) of the bytes Node decoded from it?
  * Node's decoder skips bytes outside the alphabet, stops at '=' and also takes '-' and '_', so
@@ -54,7 +50,7 @@ export function isCanonicalBase64(text: string, padding: number, decodedLength: 
   if (text.includes('-') || text.includes('_')) return false;
   if (padding === 0) return true;
   // The symbol before the padding carries 2 (one '=') or 4 (two) bits that no byte uses.
-  const last = BASE64_ALPHABET.indexOf(text.charAt(text.length - padding - 1));
+  const last = base64Value(text.charCodeAt(text.length - padding - 1));
   return last >= 0 && (last & (padding === 2 ? 0x0f : 0x03)) === 0;
 }
 

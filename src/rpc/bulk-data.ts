@@ -23,8 +23,11 @@ const attached = new WeakMap<object, Buffer>();
 /** Characters of the real text the stand-in keeps: more than any error sentence quotes. */
 export const STAND_IN_PREFIX = 64;
 
-/** Records `bytes` as the decoded `data` of `holder` and puts the stand-in in its place. */
-export function attachBulkData(holder: Record<string, unknown>, bytes: Buffer, textPrefix: string): void {
+/**
+ * Records `bytes` as the decoded `data` of `holder` and puts the stand-in in its place; the text's
+ * start is the base64 of the first bytes unless the caller already has the text.
+ */
+export function attachBulkData(holder: Record<string, unknown>, bytes: Buffer, textPrefix = bytes.toString('base64', 0, (STAND_IN_PREFIX / 4) * 3)): void {
   holder.data = `${textPrefix.slice(0, STAND_IN_PREFIX)}\u2026`;
   attached.set(holder, bytes);
 }
@@ -43,7 +46,7 @@ export const BULK_RESULT_BYTES = 48 * 1024;
 export function dataResult(bytes: Buffer): { data: string } {
   if (bytes.length < BULK_RESULT_BYTES) return { data: bytes.toString('base64') };
   const result: Record<string, unknown> = {};
-  attachBulkData(result, bytes, bytes.toString('base64', 0, STAND_IN_PREFIX));
+  attachBulkData(result, bytes);
   return result as { data: string };
 }
 
@@ -118,7 +121,7 @@ export function decodeCanonicalBase64(bytes: Buffer, start: number, end: number,
     if (out.write(text, written, 'base64') !== expected) return null;
     // A byte cut short by the padding must not carry bits: its symbol's low bits are zero.
     if (pieceEnd === end && padding > 0) {
-      const last = BASE64_VALUE[bytes[end - padding - 1]!]!;
+      const last = base64Value(bytes[end - padding - 1]!);
       if ((last & (padding === 2 ? 0x0f : 0x03)) !== 0) return null;
     }
     written += expected;
@@ -132,3 +135,8 @@ const BASE64_VALUE = (() => {
   for (let i = 0; i < alphabet.length; i++) table[alphabet.charCodeAt(i)] = i;
   return table;
 })();
+
+/** The 6-bit value of a base64 symbol (RFC 4648 section 4), or -1 for any other character code. */
+export function base64Value(code: number): number {
+  return code >= 0 && code < 256 ? BASE64_VALUE[code]! : -1;
+}
