@@ -118,7 +118,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 function withAttachedData(params: Record<string, unknown>, bytes: Uint8Array): Record<string, unknown> {
   const args: Record<string, unknown> = { ...params };
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  attachBulkData(args, buf, buf.toString('base64', 0, 48));
+  attachBulkData(args, buf);
   return args;
 }
 
@@ -234,6 +234,18 @@ function endSocket(socket: net.Socket): Promise<void> {
   });
 }
 
+/** Sends one newline-framed message; bytes and their newline leave in one write, without a copy. */
+function writeLine(socket: net.Socket, message: string | Buffer): void {
+  if (typeof message === 'string') {
+    socket.write(message + '\n');
+    return;
+  }
+  socket.cork();
+  socket.write(message);
+  socket.write('\n');
+  process.nextTick(() => socket.uncork());
+}
+
 /** Feeds newline-framed lines of a socket to `onLine` (valid during the call only); reports the end of the stream once. */
 function readLines(socket: net.Socket, onLine: (line: Buffer) => void, onEnd: (error: Error) => void, address: string): void {
   const decoder = new LineDecoder(MAX_REPLY_BYTES, {
@@ -251,16 +263,7 @@ function readLines(socket: net.Socket, onLine: (line: Buffer) => void, onEnd: (e
 /** JSON-RPC on the unix socket (default ./qzoned.sock). */
 export async function openUnixWire(path: string): Promise<Wire> {
   const socket = await connectSocket(path, 'qzoned socket');
-  const send = (message: string | Buffer): void => {
-    if (typeof message === 'string') socket.write(message + '\n');
-    else {
-      socket.cork();
-      socket.write(message);
-      socket.write('\n');
-      process.nextTick(() => socket.uncork());
-    }
-  };
-  const wire = new JsonRpcWire('unix', path, send, () => endSocket(socket));
+  const wire = new JsonRpcWire('unix', path, (message) => writeLine(socket, message), () => endSocket(socket));
   readLines(socket, (line) => wire.receiveBytes(line), (e) => wire.fail(e), path);
   return wire;
 }
@@ -489,12 +492,7 @@ class QmpWire implements Wire {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { command, resolve, reject });
-      const request = encodeRequest({ execute: command, arguments: params, id }, 'arguments');
-      if (typeof request === 'string') this.socket.write(request + '\n');
-      else {
-        this.socket.write(request);
-        this.socket.write('\n');
-      }
+      writeLine(this.socket, encodeRequest({ execute: command, arguments: params, id }, 'arguments'));
     });
   }
 
