@@ -20,6 +20,9 @@ export const MAX_DATA_BYTES = 16 * 1024 * 1024;
 
 const attached = new WeakMap<object, Buffer>();
 
+/** A base64 string literal this long (in bytes) or longer is decoded from the message's bytes. */
+export const BULK_LITERAL_BYTES = 16 * 1024;
+
 /** Characters of the real text the stand-in keeps: more than any error sentence quotes. */
 export const STAND_IN_PREFIX = 64;
 
@@ -37,6 +40,14 @@ export function takeBulkData(holder: object): Buffer | undefined {
   const bytes = attached.get(holder);
   if (bytes !== undefined) attached.delete(holder);
   return bytes;
+}
+
+/** Hands the bytes attached to `from` over to `to` (a copy of it), as when a transport converts its values. */
+export function moveBulkData(from: object, to: object): void {
+  const bytes = attached.get(from);
+  if (bytes === undefined) return;
+  attached.delete(from);
+  attached.set(to, bytes);
 }
 
 /** Results below this many bytes carry their data as text: small strings cost nothing to make. */
@@ -68,13 +79,14 @@ export function base64Length(n: number): number {
 /**
  * The message `build` makes, as UTF-8 JSON, with the base64 of `bytes` where build put its `data`
  * member; `suffix` is appended (a newline for line-framed transports). The JSON around the data is
- * stringified with a marker in its place, and the base64 goes straight into the output in pieces.
+ * stringified (by `stringify`: QMP writes QEMU's spacing) with a marker in its place, and the
+ * base64 goes straight into the output in pieces.
  */
-export function encodeWithData(build: (data: string) => unknown, bytes: Uint8Array, suffix = ''): Buffer {
+export function encodeWithData(build: (data: string) => unknown, bytes: Uint8Array, suffix = '', stringify: (message: unknown) => string = JSON.stringify): Buffer {
   let marker = 'qzoned-data';
   let text = '';
   for (;;) {
-    text = JSON.stringify(build(marker));
+    text = stringify(build(marker));
     // The marker must stand once in the text, as a whole string: lengthen it until it does.
     const first = text.indexOf(marker);
     if (first > 0 && text[first - 1] === '"' && text[first + marker.length] === '"' && text.indexOf(marker, first + 1) < 0) break;

@@ -6,13 +6,11 @@
  * Anything else is left to the ordinary path, which then answers exactly as it always did: this
  * only ever takes messages that JSON.parse would parse to the same value.
  */
-import { attachBulkData, decodeCanonicalBase64, MAX_DATA_BYTES, STAND_IN_PREFIX } from '../rpc/bulk-data.js';
+import { attachBulkData, BULK_LITERAL_BYTES, decodeCanonicalBase64, MAX_DATA_BYTES, STAND_IN_PREFIX } from '../rpc/bulk-data.js';
 import { decodeUtf8 } from './utf8.js';
 
 /** Messages below this size are parsed as text: no string of theirs reaches V8's large objects. */
 export const BULK_MESSAGE_BYTES = 64 * 1024;
-/** A literal this long or longer is the candidate; two of them and the message takes the ordinary path. */
-const BULK_LITERAL_BYTES = 16 * 1024;
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -31,6 +29,7 @@ function longLiteral(bytes: Buffer): [number, number] | null {
     if (open < 0) return found;
     const close = bytes.indexOf(QUOTE, open + 1);
     if (close < 0) return null;
+    // A literal this long is the candidate; two of them and the message takes the ordinary path.
     if (close - open - 1 >= BULK_LITERAL_BYTES) {
       if (found) return null;
       found = [open + 1, close];

@@ -15,7 +15,8 @@ import { toQmpError } from '../rpc/wire-errors.js';
 import type { Logger } from '../log.js';
 import { checkEnvelope, NEGOTIATION_DONE, NEGOTIATION_EXPECTED } from './qmp-envelope.js';
 import { QmpJsonStream, toPlain, type QmpStreamItem, type QmpValue } from './qmp-json-stream.js';
-import { qmpLine } from './qmp-json-output.js';
+import { qmpLine, toQmpJson } from './qmp-json-output.js';
+import { encodeWithData, takeBulkData } from '../rpc/bulk-data.js';
 import { SocketTransport } from './socket-transport.js';
 import { flowLimitsFor } from './transport.js';
 import { listenUnix, type SessionRegistry } from './unix.js';
@@ -43,6 +44,14 @@ function errorReply(e: unknown, id: QmpValue | undefined): Record<string, unknow
 
 function returnReply(value: unknown, id: QmpValue | undefined): Record<string, unknown> {
   return id === undefined ? { return: value } : { return: value, id };
+}
+
+/** A reply on the wire: text, or bytes with a large read's data encoded straight into them. */
+function replyMessage(reply: Record<string, unknown>): string | Buffer {
+  const result = reply.return;
+  const bytes = typeof result === 'object' && result !== null ? takeBulkData(result) : undefined;
+  if (bytes === undefined) return qmpLine(reply);
+  return encodeWithData((data) => ({ ...reply, return: { ...(result as object), data } }), bytes, '\r\n', toQmpJson);
 }
 
 export function qmpEventLine(ev: QzonedEvent): string {
@@ -104,7 +113,7 @@ class QmpSession {
         this.log.error({ err: e }, 'unexpected failure in the QMP session');
         reply = errorReply(e, undefined);
       }
-      this.transport.send(qmpLine(reply));
+      this.transport.send(replyMessage(reply));
     }
     this.running = false;
     if (this.closeAfterQueue) {
@@ -125,7 +134,7 @@ class QmpSession {
     }
     let result: unknown;
     try {
-      result = await this.options.dispatcher.call(this.connection, command, toPlain(checked.request.arguments));
+      result = await this.options.dispatcher.call(this.connection, command, toPlain(checked.request.arguments), { bulkResults: true });
     } catch (e) {
       return errorReply(e, id);
     }
@@ -155,6 +164,7 @@ export async function startQmp(options: QmpListenerOptions): Promise<net.Server>
     let accepting = true;
     const stream = new QmpJsonStream({
       maxMessageSize,
+      attachData: true,
       onItem: (item) => session.enqueue(item),
       onOversize: () => {
         accepting = false;

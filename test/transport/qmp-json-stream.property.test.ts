@@ -1,8 +1,9 @@
 /**
  * The table-driven QMP lexer against the byte-per-byte port it replaced (kept unchanged in
- * qmp-json-stream-reference.ts), and the serializer against its predecessor likewise: random, structured and mutated input, split at random chunk
- * boundaries, with message size limits from tiny to large, must give the same items, the same
- * error texts and the same oversize point.
+ * qmp-json-stream-reference.ts), and the serializer against its predecessor likewise: random,
+ * structured and mutated input, split at random chunk boundaries, with message size limits from
+ * tiny to large, must give the same items, the same error texts and the same oversize point.
+ * (qmp-bulk.property.test.ts does the same for long string literals and the bulk path.)
  */
 import test from 'ava';
 import fc from 'fast-check';
@@ -10,45 +11,10 @@ import { QmpFloat, QmpJsonStream, toPlain, type QmpValue } from '../../src/trans
 import { qmpLine } from '../../src/transport/qmp-json-output.js';
 import * as reference from './qmp-json-stream-reference.js';
 import * as referenceOutput from './qmp-json-output-reference.js';
+import { runStream, split, tagged, type StreamEvent, type StreamLike } from '../helpers/qmp-stream.js';
 
-type Event = unknown;
-
-/** A value in a form where every distinction the stream makes is visible to deepEqual. */
-function tagged(v: unknown): unknown {
-  if (v === null) return ['null'];
-  if (typeof v === 'bigint') return ['bigint', v.toString()];
-  if (typeof v === 'number') return ['number', Object.is(v, -0) ? '-0' : String(v)];
-  if (typeof v === 'string' || typeof v === 'boolean') return [typeof v, v];
-  if (Array.isArray(v)) return ['array', v.map(tagged)];
-  if (typeof v === 'object') {
-    const name = (v as object).constructor?.name;
-    if (name === 'QmpFloat') return ['float', Object.is((v as { value: number }).value, -0) ? '-0' : String((v as { value: number }).value)];
-    if (Object.getPrototypeOf(v) !== Object.prototype) return ['bad prototype'];
-    return ['object', Object.keys(v).map((k) => [k, tagged((v as Record<string, unknown>)[k])])];
-  }
-  return ['unexpected', String(v)];
-}
-
-interface Stream {
-  feed(chunk: Uint8Array): void;
-}
-
-function run(make: (o: { maxMessageSize: number; onItem(i: unknown): void; onOversize(): void }) => Stream, chunks: Uint8Array[], max: number): Event[] {
-  const events: Event[] = [];
-  const stream = make({
-    maxMessageSize: max,
-    onItem: (item) => {
-      const it = item as { value?: unknown; error?: string };
-      events.push('error' in it ? ['error', it.error] : ['value', tagged(it.value)]);
-    },
-    onOversize: () => events.push(['oversize']),
-  });
-  for (const c of chunks) stream.feed(c);
-  return events;
-}
-
-const ours = (o: ConstructorParameters<typeof QmpJsonStream>[0]): Stream => new QmpJsonStream(o);
-const theirs = (o: ConstructorParameters<typeof reference.QmpJsonStream>[0]): Stream => new reference.QmpJsonStream(o);
+const ours = (o: ConstructorParameters<typeof QmpJsonStream>[0]): StreamLike => new QmpJsonStream(o);
+const theirs = (o: ConstructorParameters<typeof reference.QmpJsonStream>[0]): StreamLike => new reference.QmpJsonStream(o);
 
 /** Pieces QMP input is made of, including everything the lexer treats specially. */
 const PIECES = [
@@ -85,28 +51,15 @@ const mutated = fc
 
 const input = fc.oneof({ weight: 3, arbitrary: structured }, { weight: 2, arbitrary: mutated }, { weight: 1, arbitrary: randomBytes });
 
-/** Splits at random points (several empty chunks included). */
-function split(bytes: Buffer, cuts: number[]): Uint8Array[] {
-  const points = cuts.map((c) => c % (bytes.length + 1)).sort((a, b) => a - b);
-  const out: Uint8Array[] = [];
-  let prev = 0;
-  for (const p of points) {
-    out.push(bytes.subarray(prev, p));
-    prev = p;
-  }
-  out.push(bytes.subarray(prev));
-  return out;
-}
-
 const maxSize = fc.oneof(fc.integer({ min: 1, max: 80 }), fc.constant(32 * 1024 * 1024));
 
 test('the table-driven lexer gives exactly the reference lexer\'s items, errors and oversize point', (t) => {
   fc.assert(
     fc.property(input, fc.array(fc.nat(), { maxLength: 12 }), maxSize, (bytes, cuts, max) => {
-      const expected = run(theirs, split(bytes, cuts), max);
+      const expected = runStream(theirs, split(bytes, cuts), max);
       // The reference sees the whole input at once too: splitting must not matter to either.
-      const actual = run(ours, split(bytes, cuts), max);
-      const whole = run(ours, [bytes], max);
+      const actual = runStream(ours, split(bytes, cuts), max);
+      const whole = runStream(ours, [bytes], max);
       if (JSON.stringify(actual) !== JSON.stringify(expected) || JSON.stringify(whole) !== JSON.stringify(expected)) {
         t.deepEqual(actual, expected, `input ${JSON.stringify(bytes.toString('latin1'))}, cuts ${cuts}, max ${max}`);
         t.deepEqual(whole, expected, 'unsplit');
@@ -121,8 +74,8 @@ test('the table-driven lexer gives exactly the reference lexer\'s items, errors 
 
 test('chunks given as Uint8Array views of a reused buffer give the same items', (t) => {
   const text = Buffer.from('{"execute":"x","arguments":{"s":"split across chunks"},"id":123456789012345678}\n', 'latin1');
-  const expected = run(theirs, [text], 1 << 20);
-  const events: Event[] = [];
+  const expected = runStream(theirs, [text], 1 << 20);
+  const events: StreamEvent[] = [];
   const s = new QmpJsonStream({ maxMessageSize: 1 << 20, onItem: (i) => events.push('error' in i ? ['error', i.error] : ['value', tagged(i.value)]), onOversize: () => events.push(['oversize']) });
   const scratch = new Uint8Array(5);
   for (let i = 0; i < text.length; i += 5) {
@@ -149,7 +102,7 @@ test('nesting and size limits: the same verdicts as the reference at every split
       for (const step of [1, 7, bytes.length]) {
         const chunks: Uint8Array[] = [];
         for (let i = 0; i < bytes.length; i += step) chunks.push(bytes.subarray(i, i + step));
-        t.deepEqual(run(ours, chunks, max), run(theirs, chunks, max), `${bytes.subarray(0, 20).toString()}... max ${max} step ${step}`);
+        t.deepEqual(runStream(ours, chunks, max), runStream(theirs, chunks, max), `${bytes.subarray(0, 20).toString()}... max ${max} step ${step}`);
       }
     }
   }
