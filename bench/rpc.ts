@@ -32,13 +32,14 @@ interface Conn {
 
 type Envelope = (o: Record<string, unknown>) => Record<string, unknown>;
 
-function streamConn(sock: net.Socket, envelope: Envelope, idKey = 'id'): Conn {
+function streamConn(sock: net.Socket, envelope: Envelope, replyMember: 'result' | 'return' = 'result'): Conn {
+  const idKey = 'id';
   let next = 1;
   const waiting = new Map<number, (m: unknown) => void>();
   // Replies are read as the typed client reads them: a large read's data decoded from the bytes.
   const decoder = new LineDecoder(64 * MiB, {
     line: (bytes) => {
-      const msg = (parseBulkMessage(bytes, 'result') ?? JSON.parse(bytes.toString('utf8'))) as Record<string, unknown>;
+      const msg = (parseBulkMessage(bytes, replyMember) ?? JSON.parse(bytes.toString('utf8'))) as Record<string, unknown>;
       const id = msg[idKey] as number | undefined;
       if (id !== undefined) waiting.get(id)?.(msg);
     },
@@ -78,7 +79,7 @@ async function jsonRpcUnix(p: string): Promise<Conn> {
 async function qmpConn(p: string): Promise<Conn> {
   const sock = await connectUnix(p);
   const greeting = new Promise<void>((resolve) => sock.once('data', () => resolve()));
-  const conn = streamConn(sock, (o) => o);
+  const conn = streamConn(sock, (o) => o, 'return');
   await greeting;
   await conn.request({ execute: 'qmp_capabilities' });
   return conn;
@@ -361,6 +362,26 @@ export async function rpcBenchmarks(): Promise<void> {
       ok(await unix.request(jr('blockdev-add', { driver: 'qcow2', 'node-name': 'reads', file: { driver: 'file', filename: 'reads.qcow2' } })));
     }
     report('128 KiB reads through the service (unix socket, base64 data, 64 in flight)', median(serviceReads), median(directReads), 'engine-direct', 'MiB/s', undefined, false);
+
+    // The same data one call at a time over the QMP socket (QEMU's lexer and serializer), against
+    // the JSON-RPC unix socket: what a QMP client moving data pays for the dialect.
+    const oneAtATime = async (conn: Conn, call: (offset: number) => Promise<unknown>): Promise<number> => {
+      const count = 512;
+      return count * 128 * KiB / MiB / await timeAsync(async () => { for (let i = 0; i < count; i++) ok(await call(readAt(i))); });
+    };
+    const dataRows: Array<[string, (c: Conn, wrap: typeof jr) => (offset: number) => Promise<unknown>]> = [
+      ['writes', (c, wrap) => (offset) => c.requestWithData(wrap('blockdev-write', { 'node-name': 'reads', offset }), payloads.get(128 * KiB)!)],
+      ['reads', (c, wrap) => (offset) => c.request(wrap('blockdev-read', { 'node-name': 'reads', offset, length: 128 * KiB }))],
+    ];
+    for (const [what, call] of dataRows) {
+      const viaQmp: number[] = [];
+      const viaUnix: number[] = [];
+      for (let k = 0; k < ROUNDS; k++) {
+        viaQmp.push(await oneAtATime(qmp, call(qmp, qm)));
+        viaUnix.push(await oneAtATime(unix, call(unix, jr)));
+      }
+      report(`128 KiB ${what} with base64 data, one in flight, QMP socket`, median(viaQmp), median(viaUnix), 'JSON-RPC unix socket', 'MiB/s', undefined, false);
+    }
 
     // The largest call a client may make (16 MiB of data, 22 MB of JSON) is parsed in one turn:
     // how long it takes, and how long another client's query-version waits meanwhile.
