@@ -33,14 +33,13 @@ interface Conn {
 type Envelope = (o: Record<string, unknown>) => Record<string, unknown>;
 
 function streamConn(sock: net.Socket, envelope: Envelope, replyMember: 'result' | 'return' = 'result'): Conn {
-  const idKey = 'id';
   let next = 1;
   const waiting = new Map<number, (m: unknown) => void>();
   // Replies are read as the typed client reads them: a large read's data decoded from the bytes.
   const decoder = new LineDecoder(64 * MiB, {
     line: (bytes) => {
       const msg = (parseBulkMessage(bytes, replyMember) ?? JSON.parse(bytes.toString('utf8'))) as Record<string, unknown>;
-      const id = msg[idKey] as number | undefined;
+      const id = msg.id as number | undefined;
       if (id !== undefined) waiting.get(id)?.(msg);
     },
     oversize: (seen) => { throw new Error(`a reply of more than ${seen} bytes`); },
@@ -54,11 +53,11 @@ function streamConn(sock: net.Socket, envelope: Envelope, replyMember: 'result' 
     });
   };
   return {
-    request: (body) => send(`${JSON.stringify(envelope({ ...body, [idKey]: next }))}\n`),
+    request: (body) => send(`${JSON.stringify(envelope({ ...body, id: next }))}\n`),
     requestWithData: (body, bytes) => {
       const key = 'arguments' in body ? 'arguments' : 'params';
       const args = body[key] as Record<string, unknown>;
-      return send(encodeWithData((data) => envelope({ ...body, [key]: { ...args, data }, [idKey]: next }), bytes, '\n'));
+      return send(encodeWithData((data) => envelope({ ...body, [key]: { ...args, data }, id: next }), bytes, '\n'));
     },
     close: () => sock.destroy(),
   };

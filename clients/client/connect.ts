@@ -16,7 +16,7 @@ import { JSONRPCClient, type JSONRPCResponse } from 'json-rpc-2.0';
 import { WebSocket } from 'ws';
 import { LineDecoder } from '../../src/transport/framing.js';
 import { parseBulkMessage } from '../../src/transport/bulk-json.js';
-import { attachBulkData, encodeWithData, takeBulkData } from '../../src/rpc/bulk-data.js';
+import { attachBulkData, encodeMessageData } from '../../src/rpc/bulk-data.js';
 import type { EventName } from '../../src/generated/commands.js';
 import type { ErrorClass, Reason } from '../../src/generated/errors.js';
 import { ConnectError, DisconnectedError, ExecuteError, JSONRPC_CODES, ProtocolError } from './errors.js';
@@ -124,10 +124,7 @@ function withAttachedData(params: Record<string, unknown>, bytes: Uint8Array): R
 
 /** A request as JSON: its attached data goes straight into the bytes, anything else is stringified. */
 function encodeRequest(request: Record<string, unknown>, argsKey = 'params'): string | Buffer {
-  const args = request[argsKey];
-  const bytes = isObject(args) ? takeBulkData(args) : undefined;
-  if (bytes === undefined) return JSON.stringify(request);
-  return encodeWithData((data) => ({ ...request, [argsKey]: { ...(args as Record<string, unknown>), data } }), bytes);
+  return encodeMessageData(request, argsKey) ?? JSON.stringify(request);
 }
 
 /** JSON-RPC over any channel that carries whole JSON texts both ways (a framed socket, WebSocket frames). */

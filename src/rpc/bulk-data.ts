@@ -106,6 +106,18 @@ export function encodeWithData(build: (data: string) => unknown, bytes: Uint8Arr
   return out;
 }
 
+/**
+ * `message` as UTF-8 JSON when its `member` object (params, arguments, result, return) carries
+ * attached data, the data encoded straight into the bytes (encodeWithData); null when it does
+ * not, and the caller stringifies the message as usual.
+ */
+export function encodeMessageData(message: Record<string, unknown>, member: string, suffix = '', stringify: (message: unknown) => string = JSON.stringify): Buffer | null {
+  const holder = message[member];
+  const bytes = typeof holder === 'object' && holder !== null ? takeBulkData(holder) : undefined;
+  if (bytes === undefined) return null;
+  return encodeWithData((data) => ({ ...message, [member]: { ...(holder as object), data } }), bytes, suffix, stringify);
+}
+
 /** Base64 decoded a piece at a time: each piece's string stays far below V8's large-object size. */
 const PIECE = 48 * 1024; // a multiple of 4
 

@@ -22,7 +22,7 @@ import type { Connection, QzonedEvent } from '../rpc/types.js';
 import { jsonRpcEnvelopeError, toJsonRpcError } from '../rpc/wire-errors.js';
 import type { Logger } from '../log.js';
 import { parseBulkMessage } from './bulk-json.js';
-import { encodeWithData, materializeBulkData, takeBulkData } from '../rpc/bulk-data.js';
+import { encodeMessageData, materializeBulkData } from '../rpc/bulk-data.js';
 import { decodeUtf8 } from './utf8.js';
 
 interface ServerParams {
@@ -146,9 +146,7 @@ export class JsonRpcSession {
       for (const r of reply) materializeBulkData(r.result);
       return JSON.stringify(reply);
     }
-    const result = reply.result as Record<string, unknown> | undefined;
-    const bytes = result === undefined ? undefined : takeBulkData(result);
-    return bytes === undefined ? JSON.stringify(reply) : encodeWithData((data) => ({ ...reply, result: { ...result, data } }), bytes);
+    return encodeMessageData(reply as unknown as Record<string, unknown>, 'result') ?? JSON.stringify(reply);
   };
 
   private readonly failed = (e: unknown): never => {

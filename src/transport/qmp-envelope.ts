@@ -3,7 +3,7 @@
  * qmp_dispatch_check_obj()), with QEMU's exact texts (qmp-notes.md §1.4). qzoned never offers the
  * oob capability, so `exec-oob` is always an unexpected member, as in QEMU without oob.
  */
-import { QmpFloat, type QmpValue } from './qmp-json-stream.js';
+import { isDict, type QmpValue } from './qmp-json-stream.js';
 
 export interface QmpRequest {
   command: string;
@@ -14,8 +14,6 @@ export interface QmpRequest {
 
 export type EnvelopeResult = { request: QmpRequest } | { error: string; id: QmpValue | undefined };
 
-const isDict = (v: QmpValue): v is { [key: string]: QmpValue } =>
-  v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof QmpFloat);
 
 export function checkEnvelope(input: QmpValue): EnvelopeResult {
   if (!isDict(input)) return { error: 'QMP input must be a JSON object', id: undefined };

@@ -674,7 +674,8 @@ function settleBulk(message: unknown): unknown {
   return textOfBulk(message);
 }
 
-const isDict = (v: unknown): v is Record<string, unknown> =>
+/** A JSON object as parsed: not a list, a QEMU double, or a literal still to be settled. */
+export const isDict = (v: unknown): v is { [key: string]: QmpValue } =>
   v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof QmpFloat) && !(v instanceof BulkString);
 
 function textOfBulk(v: unknown): unknown {

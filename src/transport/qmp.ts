@@ -16,7 +16,7 @@ import type { Logger } from '../log.js';
 import { checkEnvelope, NEGOTIATION_DONE, NEGOTIATION_EXPECTED } from './qmp-envelope.js';
 import { QmpJsonStream, toPlain, type QmpStreamItem, type QmpValue } from './qmp-json-stream.js';
 import { qmpLine, toQmpJson } from './qmp-json-output.js';
-import { encodeWithData, takeBulkData } from '../rpc/bulk-data.js';
+import { encodeMessageData } from '../rpc/bulk-data.js';
 import { SocketTransport } from './socket-transport.js';
 import { flowLimitsFor } from './transport.js';
 import { listenUnix, type SessionRegistry } from './unix.js';
@@ -48,10 +48,7 @@ function returnReply(value: unknown, id: QmpValue | undefined): Record<string, u
 
 /** A reply on the wire: text, or bytes with a large read's data encoded straight into them. */
 function replyMessage(reply: Record<string, unknown>): string | Buffer {
-  const result = reply.return;
-  const bytes = typeof result === 'object' && result !== null ? takeBulkData(result) : undefined;
-  if (bytes === undefined) return qmpLine(reply);
-  return encodeWithData((data) => ({ ...reply, return: { ...(result as object), data } }), bytes, '\r\n', toQmpJson);
+  return encodeMessageData(reply, 'return', '\r\n', toQmpJson) ?? qmpLine(reply);
 }
 
 export function qmpEventLine(ev: QzonedEvent): string {
