@@ -14,6 +14,12 @@ export interface BlockFile {
   /** Reads buf.length bytes at pos; bytes beyond the end of the file read as zeros. */
   pread(buf: Buffer, pos: number): void;
   pwrite(buf: Buffer, pos: number): void;
+  /**
+   * Like pwrite, but the bytes may reach the file only after the call returns (write-behind.ts),
+   * so `buf` must not change afterwards. Reads and syncs of the file see and order it as if it
+   * were done. Files without it are written at once.
+   */
+  pwriteBehind?(buf: Buffer, pos: number): void;
   /** Makes every completed write durable (fdatasync). The only ordering point between writes. */
   sync(): void;
   /**

@@ -4,6 +4,7 @@
  * plus ZonedOps when the image is zoned.
  */
 import { NodeFile } from './file-io.js';
+import type { WriteBehindOptions } from './write-behind.js';
 import { Qcow2Image, type Qcow2Info } from '../qcow2/image.js';
 import { parseHeader, hasBit } from '../qcow2/header.js';
 import { INCOMPAT, MAX_CLUSTER_BITS } from '../qcow2/format.js';
@@ -151,6 +152,8 @@ export interface ImageOpenOptions {
   holder?: string;
   /** write-cache off: each operation is durable before it returns. */
   writeThrough?: boolean;
+  /** Guest data reaches the file at the end of the turn (src/block/write-behind.ts). */
+  writeBehind?: boolean | WriteBehindOptions;
 }
 
 export async function openImage(path: string, options: ImageOpenOptions = {}): Promise<AnyImage> {

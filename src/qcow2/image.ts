@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import { NodeFile, type BlockFile } from '../block/file-io.js';
 import { acquireWriterLock, type WriterLock } from '../block/lock.js';
+import { WriteBehindFile, type WriteBehindOptions } from '../block/write-behind.js';
 import { DataBarrier } from './cache.js';
 import { ClusterMap, type Mapping } from './cluster.js';
 import { Refcounts } from './refcount.js';
@@ -45,6 +46,12 @@ export interface OpenOptions {
    * NodeFile (synchronous fs calls).
    */
   openFile?: (path: string, readOnly: boolean) => BlockFile;
+  /**
+   * Read-write opens: guest data written by write() may reach the file after write() returns,
+   * at the end of the event-loop turn (src/block/write-behind.ts), so callers must not change a
+   * buffer they passed to write(). For the daemon, whose replies then leave before the pwrite.
+   */
+  writeBehind?: boolean | WriteBehindOptions;
   /** Cache sizes in bytes. */
   l2CacheBytes?: number;
   refcountCacheBytes?: number;
@@ -96,6 +103,12 @@ class TrackedFile implements BlockFile {
   pread(buf: Buffer, pos: number): void { this.inner.pread(buf, pos); }
   pwrite(buf: Buffer, pos: number): void {
     this.inner.pwrite(buf, pos);
+    if (pos + buf.length > this.end) this.end = pos + buf.length;
+  }
+  /** Guest data only: `buf` belongs to the request and is never changed afterwards. */
+  pwriteBehind(buf: Buffer, pos: number): void {
+    if (this.inner.pwriteBehind) this.inner.pwriteBehind(buf, pos);
+    else this.inner.pwrite(buf, pos);
     if (pos + buf.length > this.end) this.end = pos + buf.length;
   }
   sync(): void { this.syncs++; this.inner.sync(); }
@@ -188,7 +201,9 @@ export class Qcow2Image {
     if (wantWrite && !lock && options.lock !== false) lock = await acquireWriterLock(path, options.holder ?? `qzoned process ${process.pid}`);
     let file: TrackedFile | null = null;
     try {
-      file = new TrackedFile(openFile(path, !wantWrite));
+      const opened = openFile(path, !wantWrite);
+      const behind = wantWrite && options.writeBehind ? (options.writeBehind === true ? {} : options.writeBehind) : null;
+      file = new TrackedFile(behind ? new WriteBehindFile(opened, behind) : opened);
       if (wantWrite) {
         // Re-read under the lock: another writer may have changed the header since the probe.
         header = parseHeader(readCluster0(file));
@@ -308,6 +323,7 @@ export class Qcow2Image {
 
   // ---- writes --------------------------------------------------------------------------------
 
+  /** Writes guest data; opened with `writeBehind`, `data` must not change after this returns. */
   write(offset: number, data: Buffer): void {
     this.checkRange(offset, data.length);
     if (data.length === 0) return;
@@ -329,7 +345,7 @@ export class Qcow2Image {
           n += Math.min(cs, data.length - pos - n);
           k++;
         }
-        this.file.pwrite(data.subarray(pos, pos + n), m.host + inCluster);
+        this.file.pwriteBehind(data.subarray(pos, pos + n), m.host + inCluster);
         // No metadata changes, but the next flush must still sync these bytes.
         this.data.markWritten();
         pos += n;
@@ -367,13 +383,13 @@ export class Qcow2Image {
     if ((beyondEnd && !headKeep && !tailKeep) || (start === 0 && stop === k * cs)) {
       // The write covers the clusters whole, or (rule 5's one exception) they lie wholly beyond
       // the end of the file, where the parts it does not cover read as zeros already.
-      this.file.pwrite(bytes, host + start);
+      this.file.pwriteBehind(bytes, host + start);
     } else {
       const buf = Buffer.alloc(k * cs);
       if (headKeep) this.readInto(buf.subarray(0, start), gc * cs);
       if (tailKeep) this.readInto(buf.subarray(stop, k * cs), gc * cs + stop);
       bytes.copy(buf, start);
-      this.file.pwrite(buf, host);
+      this.file.pwriteBehind(buf, host);
     }
     this.data.markWritten();
     // Rules 1 and 3: the new mappings wait for their data and their refcounts. Recorded before

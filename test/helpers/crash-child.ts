@@ -7,7 +7,9 @@
  *   {"flushed":[wp...]}                                   after each completed flush
  *   {"resetting":zone}                                    before each reset
  *   {"reset":zone,"gen":g}                                after each reset returned (its entry is synced)
- * The bytes written are crashPattern(zone, gen, offset-in-zone).
+ * The bytes written are crashPattern(zone, gen, offset-in-zone). Odd seeds write data behind, as
+ * the daemon does (src/block/write-behind.ts): the loop never yields, so data writes then wait for
+ * the next sync or metadata write, and a kill loses whatever is still queued.
  */
 import { ZonedImage } from '../../src/zoned/zoned-image.js';
 import { crashPattern, seededRandom } from './image-model.js';
@@ -24,7 +26,7 @@ const gens = JSON.parse(gensText!) as number[];
 const r = seededRandom(Number(seedText)).next;
 const say = (o: unknown): void => { process.stdout.write(`${JSON.stringify(o)}\n`); };
 
-const image = await ZonedImage.open(file!, { holder: 'crash child' });
+const image = await ZonedImage.open(file!, { holder: 'crash child', writeBehind: Number(seedText) % 2 === 1 });
 const nr = image.model.nrZones;
 say({ ready: true });
 const total = weights.append + weights.flush + weights.finish + weights.reset;

@@ -192,13 +192,14 @@ qemuTest('power loss at many points, 64 KiB clusters', async (t) => {
 });
 
 // An overwrite of an allocated cluster changes no metadata, so nothing in the flush graph is
-// dirty; flush must still make it durable (it once returned without a sync).
-test('flush makes an in-place overwrite durable: power loss right after flush keeps it', async (t) => {
+// dirty; flush must still make it durable (it once returned without a sync). Written behind (the
+// daemon's default), the overwrite is still queued when flush starts: its sync must write it first.
+for (const writeBehind of [false, true]) test(`flush makes an in-place overwrite durable: power loss right after flush keeps it${writeBehind ? ' (data written behind)' : ''}`, async (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, 'overwrite.qcow2');
   await createQcow2(file, { size: 4 * MiB, clusterSize: 65536 });
   const rec = new Recorder(file);
-  const img = await Qcow2Image.open(file, { openFile: rec.openFile, lock: false });
+  const img = await Qcow2Image.open(file, { openFile: rec.openFile, lock: false, writeBehind });
   img.write(0, Buffer.alloc(8 * KiB, 1));
   img.flush();
   img.write(4 * KiB, Buffer.alloc(KiB, 2));
