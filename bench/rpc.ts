@@ -137,6 +137,8 @@ const DO_NOTHING = lineServer();
 /**
  * The do-nothing server plus what no append can avoid: the 4 KiB pwrite of its data into a growing
  * file on the same file system. The distance between it and the do-nothing server is the kernel's.
+ * This server writes before it answers; the daemon answers first and writes at the end of the turn
+ * (src/block/write-behind.ts), so ours may come out above 1x against it.
  */
 const PWRITE_ONLY = lineServer(
   "const fs = require('node:fs'); const fd = fs.openSync(process.argv[2], 'w'); const data = Buffer.alloc(4096, 7); let pos = 0;",

@@ -51,6 +51,11 @@ export interface GraphOptions {
   log?: Logger;
   /** Shortest time between two BLOCK_ZONES_CHANGED events of one node (default 100 ms). */
   zoneEventIntervalMs?: number;
+  /**
+   * Nodes with the write cache on answer before their data's pwrite, which follows at the end of
+   * the turn (src/block/write-behind.ts). Default true.
+   */
+  writeBehind?: boolean;
 }
 
 export const ZONE_EVENT_INTERVAL_MS = 100;
@@ -189,6 +194,9 @@ export class BlockGraph {
         readOnly,
         holder: `qzoned daemon node ${name}`,
         writeThrough: options['write-cache'] === false,
+        writeBehind: !readOnly && options['write-cache'] !== false && (this.options.writeBehind ?? true)
+          ? { displayName: file.filename, onFailure: (err) => this.options.log?.error({ err, node: name }, 'a write-behind failed; the node refuses I/O until it is added again') }
+          : false,
       });
       const zoneEvents = isZoned(image)
         ? new ZoneEventCoalescer(name, image, this.options.events, this.options.zoneEventIntervalMs ?? ZONE_EVENT_INTERVAL_MS)

@@ -170,6 +170,18 @@ test('write-cache false: each write is durable before it is acknowledged', async
   }
 });
 
+test('write cache on (the default): a write is answered before its pwrite, which follows at the end of the turn', async (t) => {
+  const h = harness(t);
+  await createQcow2(h, 'a.qcow2', 4 * MiB);
+  await h.call('blockdev-add', { driver: 'qcow2', 'node-name': 'q', file: { driver: 'file', filename: 'a.qcow2' } });
+  const data = Buffer.alloc(4096, 0x5a);
+  await h.call('blockdev-write', { 'node-name': 'q', offset: 0, pattern: 0x5a, length: 4096 });
+  t.is(fs.readFileSync(h.file('a.qcow2')).indexOf(data), -1, 'answered before the pwrite');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.not(fs.readFileSync(h.file('a.qcow2')).indexOf(data), -1, 'written at the end of the turn');
+  t.deepEqual(Buffer.from((await h.call('blockdev-read', { 'node-name': 'q', offset: 0, length: 4096 })).data, 'base64'), data);
+});
+
 test('zoned node: query-named-block-nodes carries the zone object', async (t) => {
   const h = harness(t);
   await zonedNode(h, 'z', { 'conventional-zones': 1, 'max-open-zones': 2 });
