@@ -422,7 +422,7 @@ export interface BlockdevOptionsQcow2 {
    */
   'read-only'?: boolean;
   /**
-   * false makes every write, append and zone operation durable before it is acknowledged (default true).
+   * false makes every write, append and zone operation durable before it is acknowledged. true (the default): a write is answered before its data reaches the image file, at the end of the daemon's current turn, and is durable after the next blockdev-flush; a failure of that late write fails every later request on the node until it is added again.
    */
   'write-cache'?: boolean;
 }
