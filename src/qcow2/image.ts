@@ -103,13 +103,13 @@ class TrackedFile implements BlockFile {
   pread(buf: Buffer, pos: number): void { this.inner.pread(buf, pos); }
   pwrite(buf: Buffer, pos: number): void {
     this.inner.pwrite(buf, pos);
-    if (pos + buf.length > this.end) this.end = pos + buf.length;
+    this.end = Math.max(this.end, pos + buf.length);
   }
   /** Guest data only: `buf` belongs to the request and is never changed afterwards. */
   pwriteBehind(buf: Buffer, pos: number): void {
-    if (this.inner.pwriteBehind) this.inner.pwriteBehind(buf, pos);
-    else this.inner.pwrite(buf, pos);
-    if (pos + buf.length > this.end) this.end = pos + buf.length;
+    if (!this.inner.pwriteBehind) return this.pwrite(buf, pos);
+    this.inner.pwriteBehind(buf, pos);
+    this.end = Math.max(this.end, pos + buf.length);
   }
   sync(): void { this.syncs++; this.inner.sync(); }
   get syncOffLoop(): (() => Promise<void>) | undefined {
