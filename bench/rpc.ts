@@ -12,7 +12,7 @@ import WebSocket from 'ws';
 import { absolute, benchDir, hasTool, median, QZONED, report, ROOT, settle, timeAsync, timeSync } from './lib.js';
 import { createImage } from '../src/block/images.js';
 import { Qcow2Image } from '../src/qcow2/image.js';
-import { tuneMallocForService } from '../src/native/addon.js';
+import { tuneMallocForService } from '../src/io/native/addon.js';
 import { waitUntilListening } from '../test/helpers/listening.js';
 import { ZonedImage } from '../src/zoned/zoned-image.js';
 import { encodeWithData } from '../src/rpc/bulk-data.js';
@@ -138,7 +138,7 @@ const DO_NOTHING = lineServer();
  * The do-nothing server plus what no append can avoid: the 4 KiB pwrite of its data into a growing
  * file on the same file system. The distance between it and the do-nothing server is the kernel's.
  * This server writes before it answers; the daemon answers first and writes at the end of the turn
- * (src/block/write-behind.ts), so ours may come out above 1x against it.
+ * (src/io/write-behind.ts), so ours may come out above 1x against it.
  */
 const PWRITE_ONLY = lineServer(
   "const fs = require('node:fs'); const fd = fs.openSync(process.argv[2], 'w'); const data = Buffer.alloc(4096, 7); let pos = 0;",

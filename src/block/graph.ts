@@ -53,7 +53,7 @@ export interface GraphOptions {
   zoneEventIntervalMs?: number;
   /**
    * Nodes with the write cache on answer before their data's pwrite, which follows at the end of
-   * the turn (src/block/write-behind.ts). Default true.
+   * the turn (src/io/write-behind.ts). Default true.
    */
   writeBehind?: boolean;
 }

@@ -3,8 +3,8 @@
  * null_handle_cmd() is. Everything above (tools, the daemon) sees one async surface, BlockImage,
  * plus ZonedOps when the image is zoned.
  */
-import { NodeFile } from './file-io.js';
-import type { WriteBehindOptions } from './write-behind.js';
+import { NodeFile } from '../io/file.js';
+import type { WriteBehindOptions } from '../io/write-behind.js';
 import { Qcow2Image, type Qcow2Info } from '../qcow2/image.js';
 import { parseHeader, hasBit } from '../qcow2/header.js';
 import { INCOMPAT, MAX_CLUSTER_BITS } from '../qcow2/format.js';
@@ -152,7 +152,7 @@ export interface ImageOpenOptions {
   holder?: string;
   /** write-cache off: each operation is durable before it returns. */
   writeThrough?: boolean;
-  /** Guest data reaches the file at the end of the turn (src/block/write-behind.ts). */
+  /** Guest data reaches the file at the end of the turn (src/io/write-behind.ts). */
   writeBehind?: boolean | WriteBehindOptions;
 }
 

@@ -10,7 +10,7 @@ import { DEFAULT_CLUSTER_BITS, DEFAULT_REFCOUNT_ORDER, QCOW2_MAGIC } from '../qc
 import { type CheckResult } from '../qcow2/check.js';
 import { checkAnyImage } from '../block/images.js';
 import type { Qcow2Info } from '../qcow2/image.js';
-import { NodeFile } from '../block/file-io.js';
+import { NodeFile } from '../io/file.js';
 import type { QzonedError } from '../errors.js';
 import { collect, type CliContext } from './context.js';
 import { dumpQdictHuman, keepInsertionOrder, toQemuJson, type QDict } from './qemu-json.js';

@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { reportError, type CliContext } from './context.js';
 import { parseSize, usageError } from './size.js';
 import { closeOnSignals, DEFAULT_MAX_MESSAGE_SIZE, startDaemon, type ListenerConfig } from '../daemon.js';
-import { tuneMallocForService } from '../native/addon.js';
+import { tuneMallocForService } from '../io/native/addon.js';
 import { createLogger } from '../log.js';
 
 export interface ServeOptions {
@@ -73,7 +73,7 @@ export function serveCommand(ctx: CliContext): Command {
         const listeners = listenerConfig(opts);
         const log = createLogger({ level: opts.logLevel });
         const malloc = tuneMallocForService();
-        if (malloc.applied) log.debug('malloc keeps freed memory for reuse (src/native/malloc.c)');
+        if (malloc.applied) log.debug('malloc keeps freed memory for reuse (src/io/native/malloc.c)');
         else log.info({ why: malloc.why }, 'malloc left at its defaults: large buffers fault in page by page');
         const daemon = await startDaemon({ imageDir: path.resolve(opts.imageDir), listeners, log });
         ctx.exitCode = await new Promise<number>((resolve) => {

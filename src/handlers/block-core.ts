@@ -3,7 +3,7 @@
  * A qcow2 node does its I/O through the engine; a file node reads and writes its file raw, as a
  * QEMU file node does, but not while a qcow2 node sits on it (that node owns the file's bytes).
  */
-import { NodeFile } from '../block/file-io.js';
+import { NodeFile } from '../io/file.js';
 import { fail, fromSystemError } from '../errors.js';
 import { checkDataLength, payload } from './data.js';
 import { dataResult } from '../rpc/bulk-data.js';

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import { fail, isQzonedError, unsupported } from '../errors.js';
 import { createImage, type ImageCreateOptions } from '../block/images.js';
-import { acquireWriterLock } from '../block/lock.js';
+import { acquireWriterLock } from '../io/lock.js';
 import { validateCreateOptions } from '../qcow2/create.js';
 import { zonedHeaderForCreate } from '../zoned/validate.js';
 import type { BlockGraph, FileNode } from '../block/graph.js';

@@ -10,7 +10,7 @@
  * dropped reference whose refcount decrease waits for it, and now gets a new mapping whose refcount
  * increase must precede it) is broken the way QEMU breaks it: the node is flushed first.
  */
-import type { BlockFile } from '../block/file-io.js';
+import type { BlockFile } from '../io/file.js';
 
 export abstract class FlushNode {
   readonly name: string;

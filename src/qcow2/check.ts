@@ -14,8 +14,8 @@
  *   state at once (old refcount table and blocks freed), written and synced before the header
  *   points at it, so a crash at any moment leaves either the old or the new structure in force.
  */
-import { NodeFile, type BlockFile } from '../block/file-io.js';
-import { acquireWriterLock } from '../block/lock.js';
+import { NodeFile, type BlockFile } from '../io/file.js';
+import { acquireWriterLock } from '../io/lock.js';
 import { corrupt, isQzonedError, QzonedError } from '../errors.js';
 import {
   AUTOCLEAR, EXT, HEADER, INCOMPAT, L1E_OFFSET_MASK, L1E_RESERVED_MASK, L2E_OFFSET_MASK, L2E_STD_RESERVED_MASK,

@@ -6,7 +6,7 @@
  * L1 depends on L2 and on the refcounts whenever it gains a pointer to a new L2 table (rule 7).
  */
 import { FlushNode, TableCache, viewOf } from './cache.js';
-import type { BlockFile } from '../block/file-io.js';
+import type { BlockFile } from '../io/file.js';
 import type { Refcounts } from './refcount.js';
 import {
   ENTRY_OFFSET_HI, L1E_RESERVED_HI, L1E_RESERVED_LO, L2E_OFFSET_MASK, L2E_STD_RESERVED_HI, L2E_STD_RESERVED_LO,

@@ -4,8 +4,8 @@
  * table to the virtual size through the same code that grows it later, and preallocates.
  */
 import fs from 'node:fs';
-import { NodeFile } from '../block/file-io.js';
-import { acquireWriterLock, type WriterLock } from '../block/lock.js';
+import { NodeFile } from '../io/file.js';
+import { acquireWriterLock, type WriterLock } from '../io/lock.js';
 import { encodeHeader, type HeaderExtension, type Qcow2Header } from './header.js';
 import {
   COMPAT, COMPRESSION, DEFAULT_CLUSTER_BITS, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, SECTOR,

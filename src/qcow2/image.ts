@@ -2,14 +2,14 @@
  * A qcow2 image: open/close, read/write/zero/discard/flush at any byte offset (QEMU block/qcow2.c's
  * role). Knows nothing of zones; the zoned layer (src/zoned/) builds on the hooks at the bottom.
  *
- * The I/O path is synchronous (file-io.ts explains why). Ordering of writes that matter after a
+ * The I/O path is synchronous (io/file.ts explains why). Ordering of writes that matter after a
  * crash is never left to call order: every metadata change records its dependencies in the flush
  * graph (cache.ts) right where it is made.
  */
 import fs from 'node:fs';
-import { NodeFile, type BlockFile } from '../block/file-io.js';
-import { acquireWriterLock, type WriterLock } from '../block/lock.js';
-import { WriteBehindFile, type WriteBehindOptions } from '../block/write-behind.js';
+import { NodeFile, type BlockFile } from '../io/file.js';
+import { acquireWriterLock, type WriterLock } from '../io/lock.js';
+import { WriteBehindFile, type WriteBehindOptions } from '../io/write-behind.js';
 import { DataBarrier } from './cache.js';
 import { ClusterMap, type Mapping } from './cluster.js';
 import { Refcounts } from './refcount.js';
@@ -48,7 +48,7 @@ export interface OpenOptions {
   openFile?: (path: string, readOnly: boolean) => BlockFile;
   /**
    * Read-write opens: guest data written by write() may reach the file after write() returns,
-   * at the end of the event-loop turn (src/block/write-behind.ts), so callers must not change a
+   * at the end of the event-loop turn (src/io/write-behind.ts), so callers must not change a
    * buffer they passed to write(). For the daemon, whose replies then leave before the pwrite.
    */
   writeBehind?: boolean | WriteBehindOptions;

@@ -12,7 +12,7 @@
  * after a free (cache.ts).
  */
 import { FlushNode, TableCache, viewOf } from './cache.js';
-import type { BlockFile } from '../block/file-io.js';
+import type { BlockFile } from '../io/file.js';
 import { MAX_REFTABLE_BYTES, REFT_OFFSET_HI, REFT_OFFSET_LO } from './format.js';
 import { corrupt, fail } from '../errors.js';
 

@@ -6,7 +6,7 @@
  *   write pointer in the cluster holding it, are leaks: a crash leaves them, the next read-write
  *   open frees them. `-r leaks|all` runs that same cleanup (a read-write ZonedImage open).
  */
-import { NodeFile, type BlockFile } from '../block/file-io.js';
+import { NodeFile, type BlockFile } from '../io/file.js';
 import { checkImage, type CheckResult } from '../qcow2/check.js';
 import { parseHeader } from '../qcow2/header.js';
 import { L1E_OFFSET_MASK, L2E_OFFSET_MASK, MAX_CLUSTER_BITS, OFLAG_COMPRESSED, OFLAG_ZERO } from '../qcow2/format.js';

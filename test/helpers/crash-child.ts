@@ -8,7 +8,7 @@
  *   {"resetting":zone}                                    before each reset
  *   {"reset":zone,"gen":g}                                after each reset returned (its entry is synced)
  * The bytes written are crashPattern(zone, gen, offset-in-zone). Odd seeds write data behind, as
- * the daemon does (src/block/write-behind.ts): the loop never yields, so data writes then wait for
+ * the daemon does (src/io/write-behind.ts): the loop never yields, so data writes then wait for
  * the next sync or metadata write, and a kill loses whatever is still queued.
  */
 import { ZonedImage } from '../../src/zoned/zoned-image.js';

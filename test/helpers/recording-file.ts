@@ -8,7 +8,7 @@
  * Pass `recorder.openFile` to Qcow2Image.open / ZonedImage.open through `openFile`.
  */
 import fs from 'node:fs';
-import { NodeFile, type BlockFile } from '../../src/block/file-io.js';
+import { NodeFile, type BlockFile } from '../../src/io/file.js';
 
 export type LogEntry =
   | { kind: 'write'; pos: number; data: Buffer }

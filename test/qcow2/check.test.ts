@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { checkExitCode, checkImage, rebuildRefcounts, type CheckResult } from '../../src/qcow2/check.js';
-import { NodeFile, type BlockFile } from '../../src/block/file-io.js';
+import { NodeFile, type BlockFile } from '../../src/io/file.js';
 import { parseHeader } from '../../src/qcow2/header.js';
 import { HEADER, OFLAG_COPIED } from '../../src/qcow2/format.js';
 import { isQzonedError } from '../../src/errors.js';

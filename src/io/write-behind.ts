@@ -18,7 +18,7 @@
  * image stays what the last flush left; deleting the node and adding it again gets it back.
  */
 import { fail, type QzonedError } from '../errors.js';
-import type { BlockFile } from './file-io.js';
+import type { BlockFile } from './file.js';
 
 export interface WriteBehindOptions {
   /** Told once, when a queued write fails (the daemon logs it). */

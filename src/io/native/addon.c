@@ -1,5 +1,5 @@
 /*
- * qzoned's optional native addon: the few calls Node lacks (src/native/addon.ts loads it). Each
+ * qzoned's optional native addon: the few calls Node lacks (src/io/native/addon.ts loads it). Each
  * function lives in its own file; this one only registers them.
  */
 #include <node_api.h>

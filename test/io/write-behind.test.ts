@@ -1,5 +1,5 @@
 /**
- * Write-behind (src/block/write-behind.ts): queued writes reach the file only when the turn ends,
+ * Write-behind (src/io/write-behind.ts): queued writes reach the file only when the turn ends,
  * after the turn's nextTick work (where the transports send their replies); every other call
  * sees them as if they were done, in order; a failed queued write is kept and thrown by every
  * later call, and the image it belongs to is left as its last flush left it.
@@ -8,8 +8,8 @@ import test from 'ava';
 import fc from 'fast-check';
 import fs from 'node:fs';
 import path from 'node:path';
-import { NodeFile, type BlockFile } from '../../src/block/file-io.js';
-import { WriteBehindFile } from '../../src/block/write-behind.js';
+import { NodeFile, type BlockFile } from '../../src/io/file.js';
+import { WriteBehindFile } from '../../src/io/write-behind.js';
 import { ZonedImage } from '../../src/zoned/zoned-image.js';
 import { checkZonedImage } from '../../src/zoned/check.js';
 import { isQzonedError, type QzonedError } from '../../src/errors.js';

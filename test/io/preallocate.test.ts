@@ -1,13 +1,13 @@
 /**
- * Space reserved ahead of a growing file (src/block/preallocate.ts): blocks beyond the end while
+ * Space reserved ahead of a growing file (src/io/preallocate.ts): blocks beyond the end while
  * the file is open, the size and the bytes untouched, the blocks given back at close, and writes
  * that go on as before when the reservation is refused.
  */
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { NodeFile } from '../../src/block/file-io.js';
-import { nativeReserve, PREALLOCATE_FIRST_CHUNK } from '../../src/block/preallocate.js';
+import { NodeFile } from '../../src/io/file.js';
+import { nativeReserve, PREALLOCATE_FIRST_CHUNK } from '../../src/io/preallocate.js';
 import { Qcow2Image } from '../../src/qcow2/image.js';
 import { createImage } from '../../src/block/images.js';
 import { qemuTest, runTool } from '../helpers/qemu.js';

@@ -1,5 +1,5 @@
 /**
- * The native addon's malloc tuning (src/native/malloc.c): it loads, refuses bad arguments, and does
+ * The native addon's malloc tuning (src/io/native/malloc.c): it loads, refuses bad arguments, and does
  * what it is for: freed Buffers are reused instead of faulting in fresh pages each time, measured
  * by the minor page faults of a child process that allocates and frees 256 KiB Buffers.
  */
@@ -7,9 +7,9 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { nativeAddon, tuneMallocForService } from '../../src/native/addon.js';
+import { nativeAddon, tuneMallocForService } from '../../src/io/native/addon.js';
 
-const addonModule = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/native/addon.js');
+const addonModule = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/io/native/addon.js');
 
 /** Minor page faults of 400 rounds of allocate, touch, drop and collect, in a fresh process. */
 function faults(tuned: boolean): number {

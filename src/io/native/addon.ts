@@ -20,8 +20,8 @@ let loaded: { addon: NativeAddon | null; why: string } | null = null;
 export function nativeAddon(): { addon: NativeAddon | null; why: string } {
   if (loaded) return loaded;
   const here = path.dirname(fileURLToPath(import.meta.url));
-  // src/native (run from source) or dist/src/native (compiled): the addon is built in src/native.
-  const candidates = [path.resolve(here, 'build/Release/qzoned_native.node'), path.resolve(here, '../../../src/native/build/Release/qzoned_native.node')];
+  // src/io/native (run from source) or dist/src/io/native (compiled): the addon is built in src/io/native.
+  const candidates = [path.resolve(here, 'build/Release/qzoned_native.node'), path.resolve(here, '../../../../src/io/native/build/Release/qzoned_native.node')];
   const require = createRequire(import.meta.url);
   let why = 'the native addon is not built (npm ci builds it when python3, make and a C compiler are present)';
   for (const candidate of candidates) {

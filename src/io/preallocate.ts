@@ -12,12 +12,12 @@
  * fallocate only allocates holes. Chunks start small and double (1 MiB up to 64 MiB), so a small
  * image reserves little.
  *
- * Node has no fallocate: the call comes from a small optional addon (src/native/fallocate.c,
+ * Node has no fallocate: the call comes from a small optional addon (src/io/native/fallocate.c,
  * built by `npm ci` when a C compiler is there). Without it, or on a file system that refuses
  * (EOPNOTSUPP on some network file systems, ENOSPC when nearly full), nothing is reserved and
  * writes go on as before.
  */
-import { nativeAddon } from '../native/addon.js';
+import { nativeAddon } from './native/addon.js';
 
 const MiB = 1024 * 1024;
 export const PREALLOCATE_FIRST_CHUNK = MiB;

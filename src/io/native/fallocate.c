@@ -1,6 +1,6 @@
 /*
  * The one system call Node lacks that the engine wants: fallocate(2) with FALLOC_FL_KEEP_SIZE,
- * to reserve blocks ahead of a growing image (src/block/preallocate.ts). Optional: when this
+ * to reserve blocks ahead of a growing image (src/io/preallocate.ts). Optional: when this
  * addon is not built, the engine simply does not reserve.
  */
 #define _GNU_SOURCE
