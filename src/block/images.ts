@@ -11,7 +11,8 @@ import { INCOMPAT, MAX_CLUSTER_BITS } from '../qcow2/format.js';
 import type { Preallocation } from '../qcow2/create.js';
 import { ZonedImage, zonedExtensionOf, type ZoneInfo } from '../zoned/zoned-image.js';
 import type { ZoneCreateOptions } from '../zoned/validate.js';
-import type { MgmtOp, ZoneCondition, ZoneDescriptor } from '../zoned/model.js';
+import type { MgmtOp } from '../zoned/model.js';
+import type { ZoneCondition, ZoneDescriptor, ZoneInjectCondition } from '../generated/types.js';
 import { checkImage, type CheckResult } from '../qcow2/check.js';
 import { checkZonedImage } from '../zoned/check.js';
 
@@ -36,7 +37,7 @@ export interface ZonedOps {
   zoneMgmt(op: MgmtOp, range: { offset: number; length: number } | 'all'): Promise<void>;
   /** Returns the byte offset where the data landed. */
   zoneAppend(zoneStart: number, data: Buffer): Promise<number>;
-  zoneInject(zoneStart: number, condition: 'read-only' | 'offline' | 'none'): Promise<void>;
+  zoneInject(zoneStart: number, condition: ZoneInjectCondition): Promise<void>;
   /** Called with the zones whose condition or write pointer changed. */
   onZonesChanged(listener: (zones: number[]) => void): () => void;
 }
@@ -117,7 +118,7 @@ class ZonedBlockImage implements BlockImage, ZonedOps {
   }
   async zoneMgmt(op: MgmtOp, range: { offset: number; length: number } | 'all'): Promise<void> { this.image.zoneMgmt(op, range); }
   async zoneAppend(zoneStart: number, data: Buffer): Promise<number> { return this.image.append(zoneStart, data); }
-  async zoneInject(zoneStart: number, condition: 'read-only' | 'offline' | 'none'): Promise<void> { this.image.inject(zoneStart, condition); }
+  async zoneInject(zoneStart: number, condition: ZoneInjectCondition): Promise<void> { this.image.inject(zoneStart, condition); }
   onZonesChanged(listener: (zones: number[]) => void): () => void { return this.image.onZonesChanged(listener); }
 }
 

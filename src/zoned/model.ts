@@ -1,7 +1,8 @@
 /**
- * The zone state machine of zone-model.md: conditions, the operation × condition table, open and
- * active accounting, LRU eviction of implicitly open zones, error precedence. Pure: no I/O, no
- * Buffers, no clocks. The image layer (zoned-image.ts) does the I/O around it.
+ * The zone state machine of zone-model.md: it applies the operation × condition table
+ * (transitions.ts) with open and active accounting, LRU eviction of implicitly open zones and
+ * error precedence. Pure: no I/O, no Buffers, no clocks. The image layer (zoned-image.ts) does the
+ * I/O around it.
  *
  * API for the image layer
  * -----------------------
@@ -21,10 +22,10 @@
  *     const changed = m.commitWrite(plan)   // only after the data I/O succeeded
  *       re-runs the same checks on the current state and applies them (eviction, open, wp advance,
  *       full at capacity, LRU bump). A failed I/O never commits: nothing to undo. Between plan and
- *       commit the zone must not be written or managed by anyone else (the image layer's per-zone
- *       queue); commit throws a plain Error if the landing offset moved (a bug in the caller). It
- *       may throw too-many-open/active-zones if another zone took the last slot in between, which
- *       cannot happen while the engine is synchronous (plan, I/O and commit in one turn).
+ *       commit nothing else may write or manage the zone: the engine is synchronous, so the image
+ *       layer plans, writes and commits in one turn and no other request runs in between. commit
+ *       throws a plain Error if the landing offset moved, and too-many-open/active-zones if
+ *       another zone took the last slot: both would be a caller's bug.
  *   Discard: m.checkDiscard(offset, length) (conventional zones only).
  *   Reads:   m.readLimit(offset, length) → segments, `zero: true` where the bytes read as zeros.
  *
@@ -34,7 +35,7 @@
  *        clusters...
  *     m.commitMgmt(plan)   // throws a plain Error if a touched zone changed since the plan
  *     m.zoneMgmt(op, range) = planMgmt + commitMgmt, for open/close/finish (no I/O before commit).
- *   Fault injection: m.inject(zoneStart, 'read-only' | 'offline' | 'none').
+ *   Fault injection: m.inject(zoneStart, ZoneInjectCondition).
  *   Reports: m.report(offset, nrZones?, conditions?) → protocol.md ZoneDescriptor[].
  *
  *   Persistence: m.entry(i) is the zone's metadata entry now; m.takeChanged() returns (and
@@ -45,115 +46,10 @@
 import { fail, corrupt, type Reason } from '../errors.js';
 import { SECTOR } from '../qcow2/format.js';
 import type { PersistentCondition, ZoneEntry, ZonedExtensionFields } from './format.js';
+import type { ZoneCondition, ZoneDescriptor, ZoneInjectCondition, ZoneOp as MgmtOp } from '../generated/types.js';
+import { ALL_SELECTS, isActive, isOpen, ZONE_TRANSITIONS, type Resource } from './transitions.js';
 
-export type ZoneCondition =
-  | 'not-write-pointer'
-  | 'empty'
-  | 'implicit-open'
-  | 'explicit-open'
-  | 'closed'
-  | 'full'
-  | 'read-only'
-  | 'offline';
-
-export const ZONE_CONDITIONS: readonly ZoneCondition[] = [
-  'not-write-pointer', 'empty', 'implicit-open', 'explicit-open', 'closed', 'full', 'read-only', 'offline',
-];
-
-export type ZoneType = 'conventional' | 'sequential-write-required';
-export type ZoneOp = 'write' | 'append' | 'open' | 'close' | 'finish' | 'reset';
-export type MgmtOp = 'open' | 'close' | 'finish' | 'reset';
-export type Resource = 'active' | 'open';
-
-/** One cell of the op × condition table. */
-export type Transition =
-  /** The operation is refused with this reason. */
-  | { kind: 'error'; reason: Reason }
-  /** Allowed and changes nothing (a deliberate no-op, e.g. closing a closed zone). */
-  | { kind: 'no-op' }
-  /**
-   * Allowed: take these resources (in this order, checked before anything changes), then the
-   * zone's condition becomes `to`; `emptyIfWpAtStart` turns it into empty when wp = zone start.
-   */
-  | { kind: 'to'; to: ZoneCondition; acquire: readonly Resource[]; emptyIfWpAtStart?: boolean };
-
-const err = (reason: Reason): Transition => ({ kind: 'error', reason });
-const to = (c: ZoneCondition, acquire: readonly Resource[] = []): Transition => ({ kind: 'to', to: c, acquire });
-const NOOP: Transition = { kind: 'no-op' };
-const ACTIVE_OPEN: readonly Resource[] = ['active', 'open'];
-const OPEN: readonly Resource[] = ['open'];
-
-const writeRow = (conventional: Transition): Record<ZoneCondition, Transition> => ({
-  'not-write-pointer': conventional,
-  empty: to('implicit-open', ACTIVE_OPEN),
-  'implicit-open': to('implicit-open'), // stays, and becomes the most recently used
-  'explicit-open': to('explicit-open'),
-  closed: to('implicit-open', OPEN),
-  full: err('zone-full'),
-  'read-only': err('zone-read-only'),
-  offline: err('zone-offline'),
-});
-
-/**
- * zone-model.md "Operations × starting condition", as data. The column not-write-pointer holds
- * the conventional-zone rules (random-access writes; everything else `conventional-zone`).
- * A write or append that brings the write pointer to start + capacity then makes the zone full.
- */
-export const ZONE_TRANSITIONS: Readonly<Record<ZoneOp, Readonly<Record<ZoneCondition, Transition>>>> = {
-  write: writeRow(to('not-write-pointer')), // random access: a conventional zone has no write pointer
-  append: writeRow(err('conventional-zone')),
-  open: {
-    'not-write-pointer': err('conventional-zone'),
-    empty: to('explicit-open', ACTIVE_OPEN),
-    'implicit-open': to('explicit-open'),
-    'explicit-open': NOOP, // opening an explicitly open zone is not an error
-    closed: to('explicit-open', OPEN),
-    full: err('invalid-zone-transition'),
-    'read-only': err('zone-read-only'),
-    offline: err('zone-offline'),
-  },
-  close: {
-    'not-write-pointer': err('conventional-zone'),
-    empty: err('invalid-zone-transition'),
-    'implicit-open': { kind: 'to', to: 'closed', acquire: [], emptyIfWpAtStart: true }, // ◆ ZBC, null_blk
-    'explicit-open': { kind: 'to', to: 'closed', acquire: [], emptyIfWpAtStart: true },
-    closed: NOOP, // closing a closed zone is not an error
-    full: err('invalid-zone-transition'),
-    'read-only': err('zone-read-only'),
-    offline: err('zone-offline'),
-  },
-  finish: {
-    'not-write-pointer': err('conventional-zone'),
-    empty: to('full'), // no resource needed
-    'implicit-open': to('full'),
-    'explicit-open': to('full'),
-    closed: to('full'),
-    full: NOOP, // finishing a full zone is not an error
-    'read-only': err('zone-read-only'),
-    offline: err('zone-offline'),
-  },
-  reset: {
-    'not-write-pointer': err('conventional-zone'),
-    empty: NOOP, // resetting an empty zone is not an error
-    'implicit-open': to('empty'),
-    'explicit-open': to('empty'),
-    closed: to('empty'),
-    full: to('empty'),
-    'read-only': err('zone-read-only'),
-    offline: err('zone-offline'),
-  },
-};
-
-/** zone-model.md "Ranges and all": the conditions `all: true` selects, per operation. */
-export const ALL_SELECTS: Readonly<Record<MgmtOp, readonly ZoneCondition[]>> = {
-  open: ['closed'],
-  close: ['implicit-open', 'explicit-open'],
-  finish: ['implicit-open', 'explicit-open', 'closed'],
-  reset: ['implicit-open', 'explicit-open', 'closed', 'full'],
-};
-
-const isOpen = (c: ZoneCondition): boolean => c === 'implicit-open' || c === 'explicit-open';
-const isActive = (c: ZoneCondition): boolean => isOpen(c) || c === 'closed';
+export type { MgmtOp };
 
 export interface ZoneGeometry {
   virtualSize: number;
@@ -182,16 +78,6 @@ export function geometryFromHeader(
     maxActiveZones: f.maxActiveZones,
     maxAppendBytes: f.maxAppendBytes,
   };
-}
-
-/** protocol.md's zone descriptor (blockdev-zone-report). */
-export interface ZoneDescriptor {
-  start: number;
-  length: number;
-  capacity: number;
-  'write-pointer': number;
-  type: ZoneType;
-  condition: ZoneCondition;
 }
 
 export interface ZoneState {
@@ -552,7 +438,7 @@ export class ZoneModel {
    * zone-model.md "Fault injection": read-only/offline release the zone's resources and keep its
    * wp; none returns it to the condition its wp implies (closed needs an active slot).
    */
-  inject(zoneStart: number, condition: 'read-only' | 'offline' | 'none'): number[] {
+  inject(zoneStart: number, condition: ZoneInjectCondition): number[] {
     const t = new Txn(this);
     const i = this.zoneNamedBy('inject', zoneStart);
     if (this.isConventional(i)) {

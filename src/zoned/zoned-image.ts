@@ -13,7 +13,8 @@ import { findExtension, hasBit, type Qcow2Header } from '../qcow2/header.js';
 import { EXT, INCOMPAT } from '../qcow2/format.js';
 import { decodeZonedExtension, encodeZonedExtension, writeZoneEntry, ZONE_ENTRY_SIZE, type ZonedExtensionFields } from './format.js';
 import { checkZonedFeatureBit, validateZonedHeader, zonedHeaderForCreate, type ZoneCreateOptions } from './validate.js';
-import { checkZoneEntries, geometryFromHeader, ZoneModel, type MgmtOp, type ZoneCondition, type ZoneDescriptor, type ZoneRange } from './model.js';
+import { checkZoneEntries, geometryFromHeader, ZoneModel, type MgmtOp, type ZoneRange } from './model.js';
+import type { ZoneCondition, ZoneDescriptor, ZoneInfo, ZoneInjectCondition } from '../generated/types.js';
 import { ZoneMetadata } from './metadata.js';
 import { fail, unsupported } from '../errors.js';
 
@@ -24,18 +25,7 @@ export interface ZonedOpenOptions extends Omit<OpenOptions, 'allowIncompatible' 
   writeThrough?: boolean;
 }
 
-export interface ZoneInfo {
-  mode: 'host-managed';
-  size: number;
-  capacity: number;
-  'conventional-zones': number;
-  'nr-zones': number;
-  'max-open-zones': number;
-  'max-active-zones': number;
-  'max-append-bytes': number;
-  'open-zones': number;
-  'active-zones': number;
-}
+export type { ZoneInfo };
 
 export type ZonesChangedListener = (zones: number[]) => void;
 
@@ -254,7 +244,7 @@ export class ZonedImage {
     this.afterOperation();
   }
 
-  inject(zoneStart: number, condition: 'read-only' | 'offline' | 'none'): void {
+  inject(zoneStart: number, condition: ZoneInjectCondition): void {
     this.assertWritable();
     this.changed(this.model.inject(zoneStart, condition));
     this.afterOperation();

@@ -1,11 +1,62 @@
 /**
- * Iterates ZONE_TRANSITIONS (the op × condition table that model.ts consults): every operation
- * from every starting condition, with no limits and with the open/active limits reached, and
- * checks the resulting condition or reason the cell (plus "Getting resources") implies.
+ * Every operation from every starting condition, with no limits and with the open/active limits
+ * reached, run through the model. The expected cells are zone-model.md's "Operations × starting
+ * condition" table written out below by hand, never read from the production table
+ * (src/zoned/transitions.ts), so a wrong cell there fails here twice: in the cell-by-cell
+ * comparison and in the model's behaviour.
  */
 import test from 'ava';
 import { isQzonedError } from '../../src/errors.js';
-import { ZONE_CONDITIONS, ZONE_TRANSITIONS, ZoneModel, type ZoneCondition, type ZoneOp } from '../../src/zoned/model.js';
+import { ZoneModel } from '../../src/zoned/model.js';
+import { ZONE_TRANSITIONS, type TableOp } from '../../src/zoned/transitions.js';
+import type { ZoneCondition } from '../../src/generated/types.js';
+
+const CONDITIONS: readonly ZoneCondition[] = [
+  'not-write-pointer', 'empty', 'implicit-open', 'explicit-open', 'closed', 'full', 'read-only', 'offline',
+];
+
+/**
+ * The spec's table. A cell is `!reason` (refused), `no-op`, or the condition reached, followed by
+ * the resources taken (`+active`, `+open`); `closed/empty-at-start` is close's ◆ rule (a zone
+ * whose write pointer is at its start becomes empty). The first column is the conventional zone.
+ */
+const SPEC_TABLE = `
+op     | not-write-pointer  | empty                       | implicit-open           | explicit-open           | closed              | full                     | read-only       | offline
+write  | not-write-pointer  | implicit-open +active +open | implicit-open           | explicit-open           | implicit-open +open | !zone-full               | !zone-read-only | !zone-offline
+append | !conventional-zone | implicit-open +active +open | implicit-open           | explicit-open           | implicit-open +open | !zone-full               | !zone-read-only | !zone-offline
+open   | !conventional-zone | explicit-open +active +open | explicit-open           | no-op                   | explicit-open +open | !invalid-zone-transition | !zone-read-only | !zone-offline
+close  | !conventional-zone | !invalid-zone-transition    | closed/empty-at-start   | closed/empty-at-start   | no-op               | !invalid-zone-transition | !zone-read-only | !zone-offline
+finish | !conventional-zone | full                        | full                    | full                    | full                | no-op                    | !zone-read-only | !zone-offline
+reset  | !conventional-zone | no-op                       | empty                   | empty                   | empty               | empty                    | !zone-read-only | !zone-offline
+`;
+
+type Expected =
+  | { kind: 'error'; reason: string }
+  | { kind: 'no-op' }
+  | { kind: 'to'; to: ZoneCondition; acquire: string[]; emptyIfWpAtStart: boolean };
+
+function parseTable(text: string): Map<string, Expected> {
+  const [header, ...rows] = text.trim().split('\n').map((line) => line.split('|').map((c) => c.trim()));
+  const cells = new Map<string, Expected>();
+  for (const [op, ...row] of rows) {
+    row.forEach((cell, column) => {
+      const from = header[column + 1];
+      const [what, ...resources] = cell.split(/\s+/);
+      let expected: Expected;
+      if (what.startsWith('!')) expected = { kind: 'error', reason: what.slice(1) };
+      else if (what === 'no-op') expected = { kind: 'no-op' };
+      else {
+        const [to, rule] = what.split('/');
+        expected = { kind: 'to', to: to as ZoneCondition, acquire: resources.map((r) => r.slice(1)), emptyIfWpAtStart: rule === 'empty-at-start' };
+      }
+      cells.set(`${op} ${from}`, expected);
+    });
+  }
+  return cells;
+}
+
+const SPEC = parseTable(SPEC_TABLE);
+const OPS: readonly TableOp[] = ['write', 'append', 'open', 'close', 'finish', 'reset'];
 
 const ZS = 4096;
 const TARGET = 1; // zone 0 is conventional, the target for the not-write-pointer column
@@ -67,7 +118,7 @@ function saturate(m: ZoneModel, limits: Limits): number | undefined {
   return firstWritten;
 }
 
-function run(m: ZoneModel, op: ZoneOp, zone: number): void {
+function run(m: ZoneModel, op: TableOp, zone: number): void {
   const start = zone * ZS;
   // At the wp; a finished zone's wp is its end (the next zone's start), so aim inside the zone.
   const at = zone === 0 ? 1024 : Math.min(m.writePointer(zone), start + ZS - 512);
@@ -77,9 +128,9 @@ function run(m: ZoneModel, op: ZoneOp, zone: number): void {
 }
 
 for (const limits of Object.keys(LIMITS) as Limits[]) {
-  for (const op of Object.keys(ZONE_TRANSITIONS) as ZoneOp[]) {
-    for (const from of ZONE_CONDITIONS) {
-      const cell = ZONE_TRANSITIONS[op][from];
+  for (const op of OPS) {
+    for (const from of CONDITIONS) {
+      const cell = SPEC.get(`${op} ${from}`)!;
       test(`${op} from ${from}, limits ${limits}: ${cell.kind === 'error' ? cell.reason : cell.kind === 'to' ? cell.to : 'no-op'}`, (t) => {
         const m = model(limits);
         const zone = setUp(m, from);
@@ -124,7 +175,21 @@ for (const limits of Object.keys(LIMITS) as Limits[]) {
   }
 }
 
-test('the table covers every operation and every condition', (t) => {
-  t.deepEqual(Object.keys(ZONE_TRANSITIONS).sort(), ['append', 'close', 'finish', 'open', 'reset', 'write']);
-  for (const row of Object.values(ZONE_TRANSITIONS)) t.deepEqual(Object.keys(row).sort(), [...ZONE_CONDITIONS].sort());
+test('the spec table written out here has every operation and every condition', (t) => {
+  t.is(SPEC.size, OPS.length * CONDITIONS.length);
+  for (const op of OPS) for (const from of CONDITIONS) t.truthy(SPEC.get(`${op} ${from}`), `${op} from ${from}`);
+});
+
+test('the production table has exactly the spec table\'s cells', (t) => {
+  t.deepEqual(Object.keys(ZONE_TRANSITIONS).sort(), [...OPS].sort());
+  for (const op of OPS) {
+    t.deepEqual(Object.keys(ZONE_TRANSITIONS[op]).sort(), [...CONDITIONS].sort());
+    for (const from of CONDITIONS) {
+      const cell = ZONE_TRANSITIONS[op][from];
+      const actual: Expected = cell.kind === 'to'
+        ? { kind: 'to', to: cell.to, acquire: [...cell.acquire], emptyIfWpAtStart: cell.emptyIfWpAtStart ?? false }
+        : cell;
+      t.deepEqual(actual, SPEC.get(`${op} ${from}`), `${op} from ${from}`);
+    }
+  }
 });
