@@ -1,6 +1,6 @@
 /**
- * The v5 patch's own iotest (tests/qemu-iotests/tests/zoned-qcow2 in
- * ../shared/reference/qcow2-zoned-v5-thread.txt) rewritten through `qzoned img create` and
+ * The v5 patch's own iotest (tests/qemu-iotests/tests/zoned-qcow2 in the qemu-devel thread that
+ * docs/spec/README.md names under "Where the zoned format comes from") rewritten through `qzoned img create` and
  * `qzoned io`, with its exact command lines. seed-iotest.out holds what the zone model implies.
  *
  * Deviations from the original zoned-qcow2.out, each on purpose:
