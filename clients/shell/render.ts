@@ -40,8 +40,10 @@ export function formatFailure(command: string, error: unknown): string {
   return `${command} failed: ${message}\n`;
 }
 
+/** A job's end, worded like a failed command's (formatFailure): the reason before the sentence. */
 export function formatJobEnd(job: JobInfo): string {
-  return job.error !== undefined ? `job ${job.id} failed: ${job.error}\n` : `job ${job.id} concluded\n`;
+  if (job.error === undefined) return `job ${job.id} concluded\n`;
+  return job.reason !== undefined ? `job ${job.id} failed: ${job.reason}: ${job.error}\n` : `job ${job.id} failed: ${job.error}\n`;
 }
 
 /**

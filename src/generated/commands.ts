@@ -758,6 +758,9 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
       "job-id-in-use",
       "job-not-found",
       "job-not-concluded",
+      "job-concluded",
+      "job-cancelled",
+      "node-not-found",
       "file-not-found",
       "file-exists",
       "image-locked",
@@ -789,6 +792,9 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
       "job-id-in-use": "A job with this id exists and has not been dismissed.",
       "job-not-found": "No job has this id.",
       "job-not-concluded": "The job has not concluded yet; only concluded jobs can be dismissed.",
+      "job-concluded": "The job has already concluded (or is concluding), so it can no longer be cancelled.",
+      "job-cancelled": "The job was cancelled by job-cancel (query-jobs and JOB_STATUS_CHANGE only).",
+      "node-not-found": "A job was given a node name that no node has (query-jobs and JOB_STATUS_CHANGE only: a command answers class DeviceNotFound instead).",
       "file-not-found": "The file does not exist.",
       "file-exists": "The file already exists and the command does not overwrite files.",
       "image-locked": "Another writer (node or process) holds the file open read-write.",
@@ -896,6 +902,10 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
       "error": {
         "description": "Why the job failed: one sentence. Present only on a concluded job that failed or was cancelled.",
         "type": "string"
+      },
+      "reason": {
+        "$ref": "#/definitions/Reason",
+        "description": "The machine-readable reason of `error` (as a failed command's), for orchestration code to branch on: e.g. invalid-zone-geometry, path-outside-image-dir, job-cancelled. Present with `error`, except when the failure was a bug in qzoned (then `error` names the log entry). QEMU's JobInfo has no such member; QMP clients ignore members they do not know."
       }
     },
     "required": [
@@ -1485,13 +1495,14 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
   "job-cancel": {
     "name": "job-cancel",
     "module": "job",
-    "description": "Cancels a running job: it goes through aborting to concluded, with an error saying it was cancelled. Cancelling a concluded job does nothing.",
+    "description": "Cancels a running job: it goes through aborting to concluded, with the error \"Operation canceled\" and reason job-cancelled. A job that has already concluded cannot be cancelled (job-concluded, in QEMU's words: \"Job 'ID' in state 'concluded' cannot accept command verb 'cancel'\").",
     "dialects": [
       "qmp",
       "json-rpc"
     ],
     "reasons": [
-      "job-not-found"
+      "job-not-found",
+      "job-concluded"
     ],
     "classes": [],
     "params": {
@@ -1844,7 +1855,7 @@ export const EVENTS: Readonly<Record<EventName, EventSpec>> = {
   "JOB_STATUS_CHANGE": {
     "name": "JOB_STATUS_CHANGE",
     "module": "job",
-    "description": "Sent for every state change of every job, as QEMU.",
+    "description": "Sent for every state change of every job, as QEMU. When a job concludes after failing or being cancelled, the event also carries what query-jobs will show: `error` and `reason` (members QEMU's event does not have; QMP clients ignore members they do not know).",
     "data": {
       "type": "object",
       "properties": {
@@ -1853,6 +1864,14 @@ export const EVENTS: Readonly<Record<EventName, EventSpec>> = {
         },
         "status": {
           "$ref": "#/definitions/JobStatus"
+        },
+        "error": {
+          "description": "Why the job failed, as in query-jobs: only with status concluded, only for a job that failed or was cancelled.",
+          "type": "string"
+        },
+        "reason": {
+          "$ref": "#/definitions/Reason",
+          "description": "The machine-readable reason of `error`, as in query-jobs."
         }
       },
       "required": [

@@ -154,6 +154,9 @@ export type Reason =
   | 'job-id-in-use'
   | 'job-not-found'
   | 'job-not-concluded'
+  | 'job-concluded'
+  | 'job-cancelled'
+  | 'node-not-found'
   | 'file-not-found'
   | 'file-exists'
   | 'image-locked'
@@ -816,6 +819,10 @@ export interface JobInfo {
    * Why the job failed: one sentence. Present only on a concluded job that failed or was cancelled.
    */
   error?: string;
+  /**
+   * The machine-readable reason of `error` (as a failed command's), for orchestration code to branch on: e.g. invalid-zone-geometry, path-outside-image-dir, job-cancelled. Present with `error`, except when the failure was a bug in qzoned (then `error` names the log entry). QEMU's JobInfo has no such member; QMP clients ignore members they do not know.
+   */
+  reason?: Reason;
 }
 /**
  * One zone, as blockdev-zone-report and BLOCK_ZONES_CHANGED give it.
@@ -1174,6 +1181,14 @@ export interface BlockdevZoneInjectArguments {
 export interface JobStatusChangeEventData {
   id: JobId;
   status: JobStatus;
+  /**
+   * Why the job failed, as in query-jobs: only with status concluded, only for a job that failed or was cancelled.
+   */
+  error?: string;
+  /**
+   * The machine-readable reason of `error`, as in query-jobs.
+   */
+  reason?: Reason;
 }
 /**
  * Data of BLOCK_ZONES_CHANGED.

@@ -14,7 +14,7 @@ import { validateCreateOptions } from '../qcow2/create.js';
 import { zonedHeaderForCreate } from '../zoned/validate.js';
 import type { BlockGraph, FileNode } from '../block/graph.js';
 import type { JobList } from './job-list.js';
-import { JobFailure, type Job } from './job.js';
+import type { Job } from './job.js';
 import type { Logger } from '../log.js';
 import type { BlockdevCreateOptions, BlockdevCreateOptionsFile, BlockdevCreateOptionsQcow2 } from '../generated/types.js';
 
@@ -67,7 +67,7 @@ function planQcow2(graph: BlockGraph, o: BlockdevCreateOptionsQcow2): CreatePlan
   let path: string;
   if (typeof o.file === 'string') {
     // QEMU's job error for a missing node (qmp-notes.md §2.4).
-    if (!graph.has(o.file)) throw new JobFailure(`Cannot find device='${o.file}' nor node-name='${o.file}'`);
+    if (!graph.has(o.file)) throw fail('node-not-found', `Cannot find device='${o.file}' nor node-name='${o.file}'`);
     const node = graph.get(o.file);
     if (node.kind !== 'file') throw unsupported(`node '${o.file}' is a qcow2 node; blockdev-create needs a file node`);
     if (node.readOnly) throw fail('read-only-node', `file node '${o.file}' is read-only; blockdev-create needs a read-write file node`);

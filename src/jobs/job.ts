@@ -4,10 +4,10 @@
  * job.c (qmp-notes.md §2.1), so a test can walk them.
  */
 import { randomUUID } from 'node:crypto';
-import { fail, isQzonedError, QzonedError } from '../errors.js';
+import { fail, isQzonedError, type Reason } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EventBus } from '../rpc/events.js';
-import type { JobInfo, JobStatus, JobType } from '../generated/types.js';
+import type { JobInfo, JobStatus, JobType, JobStatusChangeEventData } from '../generated/types.js';
 
 /** job.c JobSTT: the statuses each status may move to. */
 export const JOB_TRANSITIONS: Readonly<Record<JobStatus, readonly JobStatus[]>> = {
@@ -40,8 +40,16 @@ export const JOB_VERBS: Readonly<Record<JobVerb, readonly JobStatus[]>> = {
 /** QEMU's sentence for a cancelled job. */
 export const JOB_CANCELED = 'Operation canceled';
 
-/** A job's failure in QEMU's words, with no reason of its own (e.g. a cancel). */
-export class JobFailure extends Error {}
+/** What a job says when it stops because job-cancel asked it to: QEMU's sentence, our reason. */
+export function cancelledError() {
+  return fail('job-cancelled', JOB_CANCELED);
+}
+
+/** The reason a refused verb carries: the one each verb's refusal means for the caller. */
+const VERB_REFUSAL_REASONS: Readonly<Record<'cancel' | 'dismiss', Reason>> = {
+  cancel: 'job-concluded',
+  dismiss: 'job-not-concluded',
+};
 
 export class Job {
   readonly id: string;
@@ -51,6 +59,8 @@ export class Job {
   totalProgress = 1;
   /** Set when the job fails or is cancelled: one sentence, shown by query-jobs. */
   error: string | undefined;
+  /** The machine-readable reason of `error`; unset only when the failure was a bug. */
+  reason: Reason | undefined;
   cancelRequested = false;
   /** QEMU's create job counts its one unit of progress whatever the outcome; copy jobs keep theirs. */
   progressOnFailure: 'full' | 'as-is' = 'as-is';
@@ -76,15 +86,19 @@ export class Job {
       throw new Error(`job '${this.id}': transition ${from} -> ${to} is not in the transition table`);
     }
     this.currentStatus = to;
-    this.events.emit('JOB_STATUS_CHANGE', { id: this.id, status: to });
+    const data: JobStatusChangeEventData = { id: this.id, status: to };
+    // A failed job's conclusion carries its error, so a client that follows events needs no query-jobs.
+    if (to === 'concluded' && this.error !== undefined) {
+      data.error = this.error;
+      if (this.reason !== undefined) data.reason = this.reason;
+    }
+    this.events.emit('JOB_STATUS_CHANGE', data);
   }
 
-  /** Refuses a verb the current status does not accept, in QEMU's words. */
-  checkVerb(verb: JobVerb): void {
+  /** Refuses a verb the current status does not accept, in QEMU's words, with the verb's reason. */
+  checkVerb(verb: 'cancel' | 'dismiss'): void {
     if (JOB_VERBS[verb].includes(this.currentStatus)) return;
-    const message = `Job '${this.id}' in state '${this.currentStatus}' cannot accept command verb '${verb}'`;
-    // Only dismiss has a reason of its own in protocol.md §2; other verbs fail as a plain GenericError.
-    throw verb === 'dismiss' ? fail('job-not-concluded', message) : new QzonedError('GenericError', undefined, message);
+    throw fail(VERB_REFUSAL_REASONS[verb], `Job '${this.id}' in state '${this.currentStatus}' cannot accept command verb '${verb}'`);
   }
 
   /** The work succeeded: waiting, pending, concluded (auto-finalized, as every job here). */
@@ -96,12 +110,13 @@ export class Job {
   }
 
   /**
-   * The work failed: aborting, concluded, with the sentence query-jobs shows. An error that is
-   * not a QzonedError or JobFailure is a bug: it is logged and the job names the log entry.
+   * The work failed: aborting, concluded, with the sentence and reason query-jobs shows. An error
+   * that is not a QzonedError is a bug: it is logged and the job names the log entry.
    */
   fail(e: unknown, log: Logger): void {
-    if (isQzonedError(e) || e instanceof JobFailure) {
+    if (isQzonedError(e)) {
       this.error = e.message;
+      this.reason = e.reason;
     } else {
       const logId = randomUUID();
       log.error({ err: e, logId, job: this.id }, `unexpected exception in a ${this.type} job`);
@@ -129,7 +144,7 @@ export class Job {
   }
 
   throwIfCancelled(): void {
-    if (this.cancelRequested) throw new JobFailure(JOB_CANCELED);
+    if (this.cancelRequested) throw cancelledError();
   }
 
   info(): JobInfo {
@@ -141,6 +156,7 @@ export class Job {
       'total-progress': this.totalProgress,
     };
     if (this.error !== undefined) out.error = this.error;
+    if (this.reason !== undefined) out.reason = this.reason;
     return out;
   }
 }

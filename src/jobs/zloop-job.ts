@@ -12,7 +12,7 @@ import { planImport, runImport, type ImportPlan } from '../zloop/import.js';
 import type { Progress } from '../zloop/progress.js';
 import type { BlockGraph } from '../block/graph.js';
 import type { JobList } from './job-list.js';
-import { JOB_CANCELED, JobFailure, type Job } from './job.js';
+import { cancelledError, type Job } from './job.js';
 import type { Logger } from '../log.js';
 import type { CommandParams } from '../generated/commands.js';
 
@@ -72,6 +72,6 @@ function run(ctx: ZloopJobContext, job: Job, totalBytes: number, work: (progress
       job.currentProgress = done;
     },
     shouldStop: () => job.cancelRequested,
-    stopError: () => new JobFailure(JOB_CANCELED),
+    stopError: cancelledError,
   }));
 }

@@ -38,7 +38,7 @@ test('a broken format rule fails the job before the reply: created, running, abo
   const [job] = await h.call('query-jobs');
   t.deepEqual(job, {
     id: 'e2', type: 'create', status: 'concluded', 'current-progress': 1, 'total-progress': 1,
-    error: 'Image size must be a multiple of 512 bytes; found 1000',
+    error: 'Image size must be a multiple of 512 bytes; found 1000', reason: 'unaligned',
   });
   t.false(fs.existsSync(h.file('x.qcow2')), 'a rejected create leaves no file behind');
 });
