@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import { Writable } from 'node:stream';
-import { JobProgressBar } from '../../clients/shell/render.js';
+import { formatJobEnd, JobProgressBar } from '../../clients/shell/render.js';
 
 class FakeTty extends Writable {
   text = '';
@@ -48,4 +48,12 @@ test('after stop, updates draw nothing more', async (t) => {
   bar.log('late line\n');
   await new Promise((r) => setTimeout(r, 120));
   t.is(tty.text.length, drawn);
+});
+
+test('a job\'s end names its reason the way a failed command does', (t) => {
+  const base = { id: 'c', type: 'create', status: 'concluded', 'current-progress': 1, 'total-progress': 1 } as const;
+  t.is(formatJobEnd(base), 'job c concluded\n');
+  t.is(formatJobEnd({ ...base, error: 'zone.size must be a power of two', reason: 'invalid-zone-geometry' }),
+    'job c failed: invalid-zone-geometry: zone.size must be a power of two\n');
+  t.is(formatJobEnd({ ...base, error: 'An internal error happened; see log entry L' }), 'job c failed: An internal error happened; see log entry L\n');
 });
