@@ -10,12 +10,37 @@
  * carries "x-boxed-params", the exact union schema, which is what the server validates against.
  */
 import { GENERATED_HEADER, derefSchema, type CommandDef, type JsonSchema, type LoadedSchema } from './load.js';
+import { ANNOTATIONS } from './emit-validators.js';
 
 export const OPENRPC_VERSION = '1.2.6';
 export const HTTP_SERVER_URL = 'http://127.0.0.1:4444/';
 
+/**
+ * Keywords of our schemas that are not JSON Schema draft-07: the generator's annotations, and ajv's
+ * `discriminator` (an OpenAPI keyword ajv knows only when asked). OpenRPC tools compile the
+ * document's schemas with ajv, whose strict mode refuses every unknown keyword, so the published
+ * document leaves them out. Nothing is lost for validation: every union member fixes its tag by
+ * `const`, so `oneOf` alone accepts exactly what the discriminated union accepts.
+ */
+const UNPUBLISHED_KEYWORDS: ReadonlySet<string> = new Set([...ANNOTATIONS, 'discriminator']);
+
+/** A schema as OpenRPC publishes it: refs into components, and only draft-07 keywords. */
 function toComponents(schema: JsonSchema): JsonSchema {
-  return JSON.parse(JSON.stringify(schema).replace(/"#\/definitions\//g, '"#/components/schemas/')) as JsonSchema;
+  const publish = (s: unknown): unknown => {
+    if (Array.isArray(s)) return s.map(publish);
+    if (typeof s !== 'object' || s === null) return s;
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(s)) {
+      if (UNPUBLISHED_KEYWORDS.has(k)) continue;
+      if (k === '$ref' && typeof v === 'string') out[k] = v.replace(/^#\/definitions\//, '#/components/schemas/');
+      // Under these keywords the keys are names (members, types), never keywords; values are data.
+      else if (k === 'properties' || k === 'definitions') out[k] = Object.fromEntries(Object.entries(v as object).map(([n, x]) => [n, publish(x)]));
+      else if (k === 'const' || k === 'enum' || k === 'default' || k === 'examples') out[k] = v;
+      else out[k] = publish(v);
+    }
+    return out;
+  };
+  return publish(schema) as JsonSchema;
 }
 
 interface ContentDescriptor {
@@ -139,7 +164,7 @@ export function buildOpenRpc(schema: LoadedSchema, version: string): Record<stri
     },
     servers: [{ name: 'qzoned HTTP', url: HTTP_SERVER_URL, summary: 'JSON-RPC 2.0 over HTTP POST (the WebSocket listener shares the port).' }],
     methods,
-    components: { schemas: toComponents(schema.definitions) },
+    components: { schemas: Object.fromEntries(Object.entries(schema.definitions).map(([name, s]) => [name, toComponents(s)])) },
   };
 }
 

@@ -304,7 +304,9 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
     "type": "object",
     "properties": {
       "node-name": {
-        "$ref": "#/definitions/NodeName"
+        "description": "The node's name: the one its blockdev-add gave, or, for a file node made by an inline file reference, QEMU's implicit name #blockN (which no client's name can clash with).",
+        "type": "string",
+        "pattern": "^([A-Za-z][A-Za-z0-9_.-]*|#block[0-9]+)$"
       },
       "drv": {
         "$ref": "#/definitions/BlockdevDriver"

@@ -555,7 +555,10 @@ export interface ImageInfo {
  * via the `definition` "BlockDeviceInfo".
  */
 export interface BlockDeviceInfo {
-  'node-name': NodeName;
+  /**
+   * The node's name: the one its blockdev-add gave, or, for a file node made by an inline file reference, QEMU's implicit name #blockN (which no client's name can clash with).
+   */
+  'node-name': string;
   drv: BlockdevDriver;
   /**
    * Whether the node is read-only.
