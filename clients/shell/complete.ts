@@ -4,8 +4,8 @@
  * enum values; node names come from the server where the schema expects one.
  */
 import { COMMAND_NAMES, DEFINITIONS, resolveSchema, type JsonSchema } from '../../src/generated/commands.js';
-import { IO_COMMAND_NAMES, isIoCommand } from '../../src/cli/io-commands.js';
 import { SHELL_BUILTINS } from './help.js';
+import { isShortcut, SHORTCUT_WORDS } from './io-shortcuts.js';
 import { buildArguments, tokenize } from './parse-line.js';
 import { dottedNames, enumValues, schemaAt } from './schema.js';
 
@@ -14,7 +14,7 @@ export interface CompletionSource {
   nodeNames?(): Promise<string[]>;
 }
 
-export const TOP_LEVEL_WORDS: readonly string[] = [...COMMAND_NAMES, ...IO_COMMAND_NAMES, ...SHELL_BUILTINS].sort();
+export const TOP_LEVEL_WORDS: readonly string[] = [...COMMAND_NAMES, ...SHORTCUT_WORDS, ...SHELL_BUILTINS].sort();
 
 function expectsNodeName(schema: JsonSchema | undefined): boolean {
   if (!schema) return false;
@@ -44,10 +44,10 @@ export async function complete(line: string, source: CompletionSource = {}): Pro
   const command = before[0]!;
 
   if (command === 'help') {
-    return before.length === 1 ? [startingWith([...COMMAND_NAMES, ...IO_COMMAND_NAMES].sort(), current), current] : [[], current];
+    return before.length === 1 ? [startingWith([...COMMAND_NAMES, ...SHORTCUT_WORDS].sort(), current), current] : [[], current];
   }
 
-  if (isIoCommand(command)) {
+  if (isShortcut(command)) {
     // The node is the first operand after the flags (a flag's value, as in `-P 0xcd`, is not an operand).
     let operands = 0;
     for (let i = 1; i < before.length; i++) {

@@ -2,8 +2,12 @@
  * `help` and `help COMMAND`, written from the schema's descriptions (the same text as
  * docs/commands.md and the OpenRPC document) and from the qemu-io command table for the shortcuts.
  */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { COMMANDS, COMMAND_NAMES, isCommandName, resolveSchema, type JsonSchema } from '../../src/generated/commands.js';
-import { isIoCommand, runIoArgv } from '../../src/cli/io-commands.js';
+import { runIoArgv } from '../../src/cli/io-commands.js';
+import { ioCommandName, isShortcut, NODE_IO_COMMANDS } from './io-shortcuts.js';
 import { describe, enumValues, paramsSchema, propertiesOf, requiredOf, typeName } from './schema.js';
 
 export const SHELL_BUILTINS = ['help', 'quit', 'exit'] as const;
@@ -13,7 +17,16 @@ function firstSentence(text: string): string {
   return m ? m[1]! : text;
 }
 
-/** The io table's usage lines, with the NODE operand put where the shell expects it (after the flags). */
+/**
+ * Where the reference of every command lives on this machine: docs/commands.md beside the code
+ * (dist/clients/shell/ → the package root), in a clone and in an installed package alike.
+ */
+export function commandsReference(): string {
+  const installed = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'docs', 'commands.md');
+  return fs.existsSync(installed) ? installed : 'docs/commands.md';
+}
+
+/** The io table's usage lines of the commands the shell runs, with the NODE operand where the shell expects it (after the flags). */
 async function ioUsage(argv: string[]): Promise<string> {
   let text = '';
   const session = {
@@ -25,10 +38,10 @@ async function ioUsage(argv: string[]): Promise<string> {
     const m = /^(\S+) ((?:\[-[^\]]*\] )*)(.*?) -- (.*)$/.exec(line);
     if (!m || m[1] === 'help' || m[1] === 'quit') return line;
     return `${m[1]} ${m[2]}NODE ${m[3]} -- ${m[4]}`.replace(/ {2,}/g, ' ').replace(' NODE  --', ' NODE --');
-  }).filter((line, i, all) => {
-    // The io table's own help and quit are the shell's here; drop them and the io footer.
-    if (/^(help|quit) /.test(line)) return false;
-    return !(line.startsWith("Use 'help commandname'") || (line === '' && i === all.length - 1));
+  }).filter((line) => {
+    // Only the commands of NODE_IO_COMMANDS; the io table's own help, quit and footer go too.
+    const name = /^(\S+) /.exec(line)?.[1];
+    return name !== undefined && Object.hasOwn(NODE_IO_COMMANDS, name);
   }).join('\n');
 }
 
@@ -44,6 +57,7 @@ export async function helpOverview(): Promise<string> {
   lines.push('', 'qemu-io commands against a node (flags first, then the node):');
   lines.push(...(await ioUsage([])).split('\n').filter((l) => l.length > 0).map((l) => `  ${l}`));
   lines.push('', 'help [COMMAND]   this text, or one command in detail', 'quit, exit       leave the shell (Ctrl-D too)');
+  lines.push('', `Every command, argument, result, event and failure reason: ${commandsReference()}`);
   return lines.join('\n') + '\n';
 }
 
@@ -70,7 +84,7 @@ function argumentLines(schema: JsonSchema | undefined, prefix: string, indent: s
 
 /** `help COMMAND`: the description, every argument (dotted, with type and description), the result and the failure reasons. */
 export async function helpCommand(name: string): Promise<string | undefined> {
-  if (isIoCommand(name)) return `${await ioUsage([name])}\n`;
+  if (isShortcut(name)) return `${await ioUsage([ioCommandName(name)!])}\n`;
   if (!isCommandName(name)) return undefined;
   const spec = COMMANDS[name];
   const lines = [`${name}: ${spec.description}`];

@@ -4,13 +4,69 @@
  * the parser and printer `qzoned io` uses, over an IoTarget made of blockdev-* calls.
  */
 import { fail, QzonedError } from '../../src/errors.js';
-import { formatFailure, runIoArgv, type IoOutput, type IoTarget } from '../../src/cli/io-commands.js';
+import { formatFailure, IO_COMMAND_NAMES, runIoArgv, type IoOutput, type IoTarget } from '../../src/cli/io-commands.js';
 import type { ZoneDescriptor } from '../../src/block/images.js';
+import type { CommandName } from '../../src/generated/commands.js';
 import type { QzonedClient } from '../client/client.js';
 import { ExecuteError } from '../client/errors.js';
 
 /** protocol.md §1: data-carrying commands move at most 16 MiB per call. */
 export const MAX_CALL_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The one table of the qemu-io commands the shell runs against a node, by qemu-io's name, with the
+ * service command each becomes (nodeTarget below makes those calls). Dispatch, `help` and Tab
+ * completion all read it, so the shell never offers a command it cannot run. qemu-io's other
+ * commands are left out on purpose: `discard` has no service command behind it, and `help` and
+ * `quit` are the shell's own.
+ */
+export const NODE_IO_COMMANDS: Readonly<Record<string, CommandName>> = {
+  read: 'blockdev-read',
+  write: 'blockdev-write',
+  flush: 'blockdev-flush',
+  zone_report: 'blockdev-zone-report',
+  zone_open: 'blockdev-zone-mgmt',
+  zone_close: 'blockdev-zone-mgmt',
+  zone_finish: 'blockdev-zone-mgmt',
+  zone_reset: 'blockdev-zone-mgmt',
+  zone_append: 'blockdev-zone-append',
+  zone_inject: 'blockdev-zone-inject',
+};
+
+/** Each word the io table takes (names and aliases such as zrp) → the command's name, as the table's own `help WORD` prints it. */
+async function ioCommandNames(): Promise<Map<string, string>> {
+  const names = new Map<string, string>();
+  for (const word of IO_COMMAND_NAMES) {
+    let text = '';
+    const output = { out: (t: string) => { text += t; }, err: (t: string) => { text += t; } };
+    await runIoArgv({ target: undefined as never, output }, ['help', word]);
+    names.set(word, text.split(/\s/)[0]!);
+  }
+  return names;
+}
+
+const IO_NAME_OF = await ioCommandNames();
+
+/** The io command a word names (an alias gives its command), or undefined. */
+export function ioCommandName(word: string): string | undefined {
+  return IO_NAME_OF.get(word);
+}
+
+/** The words (names and aliases) that run an io command on a node in the shell, in the io table's order. */
+export const SHORTCUT_WORDS: readonly string[] = IO_COMMAND_NAMES.filter((w) => Object.hasOwn(NODE_IO_COMMANDS, IO_NAME_OF.get(w)!));
+
+export function isShortcut(word: string): boolean {
+  return SHORTCUT_WORDS.includes(word);
+}
+
+/** Why an io command the table leaves out does not run in the shell: one sentence naming what does. */
+export function notAShortcut(word: string): string {
+  const name = ioCommandName(word) ?? word;
+  const why = name === 'discard'
+    ? 'the service has no discard command (reset a zone with zrs; `qzoned io -c \'discard OFF LEN\' IMAGE` discards in an image no daemon holds)'
+    : 'it is not run against a node';
+  return `${word}: the shell does not run qemu-io's ${name} on a node: ${why}; \`help\` lists the commands that work\n`;
+}
 
 /** Flags of the io table that take a value (read/write -P PATTERN); the rest are single letters. */
 const FLAGS_WITH_VALUE = new Set(['-P']);
@@ -70,8 +126,9 @@ export function nodeTarget(client: QzonedClient, node: string, virtualSize: numb
     writeZeroes: (offset, length) => chunks(offset, length, async (o, l) => {
       await call(() => client.blockdevWrite({ 'node-name': node, offset: o, pattern: 0, length: l }));
     }),
+    // Not in NODE_IO_COMMANDS, so never reached from the shell; an IoTarget must still have it.
     discard: async () => {
-      throw fail('unsupported-feature', 'The service has no discard command (protocol.md §4); use qzoned io on the image file, or zone reset');
+      throw fail('unsupported-feature', 'The service has no discard command; reset a zone (zrs), or run qzoned io on an image file no daemon holds');
     },
     flush: async () => {
       await call(() => client.blockdevFlush({ 'node-name': node }));

@@ -9,6 +9,7 @@ import path from 'node:path';
 import * as readline from 'node:readline';
 import { Command } from 'commander';
 import { isIoCommand, splitIoLine } from '../../src/cli/io-commands.js';
+import { HOST_PORT_EXAMPLES, matchHostPort } from '../../src/cli/host-port.js';
 import { collect, reportError, type CliContext } from '../../src/cli/context.js';
 import { COMMAND_NAMES, COMMANDS, isCommandName } from '../../src/generated/commands.js';
 import type { QzonedClient } from '../client/client.js';
@@ -16,7 +17,7 @@ import { connectHttp, connectQmp, connectUnix, connectWebSocket } from '../clien
 import { ClientError, DisconnectedError, ExecuteError } from '../client/errors.js';
 import { complete } from './complete.js';
 import { helpCommand, helpOverview } from './help.js';
-import { runShortcut } from './io-shortcuts.js';
+import { isShortcut, notAShortcut, runShortcut } from './io-shortcuts.js';
 import { formatSyntaxError, LineSyntaxError, parseLine } from './parse-line.js';
 import { formatEvent, formatFailure, formatJobEnd, formatReturn, JobProgressBar } from './render.js';
 
@@ -40,12 +41,38 @@ async function connectFrom(o: ShellOptions): Promise<QzonedClient> {
   if (chosen.length > 1) throw new ClientError('Give one of --socket, --qmp and --ws, not several');
   if (o.qmp !== undefined) return connectQmp(o.qmp);
   if (o.ws !== undefined) {
+    const url = webSocketUrl(o.ws, o.tlsCa !== undefined || o.insecure === true);
     const tls = { ca: o.tlsCa !== undefined ? fs.readFileSync(o.tlsCa) : undefined, rejectUnauthorized: o.insecure !== true };
     const web = { token: o.token, tls };
     // An http(s):// URL talks JSON-RPC over POST (no events); ws(s):// over WebSocket.
-    return /^https?:/i.test(o.ws) ? connectHttp(o.ws, web) : connectWebSocket(o.ws, web);
+    return /^https?:/i.test(url) ? connectHttp(url, web) : connectWebSocket(url, web);
   }
   return connectUnix(o.socket ?? './qzoned.sock');
+}
+
+const WS_FORMS = `${HOST_PORT_EXAMPLES} (as serve --ws takes), or a ws://, wss://, http:// or https:// URL`;
+
+/**
+ * The URL `--ws` means: a URL as given, or HOST:PORT (the form `serve --ws` takes) as ws://, or as
+ * wss:// when TLS options say the server has a certificate. Anything else is one sentence.
+ */
+export function webSocketUrl(text: string, tls: boolean): string {
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(text)) {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      throw new ClientError(`Invalid --ws '${text}': not a valid URL; expected ${WS_FORMS}`);
+    }
+    if (!['ws:', 'wss:', 'http:', 'https:'].includes(url.protocol)) {
+      throw new ClientError(`Invalid --ws '${text}': the scheme ${url.protocol.slice(0, -1)} is not one qzoned serves; expected ${WS_FORMS}`);
+    }
+    return text;
+  }
+  const hostPort = matchHostPort(text);
+  if (!hostPort) throw new ClientError(`Invalid --ws '${text}': expected ${WS_FORMS}`);
+  const host = hostPort.host.includes(':') ? `[${hostPort.host}]` : hostPort.host;
+  return `${tls ? 'wss' : 'ws'}://${host}:${hostPort.port}/`;
 }
 
 /** Commands that start a job take a required `job-id` (blockdev-create, the zloop jobs): the schema says so. */
@@ -118,8 +145,12 @@ export class ShellSession {
       return true;
     }
     if (first === 'help') return this.help(words[1]);
-    if (isIoCommand(first)) {
+    if (isShortcut(first)) {
       return this.guard(first, () => runShortcut(this.client, words, { out: this.ctx.out, err: this.ctx.err }));
+    }
+    if (isIoCommand(first)) {
+      this.ctx.err(notAShortcut(first));
+      return false;
     }
     let parsed;
     try {
@@ -147,6 +178,10 @@ export class ShellSession {
       return true;
     }
     const text = await helpCommand(topic);
+    if (text === undefined && isIoCommand(topic)) {
+      this.ctx.err(notAShortcut(topic));
+      return false;
+    }
     if (text === undefined) {
       const near = suggest(topic);
       this.ctx.err(`help: no command '${topic}'${near ? `; did you mean ${near}?` : ''}\n`);
@@ -313,10 +348,10 @@ export async function runShell(options: ShellOptions, ctx: CliContext): Promise<
 export function shellCommand(ctx: CliContext): Command {
   return new Command('shell')
     .description('a REPL like qmp-shell: COMMAND key=value ..., JSON lines, qemu-io zone commands on a node; -c or stdin for scripts')
-    .usage('[--socket PATH | --qmp PATH | --ws URL [--token T]] [-p] [-c LINE]...')
+    .usage('[--socket PATH | --qmp PATH | --ws HOST:PORT|URL [--token T]] [-p] [-c LINE]...')
     .option('--socket <path>', 'JSON-RPC unix socket (default ./qzoned.sock)')
     .option('--qmp <path>', 'QMP unix socket')
-    .option('--ws <url>', 'ws:// or wss:// (WebSocket), or http:// or https:// (POST, no events)')
+    .option('--ws <host:port|url>', 'HOST:PORT as serve --ws takes it (WebSocket; wss:// with --tls-ca or --insecure), or a ws://, wss:// (WebSocket), http:// or https:// (POST, no events) URL')
     .option('--token <token>', 'token for --ws (sent as Authorization: Bearer)')
     .option('--tls-ca <file>', 'PEM certificate to trust for wss:// and https:// (a self-signed server)')
     .option('--insecure', 'accept any TLS certificate (testing only)')

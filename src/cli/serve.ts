@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { reportError, type CliContext } from './context.js';
 import { parseSize, usageError } from './size.js';
+import { HOST_PORT_EXAMPLES, matchHostPort } from './host-port.js';
 import { closeOnSignals, DEFAULT_MAX_MESSAGE_SIZE, startDaemon, type ListenerConfig } from '../daemon.js';
 import { tuneMallocForService } from '../io/native/addon.js';
 import { createLogger } from '../log.js';
@@ -23,12 +24,9 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 /** "HOST:PORT", "[v6]:PORT" or ":PORT" (loopback). */
 export function parseHostPort(text: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || !Number.isInteger(port) || port > 65535) {
-    throw usageError(`Invalid --ws '${text}': expected HOST:PORT, such as 127.0.0.1:4444 or [::1]:4444`);
-  }
-  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+  const hostPort = matchHostPort(text);
+  if (!hostPort) throw usageError(`Invalid --ws '${text}': expected ${HOST_PORT_EXAMPLES}`);
+  return hostPort;
 }
 
 /** Turns the flags into the daemon's listener configuration; every mistake is one sentence. */

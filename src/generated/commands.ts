@@ -400,7 +400,7 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
     "additionalProperties": false
   },
   "ZoneCreateOptionsHostManaged": {
-    "description": "A host-managed zoned image. Every rule of the format spec (qcow2-zoned-format.md §2) is checked before any byte is written (invalid-zone-geometry).",
+    "description": "A host-managed zoned image. Every rule of the format spec (docs/spec/qcow2-zoned-format.md §2) is checked before any byte is written (invalid-zone-geometry).",
     "type": "object",
     "properties": {
       "mode": {

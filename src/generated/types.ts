@@ -604,7 +604,7 @@ export interface ZoneCreateOptionsNonZoned {
   mode: 'non-zoned';
 }
 /**
- * A host-managed zoned image. Every rule of the format spec (qcow2-zoned-format.md §2) is checked before any byte is written (invalid-zone-geometry).
+ * A host-managed zoned image. Every rule of the format spec (docs/spec/qcow2-zoned-format.md §2) is checked before any byte is written (invalid-zone-geometry).
  *
  * This interface was referenced by `QzonedSchema`'s JSON-Schema
  * via the `definition` "ZoneCreateOptionsHostManaged".
