@@ -22,12 +22,21 @@
   const I_EXPLICIT = CONDITION_INDEX.get('explicit-open');
   const I_IMPLICIT = CONDITION_INDEX.get('implicit-open');
   const I_CLOSED = CONDITION_INDEX.get('closed');
+  const I_FULL = CONDITION_INDEX.get('full');
   const I_CONVENTIONAL = CONDITION_INDEX.get('not-write-pointer');
+  // The conditions before full in the list (offline, read-only, open, closed) are the ones a person
+  // must not miss however many zones there are: faulted zones, and zones holding open or active
+  // resources. They are listed by zone number beside the map and marked on it where cells are small.
+  const isNotable = (c) => c < I_FULL;
 
   const REPORT_CHUNK = 16384; // zones per blockdev-zone-report call: about 2 MB of JSON
   const INJECT_BATCH = 256; // blockdev-zone-inject requests per JSON-RPC batch
   const NODE_POLL_MS = 3000; // nodes have no event; the list is polled
   const CELL_SIZES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96]; // device pixels per zone cell
+  const MARKED_BELOW = 8; // CSS px: a notable zone in a smaller cell gets a ring around it
+  const MAX_MARKERS = 512; // rings per frame; the list beside the map names every notable zone anyway
+  const LABEL_MIN = 18; // device px of a cell's inner square before its zone number is written in it
+  const NOTABLE_LISTED = 12; // zone numbers listed per condition; the rest are counted
 
   /** '#rrggbb' -> a pixel of a Uint32Array over ImageData (little-endian: ABGR). */
   const pixel = (hex) => {
@@ -54,6 +63,9 @@
     activeCount: $('active-count'),
     activeBar: $('active-bar'),
     legend: $('legend'),
+    attention: $('attention'),
+    notable: $('notable'),
+    notableNone: $('notable-none'),
     actions: $('actions'),
     selFirst: $('sel-first'),
     selCount: $('sel-count'),
@@ -204,6 +216,7 @@
     cap: new Float64Array(0),
     len: new Float64Array(0),
     counts: new Array(CONDITIONS.length).fill(0),
+    notable: CONDITIONS.map(() => new Set()), // zone numbers per notable condition
     reported: 0,
     ready: false,
     loadGeneration: 0,
@@ -213,7 +226,7 @@
   };
 
   const view = { k: 1, s: 8, fit: true, cols: 1, rows: 0, dpr: 1 };
-  const draws = { frames: 0, lastMs: 0 };
+  const draws = { frames: 0, lastMs: 0, markers: [], labels: new Map() };
 
   const startOf = (i) => i * state.zoneSize;
   const endOf = (i) => startOf(i) + state.len[i];
@@ -234,8 +247,12 @@
       const c = CONDITION_INDEX.get(z.condition);
       if (c === undefined) continue;
       const old = state.cond[i];
-      if (old !== UNKNOWN) state.counts[old]--;
+      if (old !== UNKNOWN) {
+        state.counts[old]--;
+        if (isNotable(old)) state.notable[old].delete(i);
+      }
       state.counts[c]++;
+      if (isNotable(c)) state.notable[c].add(i);
       state.cond[i] = c;
       state.wp[i] = z['write-pointer'];
       state.cap[i] = z.capacity;
@@ -315,9 +332,100 @@
       }
     }
     ctx.putImageData(image, 0, 0);
+    drawLabels(top);
+    drawMarkers(top);
     drawSelection(top);
     draws.frames++;
     draws.lastMs = performance.now() - t0;
+  }
+
+  /** The canvas position of zone i's cell (device px, relative to the visible area). */
+  function cellOrigin(i, top) {
+    const cell = Math.floor(i / view.k);
+    return { x: (cell % view.cols) * view.s, y: Math.floor(cell / view.cols) * view.s - top };
+  }
+
+  /**
+   * Zone numbers inside cells large enough to hold them, white-edged dark digits that read on
+   * every condition's colour. Records what it wrote, for the tests.
+   */
+  function drawLabels(top) {
+    draws.labels = new Map();
+    const { k, s, cols } = view;
+    const inner = s - gapOf(s);
+    if (k !== 1 || inner < LABEL_MIN) return;
+    const family = 'ui-monospace, "DejaVu Sans Mono", monospace';
+    const largest = Math.floor(Math.min(inner * 0.34, 13 * view.dpr));
+    const smallest = Math.ceil(7 * view.dpr);
+    ctx.save();
+    ctx.font = `${largest}px ${family}`;
+    const digitShare = ctx.measureText('0').width / largest; // a digit's width per pixel of font size
+    // Per number of digits: the largest font, up to `largest`, at which the number fits its cell.
+    const fontFor = (digits) => Math.min(largest, Math.floor((inner - 4) / (digits * digitShare)));
+    ctx.textBaseline = 'top';
+    ctx.lineJoin = 'round';
+    ctx.strokeStyle = '#ffffff';
+    ctx.fillStyle = '#1f2328';
+    let current = 0;
+    const H = el.canvas.height;
+    for (let r = Math.floor(top / s); r < view.rows; r++) {
+      const y = r * s - top;
+      if (y >= H) break;
+      for (let c = 0; c < cols; c++) {
+        const i = r * cols + c;
+        if (i >= state.n) break;
+        const text = String(i);
+        const px = fontFor(text.length);
+        if (px < smallest) continue;
+        if (px !== current) {
+          current = px;
+          ctx.font = `${px}px ${family}`;
+          ctx.lineWidth = Math.max(2, Math.round(px / 4));
+        }
+        ctx.strokeText(text, c * s + 2, y + 2);
+        ctx.fillText(text, c * s + 2, y + 2);
+        draws.labels.set(i, text);
+      }
+    }
+    ctx.restore();
+  }
+
+  /**
+   * Rings around notable zones whose cells are too small to see (one pixel may hold thousands of
+   * zones): a single offline or open zone among 262,144 cannot be missed. The legend's order
+   * decides which condition marks a cell shared by several.
+   */
+  function drawMarkers(top) {
+    draws.markers = [];
+    if (view.s / view.dpr >= MARKED_BELOW) return;
+    const H = el.canvas.height;
+    const W = el.canvas.width;
+    // Wide enough to leave the cell and its nearest neighbours visible inside the ring.
+    const radius = 9 * view.dpr + view.s / 2;
+    const marked = new Set();
+    ctx.save();
+    for (let c = 0; c < I_FULL && draws.markers.length < MAX_MARKERS; c++) {
+      for (const i of state.notable[c]) {
+        if (draws.markers.length >= MAX_MARKERS) break;
+        const cell = Math.floor(i / view.k);
+        if (marked.has(cell)) continue;
+        const { x, y } = cellOrigin(i, top);
+        if (y + view.s < 0 || y >= H) continue;
+        marked.add(cell);
+        const cx = Math.min(W - 1, x + view.s / 2);
+        const cy = y + view.s / 2;
+        ctx.beginPath();
+        ctx.arc(cx, cy, radius, 0, 2 * Math.PI);
+        ctx.lineWidth = 4 * view.dpr;
+        ctx.strokeStyle = '#ffffff';
+        ctx.stroke();
+        ctx.lineWidth = 2 * view.dpr;
+        ctx.strokeStyle = CONDITIONS[c].fill;
+        ctx.stroke();
+        draws.markers.push({ zone: i, condition: CONDITIONS[c].name, x: cx, y: cy, radius });
+      }
+    }
+    ctx.restore();
   }
 
   /** Outlines the selected zones, one rectangle per visible row segment. */
@@ -502,8 +610,75 @@
     box.dataset.max = String(max);
   }
 
+  /** The `limit` smallest zone numbers of a set (sorted), without sorting a large set whole. */
+  function smallest(set, limit) {
+    const out = [];
+    for (const z of set) {
+      if (out.length === limit && z >= out[limit - 1]) continue;
+      let at = out.length;
+      while (at > 0 && out[at - 1] > z) at--;
+      out.splice(at, 0, z);
+      if (out.length > limit) out.pop();
+    }
+    return out;
+  }
+
+  /** Brings zone i on screen with a cell of its own (selected), from the list of notable zones. */
+  function goToZone(i) {
+    state.anchor = i;
+    select(i, 1);
+    const s = view.k === 1 && view.s / view.dpr >= MARKED_BELOW ? view.s : CELL_SIZES.find((x) => x / view.dpr >= 16) ?? CELL_SIZES[CELL_SIZES.length - 1];
+    view.fit = false;
+    Object.assign(view, { k: 1, s });
+    layout(i, Math.floor(el.canvas.height / 3));
+  }
+
+  /** Beside the map: every notable condition present, with its first zone numbers as links. */
+  let notableShown = '';
+  function renderNotable() {
+    const listed = [];
+    for (let c = 0; c < I_FULL; c++) listed.push(state.notable[c].size === 0 ? [] : smallest(state.notable[c], NOTABLE_LISTED));
+    // Rebuilt only when it changes, so an event cannot replace a button under the pointer.
+    const key = `${state.node}|${state.reported}|${listed.map((l, c) => `${state.notable[c].size}:${l.join(',')}`).join('|')}`;
+    if (key === notableShown) return;
+    notableShown = key;
+    const items = [];
+    for (let c = 0; c < I_FULL; c++) {
+      const set = state.notable[c];
+      if (set.size === 0) continue;
+      const li = document.createElement('li');
+      li.dataset.condition = CONDITIONS[c].name;
+      const title = document.createElement('span');
+      title.className = 'notable-title';
+      const swatch = document.createElement('span');
+      swatch.className = 'dot';
+      swatch.style.background = CONDITIONS[c].fill;
+      title.append(swatch, `${CONDITIONS[c].label} (${count(set.size)})`);
+      li.append(title);
+      for (const z of listed[c]) {
+        const b = document.createElement('button');
+        b.type = 'button';
+        b.dataset.zone = String(z);
+        b.textContent = count(z);
+        b.title = `show zone ${count(z)}`;
+        b.addEventListener('click', () => goToZone(z));
+        li.append(' ', b);
+      }
+      if (set.size > NOTABLE_LISTED) {
+        const more = document.createElement('span');
+        more.className = 'more';
+        more.textContent = ` and ${count(set.size - NOTABLE_LISTED)} more`;
+        li.append(more);
+      }
+      items.push(li);
+    }
+    el.notable.replaceChildren(...items);
+    el.notableNone.hidden = items.length > 0 || state.reported === 0;
+  }
+
   function renderSummary() {
     if (!state.zone) return;
+    renderNotable();
     for (let i = 0; i < CONDITIONS.length; i++) {
       const n = $(`count-${CONDITIONS[i].name}`);
       if (n) n.textContent = count(state.counts[i]);
@@ -623,6 +798,7 @@
     state.n = 0;
     state.ready = false;
     el.summary.hidden = true;
+    el.attention.hidden = true;
     el.actions.hidden = true;
     el.body.dataset.node = '';
     el.body.dataset.ready = 'false';
@@ -656,6 +832,7 @@
       cap: new Float64Array(n),
       len: new Float64Array(n),
       counts: new Array(CONDITIONS.length).fill(0),
+      notable: CONDITIONS.map(() => new Set()),
       reported: 0,
       ready: false,
     });
@@ -664,6 +841,7 @@
     el.body.dataset.node = name;
     el.body.dataset.ready = 'false';
     el.summary.hidden = false;
+    el.attention.hidden = false;
     el.actions.hidden = false;
     el.geometry.textContent = geometryText();
     renderNodes();
@@ -689,9 +867,10 @@
       return;
     }
     state.ready = true;
-    el.body.dataset.ready = 'true';
     renderSummary();
-    requestDraw();
+    // Drawn before it says so: a screenshot taken once data-ready is "true" shows every zone.
+    draw();
+    el.body.dataset.ready = 'true';
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -869,6 +1048,10 @@
     get frames() { return draws.frames; },
     get lastDrawMs() { return draws.lastMs; },
     get view() { return { k: view.k, s: view.s, fit: view.fit, cols: view.cols, rows: view.rows }; },
+    /** The rings of the last frame: {zone, condition, x, y, radius} in canvas device px. */
+    get markers() { return draws.markers.map((m) => ({ ...m })); },
+    /** The zone number written in zone i's cell in the last frame, or null. */
+    label: (i) => draws.labels.get(i) ?? null,
     get selection() { return { ...state.sel }; },
     zone(i) {
       if (!(i >= 0 && i < state.n) || state.cond[i] === UNKNOWN) return null;

@@ -1,8 +1,11 @@
 /**
- * Makes docs/zone-map.png: the zone map of a node with every condition, a zone hovered and the
- * error sentence of a refused operation. Not a test; run after a build:
+ * Makes the pictures of docs/zone-map.md. Not a test; run after a build:
  *
- *   npm run build && node dist/test/web/screenshot.js [OUT.png]
+ *   npm run build && node dist/test/web/screenshot.js [DIR]
+ *
+ * DIR/zone-map.png (DIR defaults to docs/): a node with every condition, a zone hovered and the
+ * error sentence of a refused operation. DIR/zone-map-262144.png: 262,144 zones with one zone in
+ * each rare condition, listed beside the map and ringed on it.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,8 +16,7 @@ import {
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
-async function main(out: string): Promise<void> {
-  if (!chromiumInstalled()) throw new Error(`${CHROMIUM} is not installed (Debian: apt-get install chromium)`);
+async function everyCondition(out: string): Promise<void> {
   const service = await startService({ prepare: (dir) => createZonedImage(dir, 'zbc.qcow2', 48) });
   const browser = await launchChromium();
   try {
@@ -27,7 +29,7 @@ async function main(out: string): Promise<void> {
     await client.blockdevZoneMgmt({ 'node-name': 'zbc0', op: 'close', offset: 21 * ZONE, length: ZONE });
     await client.blockdevZoneAppend({ 'node-name': 'zbc0', offset: 22 * ZONE, pattern: 2, length: 64 * KiB });
 
-    const page = await (await browser.newContext({ viewport: { width: 1280, height: 820 }, deviceScaleFactor: 1 })).newPage();
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 1000 }, deviceScaleFactor: 1 })).newPage();
     await openZoneMap(page, service.http, 'zbc0');
     // A refused operation shows the service's sentence: open the offline zone.
     await page.fill('#sel-first', '8');
@@ -48,7 +50,35 @@ async function main(out: string): Promise<void> {
   }
 }
 
-main(process.argv[2] ?? path.join(ROOT, 'docs', 'zone-map.png')).catch((e: unknown) => {
+async function atScale(out: string): Promise<void> {
+  const small = 64 * KiB;
+  const service = await startService({ prepare: (dir) => createZonedImage(dir, 'big.qcow2', 262144, { size: small, capacity: small }) });
+  const browser = await launchChromium();
+  try {
+    const client = await connectClient(service);
+    await addNode(client, 'big', 'big.qcow2');
+    await client.blockdevZoneInject({ 'node-name': 'big', offset: 200001 * small, condition: 'offline' });
+    await client.blockdevZoneInject({ 'node-name': 'big', offset: 61234 * small, condition: 'read-only' });
+    await client.blockdevZoneMgmt({ 'node-name': 'big', op: 'open', offset: 100000 * small, length: small });
+    await client.blockdevWrite({ 'node-name': 'big', offset: 150000 * small, pattern: 1, length: 4 * KiB });
+    const page = await (await browser.newContext({ viewport: { width: 1100, height: 640 }, deviceScaleFactor: 1 })).newPage();
+    await openZoneMap(page, service.http, 'big', 120000);
+    await page.screenshot({ path: out });
+    await client.close();
+    process.stdout.write(`wrote ${out}\n`);
+  } finally {
+    await browser.close();
+    await service.stop();
+  }
+}
+
+async function main(dir: string): Promise<void> {
+  if (!chromiumInstalled()) throw new Error(`${CHROMIUM} is not installed (Debian: apt-get install chromium)`);
+  await everyCondition(path.join(dir, 'zone-map.png'));
+  await atScale(path.join(dir, 'zone-map-262144.png'));
+}
+
+main(process.argv[2] ?? path.join(ROOT, 'docs')).catch((e: unknown) => {
   process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
   process.exitCode = 1;
 });
