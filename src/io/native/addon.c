@@ -1,6 +1,6 @@
 /*
- * qzoned's optional native addon: the few calls Node lacks (src/io/native/addon.ts loads it). Each
- * function lives in its own file; this one only registers them.
+ * qzoned's native addon: the few calls Node lacks (src/io/native/addon.ts loads it). Each group of
+ * functions lives in its own file; this one only registers them.
  */
 #include <node_api.h>
 #include "addon.h"
@@ -14,6 +14,13 @@ static int export_function(napi_env env, napi_value exports, const char *name, n
 static napi_value init(napi_env env, napi_value exports) {
   if (!export_function(env, exports, "reserveKeepSize", reserve_keep_size)) return NULL;
   if (!export_function(env, exports, "tuneMalloc", tune_malloc)) return NULL;
+  if (!export_function(env, exports, "openBeneath", open_beneath_js)) return NULL;
+  if (!export_function(env, exports, "mkdirBeneath", mkdir_beneath_js)) return NULL;
+  if (!export_function(env, exports, "unlinkBeneath", unlink_beneath_js)) return NULL;
+  if (!export_function(env, exports, "listDirectory", list_directory_js)) return NULL;
+  if (!export_function(env, exports, "ofdSetLock", ofd_set_lock)) return NULL;
+  if (!export_function(env, exports, "ofdTestLock", ofd_test_lock)) return NULL;
+  if (!export_function(env, exports, "namedMemfd", named_memfd)) return NULL;
   return exports;
 }
 

@@ -5,5 +5,12 @@
 
 napi_value reserve_keep_size(napi_env env, napi_callback_info info);
 napi_value tune_malloc(napi_env env, napi_callback_info info);
+napi_value open_beneath_js(napi_env env, napi_callback_info info);
+napi_value mkdir_beneath_js(napi_env env, napi_callback_info info);
+napi_value unlink_beneath_js(napi_env env, napi_callback_info info);
+napi_value list_directory_js(napi_env env, napi_callback_info info);
+napi_value ofd_set_lock(napi_env env, napi_callback_info info);
+napi_value ofd_test_lock(napi_env env, napi_callback_info info);
+napi_value named_memfd(napi_env env, napi_callback_info info);
 
 #endif

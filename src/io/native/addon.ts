@@ -1,20 +1,63 @@
 /**
- * The optional native addon (addon.c and one C file per call), built by `npm ci` with node-gyp
- * when python3, make and a C compiler are there. Everything that uses it works without it, only
- * slower; callers get the reason it is missing, for their logs and tests.
+ * The native addon (addon.c and one C file per group of calls), built by `npm ci` with node-gyp
+ * when python3, make and a C compiler are there (`npm run native` rebuilds it).
+ *
+ * Two things cannot be had without it, because Node has neither call: confinement beneath the
+ * image directory (openat2, confined.c) and QEMU's image locks (fcntl OFD locks, ofd-lock.c). So
+ * `qzoned serve` refuses to start without it, and opening an image with locks (every image the
+ * tools and the daemon open) fails with a sentence saying how to build it. The rest is speed
+ * only: without it images reserve no space ahead of writes and malloc keeps its defaults.
  */
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fail, type QzonedError } from '../../errors.js';
 
 export interface NativeAddon {
   /** fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length): 0, or the errno. */
   reserveKeepSize(fd: number, offset: number, length: number): number;
   /** mallopt M_MMAP_THRESHOLD and M_TRIM_THRESHOLD: 1 taken, 0 refused, -1 not glibc. */
   tuneMalloc(mmapThreshold: number, trimThreshold: number): number;
+  /**
+   * openat2(dirfd, path) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS and
+   * O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW; `how` is a sum of OPEN_HOW flags. A descriptor, or -errno.
+   */
+  openBeneath(dirfd: number, path: string, how: number, mode: number): number;
+  /** mkdirat in the parent of `path`, that parent opened beneath dirfd: 0 or -errno. */
+  mkdirBeneath(dirfd: number, path: string, mode: number): number;
+  /** unlinkat (AT_REMOVEDIR for a directory) in the parent of `path`, opened beneath dirfd: 0 or -errno. */
+  unlinkBeneath(dirfd: number, path: string, isDirectory: boolean): number;
+  /** The names in an open directory, without . and ..; or -errno. */
+  listDirectory(dirfd: number): string[] | number;
+  /** F_OFD_SETLK; type 0 read, 1 write, 2 unlock. 0, or the errno. */
+  ofdSetLock(fd: number, type: number, start: number, length: number): number;
+  /** F_OFD_GETLK; type 0 read, 1 write. 0 free, 1 a read lock of another description, 2 a write lock; -errno. */
+  ofdTestLock(fd: number, type: number, start: number, length: number): number;
+  /** memfd_create(name, MFD_CLOEXEC): a descriptor, or -errno. */
+  namedMemfd(name: string): number;
+}
+
+/** The `how` flags of openBeneath (confined.c's HOW_*). */
+export const OPEN_HOW = { write: 1, create: 2, directory: 4, path: 8 } as const;
+
+/** The sentence for a missing addon: what cannot be done, and how to build it. */
+export function nativeAddonMissing(purpose: string, why: string): QzonedError {
+  return fail('unsupported-feature',
+    `qzoned cannot ${purpose} without its native addon (${why}); build it with \`npm run native\` (needs python3, make and a C compiler)`);
+}
+
+/** The addon, or a QzonedError saying that `purpose` needs it and how to build it. */
+export function requireNativeAddon(purpose: string): NativeAddon {
+  const { addon, why } = nativeAddon();
+  if (!addon) throw nativeAddonMissing(purpose, why);
+  return addon;
 }
 
 let loaded: { addon: NativeAddon | null; why: string } | null = null;
+
+const ADDON_FUNCTIONS: ReadonlyArray<keyof NativeAddon> = [
+  'reserveKeepSize', 'tuneMalloc', 'openBeneath', 'mkdirBeneath', 'unlinkBeneath', 'listDirectory', 'ofdSetLock', 'ofdTestLock', 'namedMemfd',
+];
 
 /** The addon, or null with the reason it is missing. */
 export function nativeAddon(): { addon: NativeAddon | null; why: string } {
@@ -23,14 +66,22 @@ export function nativeAddon(): { addon: NativeAddon | null; why: string } {
   // src/io/native (run from source) or dist/src/io/native (compiled): the addon is built in src/io/native.
   const candidates = [path.resolve(here, 'build/Release/qzoned_native.node'), path.resolve(here, '../../../../src/io/native/build/Release/qzoned_native.node')];
   const require = createRequire(import.meta.url);
-  let why = 'the native addon is not built (npm ci builds it when python3, make and a C compiler are present)';
+  let why = 'it is not built; npm ci builds it when python3, make and a C compiler are present';
   for (const candidate of candidates) {
+    let addon: NativeAddon;
     try {
-      loaded = { addon: require(candidate) as NativeAddon, why: '' };
-      return loaded;
+      addon = require(candidate) as NativeAddon;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') why = `the native addon does not load: ${(e as Error).message}`;
+      if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') why = `it does not load: ${(e as Error).message}`;
+      continue;
     }
+    const missing = ADDON_FUNCTIONS.filter((name) => typeof addon[name] !== 'function');
+    if (missing.length > 0) {
+      why = `it was built from older sources and lacks ${missing.join(', ')}`;
+      continue;
+    }
+    loaded = { addon, why: '' };
+    return loaded;
   }
   loaded = { addon: null, why };
   return loaded;
