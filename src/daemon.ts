@@ -6,7 +6,9 @@
  */
 import fs from 'node:fs';
 import { BlockGraph } from './block/graph.js';
-import { ImageDir } from './block/paths.js';
+import { ImageDir } from './block/image-dir.js';
+import { fail } from './errors.js';
+import { nativeAddon } from './io/native/addon.js';
 import { JobList } from './jobs/job-list.js';
 import { createHandlers, type Services } from './handlers/index.js';
 import { qzonedVersion } from './version.js';
@@ -39,7 +41,13 @@ export { qzonedVersion };
 
 /** Everything but the listeners: what a handler test builds in-process. */
 export function createServices(options: { imageDir: string; log: Logger; events?: EventBus; zoneEventIntervalMs?: number }): Services {
-  fs.mkdirSync(options.imageDir, { recursive: true });
+  const { addon, why } = nativeAddon();
+  if (!addon) {
+    throw fail('unsupported-feature',
+      `qzoned serve needs its native addon, which keeps every file beneath the image directory and takes QEMU's image locks, but ${why}; build it with \`npm run native\` (python3, make and a C compiler)`);
+  }
+  // Only the service's own user may reach a directory it creates (images it creates are 0600 too).
+  fs.mkdirSync(options.imageDir, { recursive: true, mode: 0o700 });
   const events = options.events ?? new EventBus();
   const graph = new BlockGraph(new ImageDir(options.imageDir), {
     events,
@@ -52,7 +60,11 @@ export function createServices(options: { imageDir: string; log: Logger; events?
 /** Waits for running jobs, then flushes and closes every image. */
 export async function closeServices(services: Services): Promise<void> {
   await Promise.allSettled(services.jobs.unfinished().map((j) => j.finished));
-  await services.graph.closeAll();
+  try {
+    await services.graph.closeAll();
+  } finally {
+    services.graph.directory.close();
+  }
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {

@@ -1,20 +1,24 @@
 /**
- * The node graph (QEMU's block layer, small): named file nodes, which hold a path inside the
- * image directory, and qcow2 nodes on top of them, which hold the open image. Names are unique
- * across both kinds; a file node cannot go while a qcow2 node sits on it; a qcow2 node is flushed
- * (data, then write pointers: the engine's close) and closed when deleted. Mutations run one at
- * a time, so two concurrent blockdev-add calls cannot both take a name.
+ * The node graph (QEMU's block layer, small): named file nodes, which hold a file beneath the
+ * image directory by its descriptor (file-node.ts), and qcow2 nodes on top of them, which hold the
+ * image open on that same descriptor. Names are unique across both kinds; a file node cannot go
+ * while a qcow2 node sits on it; a qcow2 node is flushed (data, then write pointers: the engine's
+ * close) and closed when deleted. Mutations run one at a time, so two concurrent blockdev-add
+ * calls cannot both take a name.
  *
- * The exclusive-writer lock is the engine's (openImage takes it for a read-write open), so a
- * second read-write qcow2 node on the same file, here or in another process, gets image-locked.
+ * QEMU's image locks are the engine's (openImage takes them on the file node's descriptor), so a
+ * second read-write qcow2 node on the same file, here or in another process (QEMU's tools
+ * included), gets image-locked. A read-only qcow2 node shares every permission, as QEMU's
+ * force-share does: readers are let in beside a writer.
  *
  * BLOCK_ZONES_CHANGED is coalesced here per node (protocol.md §4): at most one event per
  * interval (100 ms: ten a second), carrying the latest state of every zone changed since the last.
  */
-import fs from 'node:fs';
 import { deviceNotFound, fail, fromSystemError } from '../errors.js';
+import type { NodeFile } from '../io/file.js';
 import { openImage, isZoned, type AnyImage, type BlockImage, type ZonedOps } from './images.js';
-import type { ImageDir } from './paths.js';
+import { fileNodeInfo, openNodeFile } from './file-node.js';
+import type { ImageDir } from './image-dir.js';
 import type { EventBus } from '../rpc/events.js';
 import type { Logger } from '../log.js';
 import type {
@@ -26,8 +30,8 @@ export interface FileNode {
   readonly name: string;
   /** As the client gave it (shown by query-named-block-nodes). */
   readonly filename: string;
-  /** Absolute and symlink-free, inside the image directory. */
-  readonly path: string;
+  /** The file, by the descriptor opened at add time (read-write unless readOnly); never reopened. */
+  readonly file: NodeFile;
   readonly readOnly: boolean;
   /** Created by inline options of a qcow2 node; goes away with that node. */
   readonly implicit: boolean;
@@ -84,14 +88,20 @@ export class BlockGraph {
     return this.nodes.has(name);
   }
 
-  /** Resolves a client's filename inside the image directory (path-outside-image-dir otherwise). */
-  resolvePath(filename: string): string {
-    return this.imageDir.resolve(filename);
+  /** The image directory: every filename a client gives is opened beneath it. */
+  get directory(): ImageDir {
+    return this.imageDir;
   }
 
-  /** The qcow2 nodes whose image lives at `path` (absolute, as resolvePath returns it). */
-  qcow2NodesOn(path: string): Qcow2Node[] {
-    return [...this.nodes.values()].filter((n): n is Qcow2Node => n.kind === 'qcow2' && n.file.path === path);
+  /** The absolute path a client's filename names: for text only (zloop's add line), never opened. */
+  resolvePath(filename: string): string {
+    return this.imageDir.pathOf(filename);
+  }
+
+  /** The qcow2 nodes whose image is the file with this device and inode. */
+  qcow2NodesOn(identity: { dev: number; ino: number }): Qcow2Node[] {
+    return [...this.nodes.values()].filter((n): n is Qcow2Node =>
+      n.kind === 'qcow2' && n.file.file.identity.dev === identity.dev && n.file.file.identity.ino === identity.ino);
   }
 
   addFile(options: BlockdevOptionsFile): Promise<FileNode> {
@@ -110,6 +120,7 @@ export class BlockGraph {
         // QEMU's text (qmp-notes.md §3).
         if (node.users > 0) throw fail('node-in-use', `Block device ${name} is in use`);
         this.nodes.delete(name);
+        node.file.close();
         return;
       }
       await this.closeQcow2(node);
@@ -129,6 +140,7 @@ export class BlockGraph {
           first ??= e;
         }
       }
+      for (const node of this.nodes.values()) if (node.kind === 'file') node.file.close();
       this.nodes.clear();
       if (first) throw first;
     });
@@ -154,18 +166,16 @@ export class BlockGraph {
 
   private addFileNow(name: string, filename: string, readOnly: boolean, implicit: boolean): FileNode {
     this.checkNameFree(name);
-    const path = this.imageDir.resolve(filename);
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(path);
-      fs.accessSync(path, readOnly ? fs.constants.R_OK : fs.constants.R_OK | fs.constants.W_OK);
-    } catch (e) {
-      throw fromSystemError(e, filename, 'open');
-    }
-    if (!st.isFile()) throw fail('io-error', `Could not open '${filename}': it is not a regular file`);
-    const node: FileNode = { kind: 'file', name, filename, path, readOnly, implicit, users: 0 };
+    const file = openNodeFile(this.imageDir, filename, readOnly);
+    const node: FileNode = { kind: 'file', name, filename, file, readOnly, implicit, users: 0 };
     this.nodes.set(name, node);
     return node;
+  }
+
+  private dropImplicit(file: FileNode): void {
+    if (!file.implicit || file.users > 0) return;
+    this.nodes.delete(file.name);
+    file.file.close();
   }
 
   private fileNodeFor(ref: string | BlockdevInlineFile, readOnly: boolean): FileNode {
@@ -190,7 +200,7 @@ export class BlockGraph {
       if (file.readOnly && !readOnly) {
         throw fail('read-only-node', `file node '${file.name}' is read-only; a read-write qcow2 node needs a read-write file node`);
       }
-      const image = await openImage(file.path, {
+      const image = await openImage(file.file, {
         readOnly,
         holder: `qzoned daemon node ${name}`,
         writeThrough: options['write-cache'] === false,
@@ -206,7 +216,7 @@ export class BlockGraph {
       this.nodes.set(name, node);
       return node;
     } catch (e) {
-      if (file.implicit) this.nodes.delete(file.name);
+      this.dropImplicit(file);
       throw e;
     }
   }
@@ -215,12 +225,16 @@ export class BlockGraph {
     // Gone from the graph first, so no new command reaches an image being closed.
     this.nodes.delete(node.name);
     node.file.users--;
-    if (node.file.implicit) this.nodes.delete(node.file.name);
+    const dropFile = node.file.implicit && node.file.users === 0;
+    if (dropFile) this.nodes.delete(node.file.name);
     node.zoneEvents?.stop();
     try {
       await node.image.close();
     } catch (e) {
       throw fromSystemError(e, node.file.filename, 'flush and close');
+    } finally {
+      // The image works on the file node's descriptor: it closes only after the image has.
+      if (dropFile) node.file.file.close();
     }
   }
 }
@@ -269,20 +283,6 @@ export class ZoneEventCoalescer {
     if (this.timer) clearTimeout(this.timer);
     this.send();
   }
-}
-
-function fileNodeInfo(node: FileNode): BlockDeviceInfo {
-  let size = 0;
-  let actual = 0;
-  try {
-    const st = fs.statSync(node.path);
-    size = st.size;
-    actual = st.blocks * 512;
-  } catch {
-    // Removed behind our back: report it empty rather than fail the whole query.
-  }
-  const image: ImageInfo = { 'virtual-size': size, filename: node.filename, format: 'file', 'actual-size': actual, 'dirty-flag': false };
-  return { 'node-name': node.name, drv: 'file', ro: node.readOnly, file: node.filename, image };
 }
 
 function qcow2NodeInfo(node: Qcow2Node): BlockDeviceInfo {

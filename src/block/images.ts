@@ -3,7 +3,7 @@
  * null_handle_cmd() is. Everything above (tools, the daemon) sees one async surface, BlockImage,
  * plus ZonedOps when the image is zoned.
  */
-import { NodeFile } from '../io/file.js';
+import { NodeFile, type BlockFile } from '../io/file.js';
 import type { WriteBehindOptions } from '../io/write-behind.js';
 import { Qcow2Image, type Qcow2Info } from '../qcow2/image.js';
 import { parseHeader, hasBit } from '../qcow2/header.js';
@@ -122,33 +122,45 @@ class ZonedBlockImage implements BlockImage, ZonedOps {
   onZonesChanged(listener: (zones: number[]) => void): () => void { return this.image.onZonesChanged(listener); }
 }
 
-/** Creates an image; a zoned one when `zone.mode` is host-managed. Nothing is written on bad options. */
-export async function createImage(path: string, options: ImageCreateOptions, extras: { overwrite?: boolean } = {}): Promise<void> {
+/**
+ * Creates an image; a zoned one when `zone.mode` is host-managed. Nothing is written on bad
+ * options. `target` is a path (the tools) or a file already open read-write (the daemon's node or
+ * job descriptor), written through and left open.
+ */
+export async function createImage(target: string | NodeFile, options: ImageCreateOptions, extras: { overwrite?: boolean; holder?: string } = {}): Promise<void> {
   const { zone, ...qcow2 } = options;
-  await ZonedImage.create(path, qcow2, zone ?? { mode: 'non-zoned' }, extras);
+  await ZonedImage.create(target, qcow2, zone ?? { mode: 'non-zoned' }, extras);
 }
 
 /** Does the header say zoned (bit 5, or a zoned extension with a non-zero model)? */
-function looksZoned(path: string): boolean {
-  const f = new NodeFile(path, { readOnly: true });
-  try {
-    const buf = Buffer.alloc(Math.min(f.size(), 2 ** MAX_CLUSTER_BITS));
-    f.pread(buf, 0);
-    const h = parseHeader(buf);
-    const ext = zonedExtensionOf(h);
-    return hasBit(h.incompatible, INCOMPAT.zoned) || (ext !== undefined && ext.zoneModel !== 0);
-  } finally {
-    f.close();
-  }
+function looksZoned(f: BlockFile): boolean {
+  const buf = Buffer.alloc(Math.min(f.size(), 2 ** MAX_CLUSTER_BITS));
+  f.pread(buf, 0);
+  const h = parseHeader(buf);
+  const ext = zonedExtensionOf(h);
+  return hasBit(h.incompatible, INCOMPAT.zoned) || (ext !== undefined && ext.zoneModel !== 0);
 }
 
 /** `img check` for any qcow2 image: zoned ones get the zone metadata checks on top. */
-export async function checkAnyImage(path: string, options: { repair?: 'leaks' | 'all' } = {}): Promise<CheckResult> {
-  return looksZoned(path) ? checkZonedImage(path, options) : checkImage(path, options);
+export async function checkAnyImage(path: string, options: { repair?: 'leaks' | 'all'; forceShare?: boolean } = {}): Promise<CheckResult> {
+  const probe = new NodeFile(path, { readOnly: true });
+  let zoned: boolean;
+  try {
+    zoned = looksZoned(probe);
+  } finally {
+    probe.close();
+  }
+  return zoned ? checkZonedImage(path, options) : checkImage(path, options);
 }
 
 export interface ImageOpenOptions {
   readOnly?: boolean;
+  /**
+   * QEMU's force-share for a read-only open (src/qcow2/image.ts OpenOptions): default true, so a
+   * reader is let in beside a writer; qzoned io and img pass false, as qemu-io and qemu-img do
+   * without -U.
+   */
+  forceShare?: boolean;
   /** Named to a second opener that finds the writer lock taken. */
   holder?: string;
   /** write-cache off: each operation is durable before it returns. */
@@ -157,9 +169,23 @@ export interface ImageOpenOptions {
   writeBehind?: boolean | WriteBehindOptions;
 }
 
-export async function openImage(path: string, options: ImageOpenOptions = {}): Promise<AnyImage> {
-  if (looksZoned(path)) return new ZonedBlockImage(await ZonedImage.open(path, options));
-  const qcow2 = await Qcow2Image.open(path, options);
+/**
+ * Opens an image by path (opened once, here) or on a file node's descriptor (a NodeFile that stays
+ * the caller's: the image works on a lent view of it and never closes it).
+ */
+export async function openImage(source: string | NodeFile, options: ImageOpenOptions = {}): Promise<AnyImage> {
+  const file: BlockFile = typeof source === 'string'
+    ? new NodeFile(source, { readOnly: options.readOnly ?? false, preallocate: !options.readOnly })
+    : source.lend();
+  let zoned: boolean;
+  try {
+    zoned = looksZoned(file);
+  } catch (e) {
+    file.close();
+    throw e;
+  }
+  if (zoned) return new ZonedBlockImage(await ZonedImage.open(file, options));
+  const qcow2 = await Qcow2Image.open(file, options);
   if (!options.writeThrough) return new PlainImage(qcow2);
   return new WriteThroughImage(qcow2);
 }

@@ -11,6 +11,7 @@ import { type CheckResult } from '../qcow2/check.js';
 import { checkAnyImage } from '../block/images.js';
 import type { Qcow2Info } from '../qcow2/image.js';
 import { NodeFile } from '../io/file.js';
+import { openPath } from '../io/confined-open.js';
 import type { QzonedError } from '../errors.js';
 import { collect, type CliContext } from './context.js';
 import { dumpQdictHuman, keepInsertionOrder, toQemuJson, type QDict } from './qemu-json.js';
@@ -245,12 +246,22 @@ export function formatCreateLine(file: string, parsed: ParsedCreate): string {
 }
 
 function createRaw(file: string, size: number): void {
-  // qemu-img create truncates an existing raw file, and so do we.
-  const fd = fs.openSync(file, 'w');
+  // qemu-img create truncates an existing raw file, and so do we (a FIFO or device is refused, never waited on).
+  const fd = openRawForCreate(file);
   try {
+    fs.ftruncateSync(fd, 0);
     fs.ftruncateSync(fd, size);
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+function openRawForCreate(file: string): number {
+  try {
+    return openPath(file, { write: true }).fd;
+  } catch (error) {
+    if ((error as QzonedError).reason !== 'file-not-found') throw error;
+    return openPath(file, { create: true }).fd;
   }
 }
 
@@ -326,7 +337,7 @@ export function formatInfoHuman(input: InfoInput): string {
 export function probeFormat(file: string): 'qcow2' | 'raw' {
   let fd: number;
   try {
-    fd = fs.openSync(file, 'r');
+    fd = openPath(file).fd;
   } catch (error) {
     throw openError(file, error);
   }
@@ -362,7 +373,7 @@ async function collectInfo(file: string, format: 'qcow2' | 'raw'): Promise<InfoI
     }
     return { filename: file, format: 'raw', virtualSize: stat.size, actualSize: stat.blocks * 512, dirty: false };
   }
-  const image = await openImage(file, { readOnly: true, holder: 'qzoned img info' });
+  const image = await openImage(file, { readOnly: true, forceShare: false, holder: 'qzoned img info' });
   try {
     const info = image.info();
     return {
@@ -506,7 +517,7 @@ function isAllZero(data: Buffer): boolean {
 
 async function convert(ctx: CliContext, src: string, dst: string, sourceFormat: 'qcow2' | 'raw', targetFormat: 'qcow2' | 'raw', progress: boolean): Promise<void> {
   const source = sourceFormat === 'qcow2'
-    ? imageEndpoint(await openImage(src, { readOnly: true, holder: 'qzoned img convert' }))
+    ? imageEndpoint(await openImage(src, { readOnly: true, forceShare: false, holder: 'qzoned img convert' }))
     : rawEndpoint(src, 'r');
   let target: Endpoint | undefined;
   try {
@@ -572,7 +583,7 @@ function progressPrinter(ctx: CliContext, enabled: boolean): (done: number, tota
 
 async function convertToZloop(ctx: CliContext, src: string, dst: string, opts: ConvertCliOptions): Promise<void> {
   const blockSize = opts.blockSize === undefined ? undefined : parseSize(opts.blockSize, 'block size');
-  const image = await openImage(src, { readOnly: true, holder: 'qzoned img convert' });
+  const image = await openImage(src, { readOnly: true, forceShare: false, holder: 'qzoned img convert' });
   try {
     const plan = planExport(image, dst, { blockSize, imageName: `'${src}'`, dirName: dst });
     await runExport(plan, { onProgress: progressPrinter(ctx, opts.progress === true) });
@@ -821,7 +832,7 @@ export function imgCommand(ctx: CliContext): Command {
       if (options.pattern > 255) throw usageError(`Invalid pattern '${opts.pattern}': expected a byte, 0 to 255`);
       if (options.flushInterval && options.flushInterval < options.depth) throw usageError("Flush interval can't be smaller than depth");
       if (!options.drain && !options.flushInterval) throw usageError('--no-drain only makes sense with a flush interval');
-      const image = await openImage(file, { readOnly: !options.write, holder: 'qzoned img bench' });
+      const image = await openImage(file, { readOnly: !options.write, forceShare: false, holder: 'qzoned img bench' });
       try {
         if (!opts.quiet) ctx.out(formatBenchHeader(options));
         const seconds = await runBench(image, options);

@@ -57,7 +57,9 @@ export function ioCommand(ctx: CliContext): Command {
     .argument('<file>')
     .action(async (file: string, opts: { readOnly?: boolean; cmd: string[]; format?: string }) => {
       if (opts.format !== undefined && opts.format !== 'qcow2') throw usageError(`qzoned io opens qcow2 images only, not '${opts.format}'`);
-      const image = await openImage(file, { readOnly: opts.readOnly === true, holder: 'qzoned io' });
+      // QEMU's locks as qemu-io takes them: a read-only open keeps writers out and is refused while
+      // one is in. qemu-io's -U (force-share) would pass forceShare: true here.
+      const image = await openImage(file, { readOnly: opts.readOnly === true, forceShare: false, holder: 'qzoned io' });
       const session: IoSession = { target: imageTarget(image), output: { out: ctx.out, err: ctx.err } };
       let ok = true;
       try {

@@ -159,6 +159,7 @@ export type Reason =
   | 'node-not-found'
   | 'file-not-found'
   | 'file-exists'
+  | 'wrong-file-type'
   | 'image-locked'
   | 'path-outside-image-dir'
   | 'unsupported-feature'

@@ -5,12 +5,19 @@
  * Everything above talks to the BlockFile interface, so the choice can change in one place.
  */
 import fs from 'node:fs';
-import { fromSystemError } from '../errors.js';
+import { fail, fromSystemError } from '../errors.js';
+import { openPath, type OpenedFile } from './confined-open.js';
+import { FileLocks } from './lock.js';
 import { Preallocator, type PreallocatorOptions } from './preallocate.js';
 
 export interface BlockFile {
   readonly path: string;
   readonly readOnly: boolean;
+  /**
+   * QEMU's image locks of the file's open file description (lock.ts). Files without (a test's
+   * recording file) are opened without locks.
+   */
+  readonly locks?: FileLocks;
   /** Reads buf.length bytes at pos; bytes beyond the end of the file read as zeros. */
   pread(buf: Buffer, pos: number): void;
   pwrite(buf: Buffer, pos: number): void;
@@ -29,13 +36,15 @@ export interface BlockFile {
    */
   syncOffLoop?(): Promise<void>;
   size(): number;
+  /** Bytes the file occupies on disk (st_blocks * 512), from its descriptor. */
+  allocatedSize?(): number;
   truncate(length: number): void;
   close(): void;
 }
 
 export interface OpenFileOptions {
   readOnly?: boolean;
-  /** Create the file; fail if it exists. */
+  /** Create the file (mode 0644 before the umask, as qemu-img); fail if it exists. */
   create?: boolean;
   /** How errors name the file (a client's own name for it); default the path. */
   displayName?: string;
@@ -46,30 +55,70 @@ export interface OpenFileOptions {
   preallocate?: boolean | PreallocatorOptions;
 }
 
+/**
+ * A file held by its descriptor for life: every call works on the descriptor, nothing reopens the
+ * file by name. Opened by path (the offline tools, tests: confined-open.ts's openPath, so never
+ * blocking and only ever a regular file) or adopted from a descriptor a ConfinedDir opened (the
+ * daemon's nodes).
+ */
 export class NodeFile implements BlockFile {
   readonly path: string;
   readonly readOnly: boolean;
+  /** How sentences name the file (a client's own name for it). */
+  readonly displayName: string;
   private fd: number;
   /** Number of fdatasync calls: tests and benchmarks read it. */
   syncs = 0;
   readonly preallocator: Preallocator | null = null;
+  /** The file's device and inode, from fstat at open: what the file is, whatever its name becomes. */
+  readonly identity: { readonly dev: number; readonly ino: number };
+  readonly locks: FileLocks;
 
-  constructor(path: string, options: OpenFileOptions = {}) {
+  constructor(path: string, options: OpenFileOptions = {}, opened?: OpenedFile) {
     this.path = path;
-    this.readOnly = options.readOnly ?? false;
-    const flags = options.create ? 'wx+' : this.readOnly ? 'r' : 'r+';
-    try {
-      this.fd = fs.openSync(path, flags, 0o644);
-    } catch (e) {
-      throw fromSystemError(e, options.displayName ?? path, options.create ? 'create' : 'open');
-    }
+    this.readOnly = options.create ? false : options.readOnly ?? false;
+    this.displayName = options.displayName ?? path;
+    const file = opened ?? openPath(path, { create: options.create, write: !this.readOnly }, this.displayName);
+    this.fd = file.fd;
+    this.identity = { dev: file.stat.dev, ino: file.stat.ino };
+    this.locks = new FileLocks(this.fd, this.identity, this.displayName);
     if (options.preallocate && !this.readOnly) {
-      this.preallocator = new Preallocator(this.fd, this.size(), options.preallocate === true ? {} : options.preallocate);
+      this.preallocator = new Preallocator(this.fd, file.stat.size, options.preallocate === true ? {} : options.preallocate);
     }
   }
 
+  /**
+   * Takes over a descriptor opened elsewhere (ConfinedDir.openFile); `path` is for text only.
+   * `readOnly` must say how it was opened.
+   */
+  static adopt(opened: OpenedFile, path: string, options: Omit<OpenFileOptions, 'create'> = {}): NodeFile {
+    return new NodeFile(path, options, opened);
+  }
+
   get descriptor(): number {
+    if (this.fd < 0) throw fail('io-error', `'${this.displayName}' is closed`);
     return this.fd;
+  }
+
+  /**
+   * The same file for a user that must not close it (a qcow2 node on a file node): every call goes
+   * to this descriptor, and the view's close() only gives back blocks reserved beyond the end.
+   */
+  lend(): BlockFile {
+    const owner = this;
+    return {
+      get path() { return owner.path; },
+      get readOnly() { return owner.readOnly; },
+      get locks() { return owner.locks; },
+      pread: (buf, pos) => owner.pread(buf, pos),
+      pwrite: (buf, pos) => owner.pwrite(buf, pos),
+      sync: () => owner.sync(),
+      syncOffLoop: () => owner.syncOffLoop(),
+      size: () => owner.size(),
+      allocatedSize: () => owner.allocatedSize(),
+      truncate: (length) => owner.truncate(length),
+      close: () => owner.giveBackReservation(),
+    };
   }
 
   pread(buf: Buffer, pos: number): void {
@@ -105,6 +154,15 @@ export class NodeFile implements BlockFile {
     return fs.fstatSync(this.fd).size;
   }
 
+  allocatedSize(): number {
+    return fs.fstatSync(this.fd).blocks * 512;
+  }
+
+  /** Frees blocks reserved beyond the end (preallocate.ts); the size itself does not change. */
+  giveBackReservation(): void {
+    if (this.fd >= 0 && this.preallocator?.reservedBeyondEnd) this.truncate(this.size());
+  }
+
   truncate(length: number): void {
     fs.ftruncateSync(this.fd, length);
     // Truncation frees reserved blocks beyond the new size too.
@@ -114,9 +172,9 @@ export class NodeFile implements BlockFile {
   close(): void {
     if (this.fd < 0) return;
     try {
-      // Gives back the blocks reserved beyond the end; the size itself does not change.
-      if (this.preallocator?.reservedBeyondEnd) fs.ftruncateSync(this.fd, this.size());
+      this.giveBackReservation();
     } finally {
+      this.locks.descriptorClosed();
       fs.closeSync(this.fd);
       this.fd = -1;
     }

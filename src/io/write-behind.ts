@@ -45,6 +45,7 @@ export class WriteBehindFile implements BlockFile {
 
   get path(): string { return this.inner.path; }
   get readOnly(): boolean { return this.inner.readOnly; }
+  allocatedSize(): number { return this.inner.allocatedSize?.() ?? 0; }
 
   /** Writes waiting for the end of the turn (tests). */
   get queued(): number {

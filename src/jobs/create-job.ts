@@ -7,9 +7,10 @@
  * is auto-finalized; job-dismiss removes it).
  */
 import fs from 'node:fs';
-import { fail, isQzonedError, unsupported } from '../errors.js';
+import { fail, unsupported } from '../errors.js';
 import { createImage, type ImageCreateOptions } from '../block/images.js';
-import { acquireWriterLock } from '../io/lock.js';
+import { NodeFile } from '../io/file.js';
+import { wrongKind, fileKind } from '../io/confined-open.js';
 import { validateCreateOptions } from '../qcow2/create.js';
 import { zonedHeaderForCreate } from '../zoned/validate.js';
 import type { BlockGraph, FileNode } from '../block/graph.js';
@@ -24,9 +25,14 @@ export interface CreateJobContext {
   log: Logger;
 }
 
+/**
+ * Names only: the plan looks at the target (beneath the image directory's descriptor, never
+ * following a symlink) but opens nothing; the job opens or creates the file when it runs, the same
+ * way, so a directory swapped for a symlink after the reply makes the job fail, not write outside.
+ */
 type CreatePlan =
-  | { kind: 'file'; path: string; filename: string; size: number; preallocate: boolean }
-  | { kind: 'qcow2'; path: string; filename: string; exists: boolean; fileNode: FileNode | null; options: ImageCreateOptions };
+  | { kind: 'file'; filename: string; size: number; preallocate: boolean }
+  | { kind: 'qcow2'; filename: string; exists: boolean; fileNode: FileNode | null; options: ImageCreateOptions };
 
 const ZERO_CHUNK = 1024 * 1024;
 
@@ -55,16 +61,15 @@ function planCreate(graph: BlockGraph, options: BlockdevCreateOptions): CreatePl
 }
 
 function planFile(graph: BlockGraph, o: BlockdevCreateOptionsFile): CreatePlan {
-  const path = graph.resolvePath(o.filename);
   // ◆ QEMU would truncate an existing file; protocol.md §4 refuses it.
-  if (fs.existsSync(path)) throw fail('file-exists', `Could not create '${o.filename}': the file already exists`);
-  return { kind: 'file', path, filename: o.filename, size: o.size, preallocate: (o.preallocation ?? 'off') === 'full' };
+  if (graph.directory.lookup(o.filename)) throw fail('file-exists', `Could not create '${o.filename}': the file already exists`);
+  return { kind: 'file', filename: o.filename, size: o.size, preallocate: (o.preallocation ?? 'off') === 'full' };
 }
 
 function planQcow2(graph: BlockGraph, o: BlockdevCreateOptionsQcow2): CreatePlan {
   let fileNode: FileNode | null = null;
   let filename: string;
-  let path: string;
+  let identity: { dev: number; ino: number } | null;
   if (typeof o.file === 'string') {
     // QEMU's job error for a missing node (qmp-notes.md §2.4).
     if (!graph.has(o.file)) throw fail('node-not-found', `Cannot find device='${o.file}' nor node-name='${o.file}'`);
@@ -73,25 +78,20 @@ function planQcow2(graph: BlockGraph, o: BlockdevCreateOptionsQcow2): CreatePlan
     if (node.readOnly) throw fail('read-only-node', `file node '${o.file}' is read-only; blockdev-create needs a read-write file node`);
     fileNode = node;
     filename = node.filename;
-    path = node.path;
+    // The node's own descriptor: whatever its name is now, that file is the one written.
+    identity = node.file.identity;
   } else {
     filename = o.file.filename;
-    path = graph.resolvePath(filename);
+    // Missing: an inline target is created (◆) when the job runs.
+    const st = graph.directory.lookup(filename);
+    if (st && !st.isFile()) throw wrongKind(filename, fileKind(st), 'regular file');
+    identity = st;
   }
-  const users = graph.qcow2NodesOn(path);
+  const users = identity ? graph.qcow2NodesOn(identity) : [];
   if (users.length > 0) {
     throw fail('node-in-use', `'${filename}' is open as node '${users[0]!.name}'; delete that node before creating an image in its file`);
   }
-  let exists = false;
-  try {
-    const st = fs.statSync(path);
-    if (!st.isFile()) throw fail('io-error', `Could not create '${filename}': it is not a regular file`);
-    exists = true;
-  } catch (e) {
-    if (isQzonedError(e)) throw e;
-    // Missing: an inline target is created (◆); a node's file was there when the node was added.
-    if (fileNode) throw fail('file-not-found', `Could not open '${filename}': no such file or directory`);
-  }
+  const exists = identity !== null;
   const options: ImageCreateOptions = {
     size: o.size,
     clusterSize: o['cluster-size'],
@@ -105,30 +105,42 @@ function planQcow2(graph: BlockGraph, o: BlockdevCreateOptionsQcow2): CreatePlan
   if (zoned && (o.preallocation ?? 'off') !== 'off') {
     throw unsupported(`a zoned image takes preallocation off only; found ${o.preallocation}`);
   }
-  return { kind: 'qcow2', path, filename, exists, fileNode, options };
+  return { kind: 'qcow2', filename, exists, fileNode, options };
 }
 
 function runCreate(ctx: CreateJobContext, job: Job, plan: CreatePlan): Promise<void> {
   return job.runAfterReply(ctx.log, async () => {
-    if (plan.kind === 'file') createFile(plan);
+    if (plan.kind === 'file') createFile(ctx.graph, plan);
     else {
-      // Another writer (a node of another process, `qzoned io`) must not see its file overwritten.
-      if (plan.exists) await (await acquireWriterLock(plan.path, `qzoned blockdev-create job ${job.id}`)).release();
       job.throwIfCancelled();
-      await createImage(plan.path, plan.options, { overwrite: true });
+      // QEMU's writer locks are taken on the descriptor before the first byte: another writer (a
+      // node of another process, qemu-io) never sees its file overwritten.
+      const holder = `qzoned blockdev-create job ${job.id}`;
+      if (plan.fileNode) await createImage(plan.fileNode.file, plan.options, { overwrite: true, holder });
+      else await createInDirectory(ctx.graph, plan, holder);
     }
   });
 }
 
-function createFile(plan: Extract<CreatePlan, { kind: 'file' }>): void {
-  let fd: number;
+/** An inline target: opened (or created, exclusively) beneath the image directory, written through that descriptor. */
+async function createInDirectory(graph: BlockGraph, plan: Extract<CreatePlan, { kind: 'qcow2' }>, holder: string): Promise<void> {
+  const dir = graph.directory;
+  const opened = dir.openFile(plan.filename, plan.exists ? { write: true } : { create: true });
+  const file = NodeFile.adopt(opened, dir.pathOf(plan.filename), { displayName: plan.filename, preallocate: true });
   try {
-    fd = fs.openSync(plan.path, 'wx', 0o644);
+    await createImage(file, plan.options, { overwrite: true, holder });
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') throw fail('file-exists', `Could not create '${plan.filename}': the file already exists`);
-    throw fail('io-error', `Could not create '${plan.filename}': ${(e as Error).message}`);
+    if (!plan.exists) dir.removeCreated(plan.filename, file.identity);
+    throw e;
+  } finally {
+    file.close();
   }
+}
+
+function createFile(graph: BlockGraph, plan: Extract<CreatePlan, { kind: 'file' }>): void {
+  const dir = graph.directory;
+  const opened = dir.openFile(plan.filename, { create: true });
+  const fd = opened.fd;
   try {
     if (plan.preallocate) {
       const zeros = Buffer.alloc(Math.min(ZERO_CHUNK, plan.size));
@@ -142,7 +154,7 @@ function createFile(plan: Extract<CreatePlan, { kind: 'file' }>): void {
     fs.closeSync(fd);
   } catch (e) {
     fs.closeSync(fd);
-    fs.rmSync(plan.path, { force: true });
+    dir.removeCreated(plan.filename, opened.stat);
     throw fail('io-error', `Could not create '${plan.filename}': ${(e as Error).message}`);
   }
 }

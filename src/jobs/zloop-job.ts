@@ -5,10 +5,11 @@
  * reply and a failed one concludes the job at once (aborting, concluded); the copy runs after the
  * reply, chunk by chunk, with progress in bytes, and ends waiting, pending, concluded.
  */
-import fs from 'node:fs';
 import { fail, unsupported } from '../errors.js';
+import { NodeFile } from '../io/file.js';
 import { planExport, runExport, type ExportPlan } from '../zloop/export.js';
-import { planImport, runImport, type ImportPlan } from '../zloop/import.js';
+import { closeImportPlan, planImport, runImport, type ImportPlan } from '../zloop/import.js';
+import type { ZloopLocation } from '../zloop/directory.js';
 import type { Progress } from '../zloop/progress.js';
 import type { BlockGraph } from '../block/graph.js';
 import type { JobList } from './job-list.js';
@@ -22,6 +23,14 @@ export interface ZloopJobContext {
   log: Logger;
 }
 
+/** A client's directory name beneath the image directory: opened through its descriptor, like every file. */
+function locate(graph: BlockGraph, dir: string): ZloopLocation {
+  const imageDir = graph.directory;
+  // The name is refused first, before anything about the image or the directory is looked at.
+  imageDir.lookup(dir);
+  return { base: imageDir.dir, name: imageDir.relative(dir), path: imageDir.pathOf(dir), displayName: dir, ownsBase: false };
+}
+
 export function startZloopExportJob(ctx: ZloopJobContext, params: CommandParams<'blockdev-export-zloop'>): Job {
   // A missing node is an argument error, as blockdev-backup's is in QEMU: no job.
   const node = ctx.graph.get(params['node-name']);
@@ -30,8 +39,7 @@ export function startZloopExportJob(ctx: ZloopJobContext, params: CommandParams<
   let plan: ExportPlan;
   try {
     if (node.kind !== 'qcow2') throw unsupported(`node '${node.name}' is a file node; blockdev-export-zloop needs a host-managed qcow2 node`);
-    const dir = ctx.graph.resolvePath(params.dir);
-    plan = planExport(node.image, dir, { blockSize: params['block-size'], imageName: `node '${node.name}'`, dirName: params.dir });
+    plan = planExport(node.image, locate(ctx.graph, params.dir), { blockSize: params['block-size'], imageName: `node '${node.name}'`, dirName: params.dir });
   } catch (e) {
     job.fail(e, ctx.log);
     return job;
@@ -48,18 +56,25 @@ export function startZloopImportJob(ctx: ZloopJobContext, params: CommandParams<
   const job = ctx.jobs.create(params['job-id'], 'zloop-import');
   job.transition('running');
   let plan: ImportPlan;
-  let target: string;
+  const imageDir = ctx.graph.directory;
   try {
-    const dir = ctx.graph.resolvePath(params.dir);
-    target = ctx.graph.resolvePath(params.filename);
     // ◆ Unlike blockdev-create, an existing file is never overwritten: the job makes a new image.
-    if (fs.existsSync(target)) throw fail('file-exists', `Could not create '${params.filename}': the file already exists`);
-    plan = planImport(dir, { addOptions: params['zloop-options'], dirName: params.dir });
+    if (imageDir.lookup(params.filename)) throw fail('file-exists', `Could not create '${params.filename}': the file already exists`);
+    plan = planImport(locate(ctx.graph, params.dir), { addOptions: params['zloop-options'], dirName: params.dir });
   } catch (e) {
     job.fail(e, ctx.log);
     return job;
   }
-  job.finished = run(ctx, job, plan.totalBytes, (progress) => runImport(plan, target, progress, { holder: `qzoned blockdev-import-zloop job ${job.id}` }));
+  job.finished = run(ctx, job, plan.totalBytes, async (progress) => {
+    // Created exclusively beneath the image directory when the copy starts, and written through this descriptor.
+    const file = NodeFile.adopt(imageDir.openFile(params.filename, { create: true }), imageDir.pathOf(params.filename), { displayName: params.filename, preallocate: true });
+    const created = file.identity;
+    try {
+      await runImport(plan, { file, remove: () => imageDir.removeCreated(params.filename, created) }, progress, { overwrite: true, holder: `qzoned blockdev-import-zloop job ${job.id}` });
+    } finally {
+      file.close();
+    }
+  }).finally(() => closeImportPlan(plan));
   return job;
 }
 

@@ -15,7 +15,7 @@
  *   points at it, so a crash at any moment leaves either the old or the new structure in force.
  */
 import { NodeFile, type BlockFile } from '../io/file.js';
-import { acquireWriterLock } from '../io/lock.js';
+import { lockNeedFor, type ImageLock } from '../io/lock.js';
 import { corrupt, isQzonedError, QzonedError } from '../errors.js';
 import {
   AUTOCLEAR, EXT, HEADER, INCOMPAT, L1E_OFFSET_MASK, L1E_RESERVED_MASK, L2E_OFFSET_MASK, L2E_STD_RESERVED_MASK,
@@ -35,6 +35,8 @@ export interface CheckOptions {
   repair?: 'leaks' | 'all';
   /** Further host ranges that hold one reference each (the zoned layer's write-pointer array). */
   extraRanges?: ExtraRange[];
+  /** QEMU's force-share (-U) for a check without repair: read beside a writer instead of being refused. */
+  forceShare?: boolean;
 }
 
 export interface CheckResult {
@@ -804,10 +806,12 @@ export function rebuildRefcounts(file: BlockFile, h: Qcow2Header, extraRanges: E
  */
 export async function checkImage(path: string, options: CheckOptions = {}): Promise<CheckResult> {
   const repairing = options.repair !== undefined;
-  const lock = repairing ? await acquireWriterLock(path, 'qzoned img check') : null;
   let file: NodeFile | null = null;
+  let lock: ImageLock | null = null;
   try {
     file = new NodeFile(path, { readOnly: !repairing });
+    // qemu-img check's locks: a writer's for -r, else a reader's that keeps writers out.
+    lock = await file.locks.acquire(lockNeedFor(!repairing, !repairing && options.forceShare === true), 'qzoned img check');
     const head = Buffer.alloc(Math.min(file.size(), 2 ** MAX_CLUSTER_BITS));
     file.pread(head, 0);
     const h = parseHeader(head);
@@ -821,7 +825,7 @@ export async function checkImage(path: string, options: CheckOptions = {}): Prom
     const why = e instanceof Error ? e.message : String(e);
     throw new QzonedError('GenericError', 'corrupt-image', `Could not check '${path}': ${why}`);
   } finally {
+    lock?.release();
     file?.close();
-    await lock?.release();
   }
 }

@@ -4,8 +4,8 @@
  * table to the virtual size through the same code that grows it later, and preallocates.
  */
 import fs from 'node:fs';
-import { NodeFile } from '../io/file.js';
-import { acquireWriterLock, type WriterLock } from '../io/lock.js';
+import { NodeFile, type BlockFile } from '../io/file.js';
+import { LOCK_NEEDS, type ImageLock } from '../io/lock.js';
 import { encodeHeader, type HeaderExtension, type Qcow2Header } from './header.js';
 import {
   COMPAT, COMPRESSION, DEFAULT_CLUSTER_BITS, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, SECTOR,
@@ -28,6 +28,8 @@ export interface Qcow2CreateOptions {
 export interface CreateExtras {
   /** Overwrite an existing file (blockdev-create with a file node, as QEMU); default: refuse. */
   overwrite?: boolean;
+  /** Who holds the image's lock while it is written, shown to a second opener. */
+  holder?: string;
   /** Incompatible bits and extensions a layer above adds (the zoned extension). */
   incompatible?: bigint;
   extensions?: HeaderExtension[];
@@ -59,7 +61,11 @@ export function validateCreateOptions(o: Qcow2CreateOptions): number {
   return bits;
 }
 
-export async function createQcow2(path: string, options: Qcow2CreateOptions, extras: CreateExtras = {}): Promise<void> {
+/**
+ * Creates a qcow2 image at a path (the tools: created, or overwritten with `overwrite`) or in a
+ * NodeFile already open read-write (the daemon: through the node's or the job's descriptor).
+ */
+export async function createQcow2(target: string | NodeFile, options: Qcow2CreateOptions, extras: CreateExtras = {}): Promise<void> {
   const clusterBits = validateCreateOptions(options);
   const cs = 2 ** clusterBits;
   const header: Qcow2Header = {
@@ -87,17 +93,29 @@ export async function createQcow2(path: string, options: Qcow2CreateOptions, ext
   };
   // Encode first: an extension that does not fit is refused before the file exists.
   const cluster0 = encodeHeader(header);
-  const existed = fs.existsSync(path);
-  if (existed && !extras.overwrite) throw fail('file-exists', `Could not create '${path}': the file already exists`);
-  // An existing image is overwritten only under its writer lock, taken before the first byte.
-  let lock: WriterLock | null = existed ? await acquireWriterLock(path, 'qzoned create') : null;
-  let file: NodeFile;
+  const holder = extras.holder ?? 'qzoned create';
+  // A NodeFile is a file already open read-write (a node's descriptor, or one the caller created
+  // beneath the image directory): it is written through, never reopened, and stays the caller's.
+  const given = typeof target === 'string' ? null : target;
+  const path = given ? given.displayName : target as string;
+  const existed = given ? true : fs.existsSync(path);
+  if (!given && existed && !extras.overwrite) throw fail('file-exists', `Could not create '${path}': the file already exists`);
+  if (given?.readOnly) throw fail('read-only-node', `'${given.displayName}' is open read-only; an image is created through a read-write file`);
+  let owned: NodeFile | null = null;
   try {
-    file = existed ? new NodeFile(path) : new NodeFile(path, { create: true });
-    lock ??= await acquireWriterLock(path, 'qzoned create');
+    if (!given) owned = existed ? new NodeFile(path, { preallocate: true }) : new NodeFile(path, { create: true, preallocate: true });
   } catch (e) {
-    await lock?.release();
     throw fromSystemError(e, path, 'create');
+  }
+  const file: BlockFile = given ? given.lend() : owned!;
+  // An existing image is overwritten only under its lock, taken before the first byte.
+  let lock: ImageLock;
+  try {
+    lock = await (given ?? owned!).locks.acquire(LOCK_NEEDS.readWrite, holder);
+  } catch (e) {
+    file.close();
+    if (!given && !existed) fs.rmSync(path, { force: true });
+    throw e;
   }
   try {
     if (existed) file.truncate(0);
@@ -113,12 +131,12 @@ export async function createQcow2(path: string, options: Qcow2CreateOptions, ext
     file.sync();
   } catch (e) {
     file.close();
-    await lock.release();
-    if (!existed) fs.rmSync(path, { force: true });
+    lock.release();
+    if (!given && !existed) fs.rmSync(path, { force: true });
     throw fromSystemError(e, path, 'write');
   }
-  file.close();
-  const image = await Qcow2Image.open(path, { ...extras.openOptions, creating: true, heldLock: lock, holder: 'qzoned create' });
+  // The image goes on on the same descriptor, under the same lock.
+  const image = await Qcow2Image.open(file, { ...extras.openOptions, creating: true, heldLock: lock, holder });
   try {
     image.growL1ForSize();
     const p = options.preallocation ?? 'off';

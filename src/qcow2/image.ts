@@ -6,9 +6,8 @@
  * crash is never left to call order: every metadata change records its dependencies in the flush
  * graph (cache.ts) right where it is made.
  */
-import fs from 'node:fs';
 import { NodeFile, type BlockFile } from '../io/file.js';
-import { acquireWriterLock, type WriterLock } from '../io/lock.js';
+import { lockNeedFor, type ImageLock } from '../io/lock.js';
 import { WriteBehindFile, type WriteBehindOptions } from '../io/write-behind.js';
 import { DataBarrier } from './cache.js';
 import { ClusterMap, type Mapping } from './cluster.js';
@@ -29,10 +28,17 @@ export interface ExtraMetadata {
 
 export interface OpenOptions {
   readOnly?: boolean;
-  /** Take the exclusive-writer lock on read-write open (default true). */
+  /** Take QEMU's image locks on the file (src/io/lock.ts); default true. QEMU's locking=off is false. */
   lock?: boolean;
-  /** A writer lock the caller already holds (creation); the image releases it on close. */
-  heldLock?: WriterLock;
+  /**
+   * QEMU's force-share: a read-only open that shares every permission, so it neither keeps a
+   * writer out nor is kept out by one. Default true for read-only opens (readers are let in);
+   * qzoned io and qzoned img pass false, as qemu-io and qemu-img do without -U, so their read-only
+   * opens keep writers out and are refused while one is in. Read-write opens cannot share.
+   */
+  forceShare?: boolean;
+  /** A lock the caller already holds on the file (creation); the image releases it on close. */
+  heldLock?: ImageLock;
   /** Who holds the lock, shown to a second opener ("qzoned io", "qzoned daemon node q1"). */
   holder?: string;
   /** Incompatible feature bits the caller (e.g. the zoned layer) handles itself. */
@@ -42,8 +48,8 @@ export interface OpenOptions {
   /** Creation only: the new image's L1 table is still empty and is grown right after open. */
   creating?: boolean;
   /**
-   * Opens the underlying file; tests pass a recording file to simulate power loss. Default:
-   * NodeFile (synchronous fs calls).
+   * Opens the underlying file when open() is given a path; tests pass a recording file to
+   * simulate power loss. Default: NodeFile (synchronous fs calls).
    */
   openFile?: (path: string, readOnly: boolean) => BlockFile;
   /**
@@ -100,6 +106,7 @@ class TrackedFile implements BlockFile {
   }
   get path(): string { return this.inner.path; }
   get readOnly(): boolean { return this.inner.readOnly; }
+  allocatedSize(): number { return this.inner.allocatedSize?.() ?? 0; }
   pread(buf: Buffer, pos: number): void { this.inner.pread(buf, pos); }
   pwrite(buf: Buffer, pos: number): void {
     this.inner.pwrite(buf, pos);
@@ -139,7 +146,7 @@ export class Qcow2Image {
   private readonly refcounts: Refcounts;
   private readonly map: ClusterMap;
   private readonly data: DataBarrier;
-  private readonly lock: WriterLock | null;
+  private readonly lock: ImageLock | null;
   private lazyDirtySet = false;
   private closed = false;
   private readonly offLoopSyncs = new Set<Promise<void>>();
@@ -147,7 +154,7 @@ export class Qcow2Image {
   private inflated: { entry: bigint; data: Buffer } | null = null;
 
   private constructor(file: TrackedFile, header: Qcow2Header, readOnly: boolean, readOnlyReason: string | undefined,
-    lock: WriterLock | null, options: OpenOptions) {
+    lock: ImageLock | null, options: OpenOptions) {
     this.path = file.path;
     this.file = file;
     this.header = header;
@@ -179,35 +186,31 @@ export class Qcow2Image {
   }
 
   /**
-   * Opens an image. Everything that could refuse it is checked before the file is opened for
-   * writing, so a refused image is never modified.
+   * Opens an image: a path (opened here, once, in the mode wanted), or a BlockFile already open
+   * (a node's descriptor), which the image then owns and closes. QEMU's locks are taken before
+   * the header is read; everything that could refuse the image is checked before a byte is
+   * written, so a refused image is never modified.
    */
-  static async open(path: string, options: OpenOptions = {}): Promise<Qcow2Image> {
-    const openFile = options.openFile ?? ((p: string, ro: boolean): BlockFile => new NodeFile(p, { readOnly: ro, preallocate: !ro }));
-    const probe = openFile(path, true);
-    let header: Qcow2Header;
-    let verdict: ReturnType<typeof checkFeatures>;
-    try {
-      header = parseHeader(readCluster0(probe));
-      verdict = checkFeatures(header, options.allowIncompatible ?? 0n);
-    } finally {
-      probe.close();
-    }
+  static async open(source: string | BlockFile, options: OpenOptions = {}): Promise<Qcow2Image> {
     const wantWrite = !options.readOnly;
-    if (wantWrite && verdict.readOnlyReason) {
-      throw fail('unsupported-feature', `'${path}' can only be opened read-only: ${verdict.readOnlyReason}`);
-    }
-    let lock: WriterLock | null = options.heldLock ?? null;
-    if (wantWrite && !lock && options.lock !== false) lock = await acquireWriterLock(path, options.holder ?? `qzoned process ${process.pid}`);
+    const need = lockNeedFor(!wantWrite, options.forceShare ?? !wantWrite);
+    const openFile = options.openFile ?? ((p: string, ro: boolean): BlockFile => new NodeFile(p, { readOnly: ro, preallocate: !ro }));
+    const opened = typeof source === 'string' ? openFile(source, !wantWrite) : source;
+    let lock: ImageLock | null = options.heldLock ?? null;
     let file: TrackedFile | null = null;
     try {
-      const opened = openFile(path, !wantWrite);
+      if (wantWrite && opened.readOnly) throw fail('read-only-node', `'${opened.path}' is open read-only; a read-write image needs a read-write file`);
+      if (!lock && options.lock !== false && opened.locks) {
+        lock = await opened.locks.acquire(need, options.holder ?? `qzoned process ${process.pid}`);
+      }
+      let header = parseHeader(readCluster0(opened));
+      const verdict = checkFeatures(header, options.allowIncompatible ?? 0n);
+      if (wantWrite && verdict.readOnlyReason) {
+        throw fail('unsupported-feature', `'${opened.path}' can only be opened read-only: ${verdict.readOnlyReason}`);
+      }
       const behind = wantWrite && options.writeBehind ? (options.writeBehind === true ? {} : options.writeBehind) : null;
       file = new TrackedFile(behind ? new WriteBehindFile(opened, behind) : opened);
       if (wantWrite) {
-        // Re-read under the lock: another writer may have changed the header since the probe.
-        header = parseHeader(readCluster0(file));
-        checkFeatures(header, options.allowIncompatible ?? 0n);
         if (isDirty(header)) {
           // Lazy refcounts after a crash: rebuild them from L1/L2 before anything else (as QEMU).
           rebuildRefcounts(file, header, options.extraMetadata?.(header) ?? []);
@@ -224,8 +227,8 @@ export class Qcow2Image {
       }
       return new Qcow2Image(file, header, !wantWrite, verdict.readOnlyReason, lock, options);
     } catch (e) {
-      file?.close();
-      await lock?.release();
+      (file ?? opened).close();
+      lock?.release();
       throw e;
     }
   }
@@ -515,8 +518,11 @@ export class Qcow2Image {
       }
     } finally {
       this.closed = true;
-      this.file.close();
-      await this.lock?.release();
+      try {
+        this.file.close();
+      } finally {
+        this.lock?.release();
+      }
     }
   }
 
@@ -528,7 +534,7 @@ export class Qcow2Image {
     const h = this.header;
     let actualSize = 0;
     try {
-      actualSize = fs.statSync(this.path).blocks * 512;
+      actualSize = this.file.allocatedSize();
     } catch {
       actualSize = 0;
     }

@@ -9,9 +9,10 @@
  * equivalent and are refused.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { fail, unsupported } from '../errors.js';
+import { closeLocation, zloopLocationAt, type ZloopLocation } from './directory.js';
 import { isZoned, type AnyImage, type BlockImage, type ZonedOps, type ZoneDescriptor } from '../block/images.js';
+import type { ConfinedDir } from '../io/confined-open.js';
 import {
   addLine, checkZloopGeometry, deviceDirOf, geometryFileText, GEOMETRY_FILE, ZLOOP_LIMITS, zoneFileName,
   type DeviceDir, type ZloopGeometry,
@@ -37,12 +38,27 @@ export interface ExportPlan {
   totalBytes: number;
   /** The directory must be created (it did not exist). */
   createDir: boolean;
+  /** Where the directory is: written beneath that directory's descriptor, never through a symlink. */
+  where: ZloopLocation;
 }
 
-/** Every check, nothing written. Throws one sentence naming the first problem. */
-export function planExport(image: AnyImage, dir: string, options: ExportOptions = {}): ExportPlan {
+/**
+ * Every check, nothing written. Throws one sentence naming the first problem. `dir` is a tool's
+ * path or, in the daemon, a name beneath the image directory (directory.ts).
+ */
+export function planExport(image: AnyImage, dir: string | ZloopLocation, options: ExportOptions = {}): ExportPlan {
+  const where = typeof dir === 'string' ? zloopLocationAt(dir, options.dirName ?? dir) : dir;
+  try {
+    return planExportAt(image, where, options);
+  } catch (e) {
+    closeLocation(where);
+    throw e;
+  }
+}
+
+function planExportAt(image: AnyImage, where: ZloopLocation, options: ExportOptions): ExportPlan {
   const imageName = options.imageName ?? `'${image.path}'`;
-  const dirName = options.dirName ?? dir;
+  const dirName = options.dirName ?? where.displayName;
   if (!isZoned(image)) throw unsupported(`${imageName} is not a zoned image; zloop export needs a host-managed zoned image`);
   const info = image.zoneInfo();
   const blockSize = options.blockSize ?? ZLOOP_LIMITS.defaultBlockSize;
@@ -65,11 +81,11 @@ export function planExport(image: AnyImage, dir: string, options: ExportOptions 
 
   const zones = image.zoneReport();
   checkZones(zones, geometry, imageName);
-  const device = deviceDirOf(dir);
+  const device = deviceDirOf(where.path);
   const add = addLine(geometry, device);
-  const createDir = checkTargetDir(device.dir, dirName);
+  const createDir = checkTargetDir(where, dirName);
   const totalBytes = zones.reduce((sum, z) => sum + fileSizeOf(z, geometry), 0);
-  return { image, device, geometry, add, totalBytes, createDir };
+  return { image, device, geometry, add, totalBytes, createDir, where };
 }
 
 /** The size of a zone's file: what the driver reads the zone's state from. */
@@ -101,16 +117,17 @@ function listZones(zones: readonly ZoneDescriptor[], g: ZloopGeometry, withCondi
 }
 
 /** A missing directory is created; an existing one must be an empty directory. Returns "must create". */
-function checkTargetDir(dir: string, dirName: string): boolean {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(dir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return true;
-    throw fail('io-error', `Could not look at '${dirName}': ${(e as Error).message}`);
-  }
+function checkTargetDir(where: ZloopLocation, dirName: string): boolean {
+  const st = where.base.lookup(where.name, dirName);
+  if (!st) return true;
   if (!st.isDirectory()) throw fail('file-exists', `'${dirName}' exists and is not a directory; zloop export writes into a new or empty directory`);
-  const entries = fs.readdirSync(dir);
+  const opened = where.base.openDir(where.name, dirName);
+  let entries: string[];
+  try {
+    entries = opened.list();
+  } finally {
+    opened.close();
+  }
   if (entries.length > 0) {
     throw fail('file-exists', `'${dirName}' is not empty (it holds ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}, such as '${entries[0]}'); zloop export writes into a new or empty directory`);
   }
@@ -118,16 +135,21 @@ function checkTargetDir(dir: string, dirName: string): boolean {
 }
 
 /**
- * Writes the plan: one file per zone, then the geometry file. Zero blocks are left as holes.
- * On any failure (shouldStop included) the files written so far are removed.
+ * Writes the plan: one file per zone, then the geometry file, each created exclusively beneath the
+ * directory's descriptor. Zero blocks are left as holes. On any failure (shouldStop included) the
+ * files written so far are removed, and the directory if this export made it.
  */
 export async function runExport(plan: ExportPlan, progress: Progress = {}): Promise<void> {
-  const { image, geometry: g, device } = plan;
+  const { image, geometry: g, where } = plan;
+  const dirName = where.displayName;
   const written: string[] = [];
+  const madeDirs: string[] = [];
+  let dir: ConfinedDir | null = null;
   let done = 0;
   progress.onProgress?.(0, plan.totalBytes);
   try {
-    if (plan.createDir) fs.mkdirSync(device.dir, { recursive: true });
+    if (plan.createDir) madeDirs.push(...makeDirs(where));
+    dir = where.base.openDir(where.name, dirName);
     for (let index = 0; index < g.nrZones; index++) {
       const start = index * g.zoneSize;
       // The zone's state and data are read in one turn, so they agree even while the node is in use.
@@ -136,9 +158,9 @@ export async function runExport(plan: ExportPlan, progress: Progress = {}): Prom
       checkZones([zone], g, `'${image.path}'`);
       const conventional = zone.type === 'conventional';
       const size = fileSizeOf(zone, g);
-      const file = path.join(device.dir, zoneFileName(index, conventional));
-      const fd = fs.openSync(file, 'wx', 0o600);
-      written.push(file);
+      const name = zoneFileName(index, conventional);
+      const { fd } = dir.openFile(name, { create: true, mode: 0o600 }, `${dirName}/${name}`);
+      written.push(name);
       try {
         for (let at = 0; at < size; at += COPY_CHUNK) {
           if (progress.shouldStop?.()) throw progress.stopError?.() ?? fail('io-error', 'zloop export was stopped');
@@ -155,12 +177,36 @@ export async function runExport(plan: ExportPlan, progress: Progress = {}): Prom
         fs.closeSync(fd);
       }
     }
-    const geometryFile = path.join(device.dir, GEOMETRY_FILE);
-    fs.writeFileSync(geometryFile, geometryFileText(g, plan.add), { flag: 'wx', mode: 0o644 });
-    written.push(geometryFile);
+    const { fd } = dir.openFile(GEOMETRY_FILE, { create: true, mode: 0o644 }, `${dirName}/${GEOMETRY_FILE}`);
+    written.push(GEOMETRY_FILE);
+    try {
+      fs.writeFileSync(fd, geometryFileText(g, plan.add));
+    } finally {
+      fs.closeSync(fd);
+    }
   } catch (e) {
-    for (const file of written) fs.rmSync(file, { force: true });
-    if (plan.createDir) fs.rmSync(device.dir, { recursive: true, force: true });
-    throw e instanceof Error && !('errorClass' in e) ? fail('io-error', `zloop export to '${device.dir}' failed: ${e.message}`) : e;
+    for (const name of written) {
+      try { dir?.remove(name); } catch { /* already gone */ }
+    }
+    for (const made of madeDirs.reverse()) {
+      try { where.base.removeDir(made); } catch { /* not empty or gone: leave it */ }
+    }
+    throw e instanceof Error && !('errorClass' in e) ? fail('io-error', `zloop export to '${dirName}' failed: ${e.message}`) : e;
+  } finally {
+    dir?.close();
+    closeLocation(where);
   }
+}
+
+/** Creates the missing components of the location's name beneath its base; returns those made, outermost first. */
+function makeDirs(where: ZloopLocation): string[] {
+  const made: string[] = [];
+  const parts = where.name.split('/').filter((p) => p !== '' && p !== '.');
+  for (let i = 1; i <= parts.length; i++) {
+    const prefix = parts.slice(0, i).join('/');
+    if (where.base.lookup(prefix)) continue;
+    where.base.mkdir(prefix, 0o755, prefix);
+    made.push(prefix);
+  }
+  return made;
 }

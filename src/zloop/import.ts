@@ -9,6 +9,9 @@
 import fs from 'node:fs';
 import { corrupt, fail } from '../errors.js';
 import { createImage, isZoned, openImage, type ImageCreateOptions } from '../block/images.js';
+import type { ConfinedDir } from '../io/confined-open.js';
+import type { NodeFile } from '../io/file.js';
+import { closeLocation, zloopLocationAt, type ZloopLocation } from './directory.js';
 import { zonedHeaderForCreate } from '../zoned/validate.js';
 import {
   checkZloopGeometry, geometryFromAddOptions, readGeometryFile, scanZoneFiles, GEOMETRY_FILE,
@@ -24,7 +27,10 @@ export interface ImportOptions {
 }
 
 export interface ImportPlan {
-  dir: string;
+  /** The zloop directory, held by its descriptor from planning to the end of the run. */
+  dir: ConfinedDir;
+  /** How sentences name it. */
+  dirName: string;
   geometry: ZloopGeometry;
   files: ZoneFile[];
   /** Bytes to copy: every conventional zone and every sequential file. */
@@ -36,17 +42,36 @@ const GEOMETRY_KEYS: ReadonlyArray<[keyof ZloopGeometry, string]> = [
   ['zoneSize', 'zone size'], ['zoneCapacity', 'zone capacity'], ['nrZones', 'number of zones'], ['conventionalZones', 'conventional zones'],
 ];
 
-/** Every check, nothing written. Throws one sentence naming the first problem. */
-export function planImport(dir: string, options: ImportOptions = {}): ImportPlan {
-  const dirName = options.dirName ?? dir;
-  let st: fs.Stats;
+/**
+ * Every check, nothing written. Throws one sentence naming the first problem. `dir` is a tool's
+ * path or, in the daemon, a name beneath the image directory (directory.ts); the plan holds the
+ * directory's descriptor until runImport() or closeImportPlan() lets it go.
+ */
+export function planImport(dir: string | ZloopLocation, options: ImportOptions = {}): ImportPlan {
+  const where = typeof dir === 'string' ? zloopLocationAt(dir, options.dirName ?? dir) : dir;
   try {
-    st = fs.statSync(dir);
-  } catch {
-    throw fail('file-not-found', `Could not open '${dirName}': no such directory`);
+    const dirName = options.dirName ?? where.displayName;
+    const st = where.base.lookup(where.name, dirName);
+    if (!st) throw fail('file-not-found', `Could not open '${dirName}': no such directory`);
+    if (!st.isDirectory()) throw fail('invalid-zone-geometry', `'${dirName}' is not a directory; a zloop device is a directory of zone files`);
+    const opened = where.base.openDir(where.name, dirName);
+    try {
+      return planImportIn(opened, dirName, options);
+    } catch (e) {
+      opened.close();
+      throw e;
+    }
+  } finally {
+    closeLocation(where);
   }
-  if (!st.isDirectory()) throw fail('invalid-zone-geometry', `'${dirName}' is not a directory; a zloop device is a directory of zone files`);
+}
 
+/** Lets go of the zloop directory of a plan that will not run. */
+export function closeImportPlan(plan: ImportPlan): void {
+  plan.dir.close();
+}
+
+function planImportIn(dir: ConfinedDir, dirName: string, options: ImportOptions): ImportPlan {
   const fromFile = readGeometryFile(dir);
   const fromOptions = options.addOptions !== undefined ? geometryFromAddOptions(options.addOptions) : undefined;
   if (!fromFile && !fromOptions) {
@@ -84,31 +109,54 @@ export function planImport(dir: string, options: ImportOptions = {}): ImportPlan
     throw fail('too-many-active-zones',
       `'${dirName}' has ${closed.length} partly written (closed) zones but max-active-zones is ${geometry.maxActiveZones}; zloop applies no limit, the image would`);
   }
-  return { dir, geometry, files, totalBytes: files.reduce((sum, f) => sum + f.size, 0), createOptions };
+  return { dir, dirName, geometry, files, totalBytes: files.reduce((sum, f) => sum + f.size, 0), createOptions };
 }
 
+/** Where an import writes: a path (the tools), or a file the caller created and removes on failure (the daemon). */
+export type ImportTarget = string | { file: NodeFile; remove(): void };
+
 /**
- * Creates the image at `target` and fills it from the plan. On any failure (shouldStop included)
- * the image is removed. `overwrite` replaces an existing file, as qemu-img convert does.
+ * Creates the image at `target` and fills it from the plan, reading each zone file through a
+ * descriptor opened beneath the plan's directory (a regular file, checked by fstat). On any
+ * failure (shouldStop included) the image is removed. `overwrite` replaces an existing file, as
+ * qemu-img convert does.
  */
-export async function runImport(plan: ImportPlan, target: string, progress: Progress = {}, extras: { overwrite?: boolean; holder?: string } = {}): Promise<void> {
+export async function runImport(plan: ImportPlan, target: ImportTarget, progress: Progress = {}, extras: { overwrite?: boolean; holder?: string } = {}): Promise<void> {
+  try {
+    await runImportInto(plan, target, progress, extras);
+  } finally {
+    plan.dir.close();
+  }
+}
+
+async function runImportInto(plan: ImportPlan, target: ImportTarget, progress: Progress, extras: { overwrite?: boolean; holder?: string }): Promise<void> {
   const g = plan.geometry;
+  const holder = extras.holder ?? 'qzoned zloop import';
+  const into = typeof target === 'string' ? target : target.file;
+  const name = typeof target === 'string' ? target : target.file.displayName;
+  const removeTarget = typeof target === 'string' ? () => fs.rmSync(target, { force: true }) : () => target.remove();
   let done = 0;
   progress.onProgress?.(0, plan.totalBytes);
-  await createImage(target, plan.createOptions, { overwrite: extras.overwrite ?? false });
+  try {
+    await createImage(into, plan.createOptions, { overwrite: extras.overwrite ?? false, holder });
+  } catch (e) {
+    // A path the create refused (it exists) is not ours to remove; a file made for us is.
+    if (typeof target !== 'string') removeTarget();
+    throw e;
+  }
   let image;
   try {
-    image = await openImage(target, { holder: extras.holder ?? 'qzoned zloop import' });
+    image = await openImage(into, { holder });
   } catch (e) {
-    fs.rmSync(target, { force: true });
+    removeTarget();
     throw e;
   }
   try {
-    if (!isZoned(image)) throw fail('io-error', `'${target}' was created without zones`);
+    if (!isZoned(image)) throw fail('io-error', `'${name}' was created without zones`);
     const chunk = Buffer.alloc(COPY_CHUNK);
     for (const file of plan.files) {
       const start = file.index * g.zoneSize;
-      const fd = fs.openSync(file.path, 'r');
+      const { fd } = plan.dir.openFile(file.name, {}, file.path);
       try {
         // The size was checked at planning; a file that changed since then is not what was checked.
         if (fs.fstatSync(fd).size !== file.size) throw corrupt(`'${file.path}' changed size while it was being imported`);
@@ -136,7 +184,7 @@ export async function runImport(plan: ImportPlan, target: string, progress: Prog
     await image.close();
   } catch (e) {
     await image.close().catch(() => undefined);
-    fs.rmSync(target, { force: true });
+    removeTarget();
     throw e;
   }
 }

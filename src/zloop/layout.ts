@@ -19,7 +19,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fail, corrupt } from '../errors.js';
+import { fail, corrupt, isQzonedError } from '../errors.js';
+import { ConfinedDir, fileKind, wrongKind } from '../io/confined-open.js';
 import { SECTOR } from '../qcow2/format.js';
 
 export const MiB = 1024 * 1024;
@@ -213,16 +214,39 @@ export function geometryFileText(g: ZloopGeometry, add: string): string {
   return `${JSON.stringify(content, null, 2)}\n`;
 }
 
-/** Reads DIR's geometry file; undefined when there is none. */
-export function readGeometryFile(dir: string): ZloopGeometry | undefined {
-  const file = path.join(dir, GEOMETRY_FILE);
-  let text: string;
+/** Runs fn on DIR held by its descriptor: the one given, or a path opened for the call. */
+function withDir<T>(dir: string | ConfinedDir, fn: (d: ConfinedDir) => T): T {
+  if (typeof dir !== 'string') return fn(dir);
+  const d = ConfinedDir.open(dir);
   try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw fail('io-error', `Could not read '${file}': ${(e as Error).message}`);
+    return fn(d);
+  } finally {
+    d.close();
   }
+}
+
+/** Reads DIR's geometry file (a regular file beneath it, never a symlink); undefined when there is none. */
+export function readGeometryFile(dir: string | ConfinedDir): ZloopGeometry | undefined {
+  return withDir(dir, (d) => {
+    const file = path.join(d.name, GEOMETRY_FILE);
+    let text: string;
+    try {
+      const { fd } = d.openFile(GEOMETRY_FILE, {}, file);
+      try {
+        text = fs.readFileSync(fd, 'utf8');
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (e) {
+      if (isQzonedError(e) && e.reason === 'file-not-found') return undefined;
+      if (isQzonedError(e)) throw e;
+      throw fail('io-error', `Could not read '${file}': ${(e as Error).message}`);
+    }
+    return parseGeometryFile(text, file);
+  });
+}
+
+function parseGeometryFile(text: string, file: string): ZloopGeometry {
   let parsed: Record<string, unknown>;
   try {
     parsed = JSON.parse(text) as Record<string, unknown>;
@@ -314,6 +338,9 @@ export function geometryFromAddOptions(text: string): ZloopGeometry {
 export interface ZoneFile {
   index: number;
   conventional: boolean;
+  /** Its name in the zloop directory, opened beneath the directory's descriptor. */
+  name: string;
+  /** For sentences. */
   path: string;
   /** Bytes of the file: the zone size for a conventional zone, the write pointer's offset for a sequential one. */
   size: number;
@@ -322,11 +349,18 @@ export interface ZoneFile {
 /**
  * The zone files of DIR as the driver would restore them with geometry g, or the first
  * disagreement as one sentence (corrupt-image): a missing file, a file of the wrong type for its
- * index, an index past the last zone, a size the driver refuses.
+ * index, an index past the last zone, a size the driver refuses. A zone file that is a symlink is
+ * refused (path-outside-image-dir), and one that is not a regular file (wrong-file-type): the
+ * driver would follow or open either, qzoned does not.
  */
-export function scanZoneFiles(dir: string, g: ZloopGeometry): ZoneFile[] {
+export function scanZoneFiles(dir: string | ConfinedDir, g: ZloopGeometry): ZoneFile[] {
+  return withDir(dir, (d) => scanZoneFilesIn(d, g));
+}
+
+function scanZoneFilesIn(d: ConfinedDir, g: ZloopGeometry): ZoneFile[] {
+  const dir = d.name;
   const bad = (sentence: string) => corrupt(`'${dir}' disagrees with its geometry (${g.nrZones} zones of ${g.zoneSize} bytes, capacity ${g.zoneCapacity}, ${g.conventionalZones} conventional): ${sentence}`);
-  const names = fs.readdirSync(dir);
+  const names = d.list();
   for (const name of names) {
     const parsed = parseZoneFileName(name);
     if (!parsed) continue;
@@ -341,13 +375,9 @@ export function scanZoneFiles(dir: string, g: ZloopGeometry): ZoneFile[] {
     const conventional = index < g.conventionalZones;
     const name = zoneFileName(index, conventional);
     const file = path.join(dir, name);
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(file);
-    } catch {
-      throw bad(`${name} is missing (zloop opens every zone's file on restore)`);
-    }
-    if (!st.isFile()) throw bad(`${name} is not a regular file`);
+    const st = d.lookup(name, file);
+    if (!st) throw bad(`${name} is missing (zloop opens every zone's file on restore)`);
+    if (!st.isFile()) throw wrongKind(file, fileKind(st), 'regular file');
     if (conventional && st.size !== g.zoneSize) {
       throw bad(`${name} is ${st.size} bytes; a conventional zone file is exactly the zone size (${g.zoneSize})`);
     }
@@ -360,7 +390,7 @@ export function scanZoneFiles(dir: string, g: ZloopGeometry): ZoneFile[] {
         throw bad(`${name} is ${st.size} bytes, not a multiple of the block size (${g.blockSize}); zloop refuses it`);
       }
     }
-    files.push({ index, conventional, path: file, size: st.size });
+    files.push({ index, conventional, name, path: file, size: st.size });
   }
   return files;
 }

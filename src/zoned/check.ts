@@ -18,6 +18,8 @@ import { fail } from '../errors.js';
 
 export interface ZonedCheckOptions {
   repair?: 'leaks' | 'all';
+  /** QEMU's force-share (-U) for a check without repair (src/qcow2/check.ts). */
+  forceShare?: boolean;
 }
 
 interface ZonedLayout {
@@ -137,13 +139,13 @@ export async function checkZonedImage(path: string, options: ZonedCheckOptions =
   } finally {
     probe.close();
   }
-  const qcow2 = await checkImage(path, { repair: options.repair, extraRanges });
+  const qcow2 = await checkImage(path, { repair: options.repair, extraRanges, forceShare: options.forceShare });
   const first = checkZones(path, qcow2);
   if (!options.repair || first.zoneLeaks === 0 || first.result.corruptions > 0 || first.result.checkErrors > 0) return first.result;
   // The cleanup every read-write open runs (format §2): frees and zeroes above each write pointer.
   const image = await ZonedImage.open(path, { holder: 'qzoned img check' });
   await image.close();
-  const after = checkZones(path, await checkImage(path, { extraRanges }));
+  const after = checkZones(path, await checkImage(path, { extraRanges, forceShare: options.forceShare }));
   return {
     ...after.result,
     corruptionsFixed: qcow2.corruptionsFixed,

@@ -8,6 +8,7 @@
  * zones would wait on.
  */
 import { Qcow2Image, type OpenOptions } from '../qcow2/image.js';
+import type { BlockFile, NodeFile } from '../io/file.js';
 import { createQcow2, type Qcow2CreateOptions } from '../qcow2/create.js';
 import { findExtension, hasBit, type Qcow2Header } from '../qcow2/header.js';
 import { EXT, INCOMPAT } from '../qcow2/format.js';
@@ -61,7 +62,7 @@ export class ZonedImage {
   }
 
   /** Creates a zoned image: every rule is checked before the file is created. */
-  static async create(path: string, options: Qcow2CreateOptions, zone: ZoneCreateOptions, extras: { overwrite?: boolean } = {}): Promise<void> {
+  static async create(path: string | NodeFile, options: Qcow2CreateOptions, zone: ZoneCreateOptions, extras: { overwrite?: boolean; holder?: string } = {}): Promise<void> {
     const clusterSize = options.clusterSize ?? 65536;
     const fields = zonedHeaderForCreate(zone, options.size, clusterSize);
     if (!fields) {
@@ -103,13 +104,14 @@ export class ZonedImage {
     });
   }
 
-  static async open(path: string, options: ZonedOpenOptions = {}): Promise<ZonedImage> {
-    const qcow2 = await Qcow2Image.open(path, { ...options, allowIncompatible: ZONED_BIT, extraMetadata: arrayRange });
+  /** Opens a zoned image by path, or on a BlockFile already open (which the image then owns). */
+  static async open(source: string | BlockFile, options: ZonedOpenOptions = {}): Promise<ZonedImage> {
+    const qcow2 = await Qcow2Image.open(source, { ...options, allowIncompatible: ZONED_BIT, extraMetadata: arrayRange });
     try {
       const h = qcow2.headerSnapshot;
       const fields = zonedExtensionOf(h);
       checkZonedFeatureBit(hasBit(h.incompatible, INCOMPAT.zoned), fields?.zoneModel);
-      if (!fields || fields.zoneModel === 0) throw fail('unsupported-feature', `'${path}' is not a zoned image`);
+      if (!fields || fields.zoneModel === 0) throw fail('unsupported-feature', `'${qcow2.path}' is not a zoned image`);
       validateZonedHeader(fields, { virtualSize: qcow2.virtualSize, clusterSize: qcow2.clusterSize, source: 'open' });
       const metadata = new ZoneMetadata(qcow2, fields.zonedmetaOffset, fields.nrZones);
       const entries = metadata.load();

@@ -195,7 +195,8 @@ test('zoned node: query-named-block-nodes carries the zone object', async (t) =>
 test('exclusive writers within the daemon: a second read-write node on the same file is image-locked; read-only is fine', async (t) => {
   const h = harness(t);
   await createQcow2(h, 'a.qcow2', MiB);
-  fs.symlinkSync('a.qcow2', h.file('alias.qcow2'));
+  // A second name for the same file (a hard link: symlinks are refused beneath the image directory).
+  fs.linkSync(h.file('a.qcow2'), h.file('alias.qcow2'));
   await h.call('blockdev-add', { driver: 'qcow2', 'node-name': 'q1', file: { driver: 'file', filename: 'a.qcow2' } });
   const e = await h.callError('blockdev-add', { driver: 'qcow2', 'node-name': 'q2', file: { driver: 'file', filename: 'alias.qcow2' } });
   t.is(e.reason, 'image-locked');
