@@ -44,7 +44,7 @@ export function createServices(options: { imageDir: string; log: Logger; events?
   const { addon, why } = nativeAddon();
   if (!addon) {
     throw fail('unsupported-feature',
-      `qzoned serve needs its native addon, which keeps every file beneath the image directory and takes QEMU's image locks, but ${why}; build it with \`npm run native\` (python3, make and a C compiler)`);
+      `qzoned serve needs its native addon, which keeps every file beneath the image directory and takes QEMU's image locks, but ${why}; build it with \`npm run native\` (needs python3, make and a C compiler)`);
   }
   // Only the service's own user may reach a directory it creates (images it creates are 0600 too).
   fs.mkdirSync(options.imageDir, { recursive: true, mode: 0o700 });

@@ -73,12 +73,19 @@ test('zloop import refuses a zone file that is a symlink to a host file: no imag
   const zdir = await exportedZloopDir(h);
   const host = path.join(h.dir, 'host-file');
   fs.writeFileSync(host, Buffer.alloc(64 * KiB, 0x48));
-  fs.rmSync(path.join(zdir, 'seq-000001'));
+  // Swapped in after the checks and the reply, before the copy: the copy opens it confined too.
+  await h.call('blockdev-import-zloop', { 'job-id': 'late', dir: 'zl/0', filename: 'back.qcow2' });
+  fs.renameSync(path.join(zdir, 'seq-000001'), path.join(zdir, 'seq-000001.kept'));
   fs.symlinkSync(host, path.join(zdir, 'seq-000001'));
+  await h.jobDone('late');
+  t.regex(jobError(h, 'late') ?? 'no error', /^'zl\/0\/seq-000001' goes through a symbolic link/);
+  t.false(fs.existsSync(h.file('back.qcow2')), 'no image was made');
+  // There from the start: refused by the checks before the reply.
   await h.call('blockdev-import-zloop', { 'job-id': 'im', dir: 'zl/0', filename: 'back.qcow2' });
   await h.jobDone('im');
   t.regex(jobError(h, 'im') ?? 'no error', /^'zl\/0\/seq-000001' goes through a symbolic link/);
   t.false(fs.existsSync(h.file('back.qcow2')), 'no image was made');
+  fs.rmSync(path.join(zdir, 'seq-000001.kept'));
 
   // A relative symlink that stays in the directory is refused too, and so is a FIFO.
   fs.rmSync(path.join(zdir, 'seq-000001'));

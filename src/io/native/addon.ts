@@ -66,7 +66,7 @@ export function nativeAddon(): { addon: NativeAddon | null; why: string } {
   // src/io/native (run from source) or dist/src/io/native (compiled): the addon is built in src/io/native.
   const candidates = [path.resolve(here, 'build/Release/qzoned_native.node'), path.resolve(here, '../../../../src/io/native/build/Release/qzoned_native.node')];
   const require = createRequire(import.meta.url);
-  let why = 'it is not built; npm ci builds it when python3, make and a C compiler are present';
+  let why = 'it is not built';
   for (const candidate of candidates) {
     let addon: NativeAddon;
     try {
