@@ -161,7 +161,7 @@ export interface ImageOpenOptions {
    * without -U.
    */
   forceShare?: boolean;
-  /** Named to a second opener that finds the writer lock taken. */
+  /** Named to a second opener that finds the image locked ("qzoned io", "qzoned daemon node q1"). */
   holder?: string;
   /** write-cache off: each operation is durable before it returns. */
   writeThrough?: boolean;

@@ -37,7 +37,7 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
     ]
   },
   "BlockdevOptionsFile": {
-    "description": "A protocol node over a file in --image-dir.",
+    "description": "A protocol node over a file in --image-dir, opened when the node is added and held by that descriptor until it is deleted: the name is never opened again, so what the name becomes later does not matter to the node.",
     "type": "object",
     "properties": {
       "driver": {
@@ -53,7 +53,7 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
         "description": "The file to open; it must exist."
       },
       "read-only": {
-        "description": "Open read-only (default false). A read-write open takes the file's exclusive-writer lock.",
+        "description": "Open read-only (default false). A bare file node takes no image lock, as in qemu-storage-daemon, except QEMU's writer locks for the length of a raw blockdev-write.",
         "type": "boolean"
       }
     },
@@ -112,10 +112,10 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
       },
       "file": {
         "$ref": "#/definitions/BlockdevRef",
-        "description": "The file node holding the image: a node name or inline file options."
+        "description": "The file node holding the image: a node name or inline file options. The image is opened on the file node's descriptor; a read-write qcow2 node needs a read-write file node."
       },
       "read-only": {
-        "description": "Open read-only (default false).",
+        "description": "Open read-only (default false). A read-write node takes QEMU's image locks as qemu-io does (no other writer, and no reader that does not share, in this daemon, another process or QEMU); a read-only node shares every permission, as QEMU's force-share: it reads beside a writer and keeps nobody out.",
         "type": "boolean"
       },
       "write-cache": {
@@ -553,7 +553,7 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
     "x-expected": "a job id (1 to 128 characters)"
   },
   "Filename": {
-    "description": "A file name, resolved inside the service's --image-dir (paths that lead outside it are refused with path-outside-image-dir).",
+    "description": "A file name inside the service's --image-dir, relative to it (or absolute within it). It is opened beneath the directory without following symlinks: a name that leads outside it or goes through a symlink anywhere is refused with path-outside-image-dir, and one that is not a regular file (a FIFO, socket, device or directory) with wrong-file-type.",
     "type": "string",
     "minLength": 1,
     "x-expected": "a non-empty file name"

@@ -8,7 +8,7 @@
  */
 export type BlockdevDriver = 'file' | 'qcow2';
 /**
- * A file name, resolved inside the service's --image-dir (paths that lead outside it are refused with path-outside-image-dir).
+ * A file name inside the service's --image-dir, relative to it (or absolute within it). It is opened beneath the directory without following symlinks: a name that leads outside it or goes through a symlink anywhere is refused with path-outside-image-dir, and one that is not a regular file (a FIFO, socket, device or directory) with wrong-file-type.
  *
  * This interface was referenced by `QzonedSchema`'s JSON-Schema
  * via the `definition` "Filename".
@@ -362,7 +362,7 @@ export type BlockdevZoneMgmtResult = Empty;
 export type BlockdevZoneInjectResult = Empty;
 
 /**
- * A protocol node over a file in --image-dir.
+ * A protocol node over a file in --image-dir, opened when the node is added and held by that descriptor until it is deleted: the name is never opened again, so what the name becomes later does not matter to the node.
  *
  * This interface was referenced by `QzonedSchema`'s JSON-Schema
  * via the `definition` "BlockdevOptionsFile".
@@ -381,7 +381,7 @@ export interface BlockdevOptionsFile {
    */
   filename: Filename;
   /**
-   * Open read-only (default false). A read-write open takes the file's exclusive-writer lock.
+   * Open read-only (default false). A bare file node takes no image lock, as in qemu-storage-daemon, except QEMU's writer locks for the length of a raw blockdev-write.
    */
   'read-only'?: boolean;
 }
@@ -418,11 +418,11 @@ export interface BlockdevOptionsQcow2 {
    */
   'node-name': NodeName;
   /**
-   * The file node holding the image: a node name or inline file options.
+   * The file node holding the image: a node name or inline file options. The image is opened on the file node's descriptor; a read-write qcow2 node needs a read-write file node.
    */
   file: BlockdevRef;
   /**
-   * Open read-only (default false).
+   * Open read-only (default false). A read-write node takes QEMU's image locks as qemu-io does (no other writer, and no reader that does not share, in this daemon, another process or QEMU); a read-only node shares every permission, as QEMU's force-share: it reads beside a writer and keeps nobody out.
    */
   'read-only'?: boolean;
   /**

@@ -800,8 +800,8 @@ export function rebuildRefcounts(file: BlockFile, h: Qcow2Header, extraRanges: E
 }
 
 /**
- * `qzoned img check`: opens the file (read-write with the exclusive-writer lock only when
- * repairing) and checks it. Throws a QzonedError when the image cannot be checked at all (not
+ * `qzoned img check`: opens the file (read-write only when repairing) under the QEMU image locks
+ * qemu-img check takes, and checks it. Throws a QzonedError when the image cannot be checked at all (not
  * qcow2, unsupported feature, header fields QEMU refuses to open): qemu-img's exit 1.
  */
 export async function checkImage(path: string, options: CheckOptions = {}): Promise<CheckResult> {
