@@ -147,12 +147,19 @@ export class TableCache {
   private lastEntry: CacheEntry | null = null;
   /** Offsets of dirty tables, kept so writeBack does not scan the whole cache. */
   private readonly dirtySet = new Set<number>();
+  /**
+   * Judges a table's offset before it is first read from disk (the owner throws corrupt-image
+   * for one outside the file or on other metadata). Tables created in memory are never read, and
+   * a dirty table is written back before it can be evicted, so only pointers found on disk reach it.
+   */
+  private readonly validate: ((offset: number) => void) | undefined;
 
-  constructor(file: BlockFile, tableSize: number, capacityBytes: number, flushOwner: () => void) {
+  constructor(file: BlockFile, tableSize: number, capacityBytes: number, flushOwner: () => void, validate?: (offset: number) => void) {
     this.file = file;
     this.tableSize = tableSize;
     this.capacity = Math.max(4, Math.floor(capacityBytes / tableSize));
     this.flushOwner = flushOwner;
+    this.validate = validate;
   }
 
   /** The table at host offset, read from disk on a miss, as a DataView (big-endian entries). */
@@ -172,6 +179,7 @@ export class TableCache {
       this.entries.set(offset, hit);
       return hit;
     }
+    this.validate?.(offset);
     const buf = Buffer.alloc(this.tableSize);
     this.file.pread(buf, offset);
     const entry = { buf, view: viewOf(buf), dirty: false };

@@ -19,10 +19,15 @@ import { lockNeedFor, type ImageLock } from '../io/lock.js';
 import { corrupt, isQzonedError, QzonedError } from '../errors.js';
 import {
   AUTOCLEAR, EXT, HEADER, INCOMPAT, L1E_OFFSET_MASK, L1E_RESERVED_MASK, L2E_OFFSET_MASK, L2E_STD_RESERVED_MASK,
-  MAX_CLUSTER_BITS, MAX_L1_BYTES, MAX_REFTABLE_BYTES, OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO, REFT_OFFSET_MASK,
+  MAX_BITMAP_DIRECTORY_BYTES, MAX_BITMAPS, MAX_CLUSTER_BITS, MAX_L1_BYTES, MAX_OFFSET, MAX_REFTABLE_BYTES,
+  MAX_SNAPSHOTS, OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO, REFT_OFFSET_MASK, SNAPSHOT_EXTRA_KNOWN,
+  SNAPSHOT_HEADER_SIZE,
 } from './format.js';
-import { checkFeatures, findExtension, hasBit, parseHeader, type Qcow2Header } from './header.js';
+import {
+  checkFeatures, encodeHeader, findExtension, hasBit, parseHeader, setExtension, validateHeader, type Qcow2Header,
+} from './header.js';
 import { parseCompressedEntry } from './compressed.js';
+import { encodeSnapshotTable, readSnapshotTable, type SnapshotEntry } from './snapshot.js';
 
 export interface ExtraRange {
   offset: number;
@@ -89,45 +94,25 @@ const emptyResult = (): CheckResult => ({
 /** A pass stopped early the way QEMU's check returns a negative errno: the check failed. */
 class CheckAborted extends Error {}
 
-interface Snapshot {
-  id: string;
-  name: string;
-  l1TableOffset: number;
-  l1Size: number;
-}
-
-/** QEMU's QCOW_MAX_SNAPSHOTS and the fixed part of a snapshot table entry. */
-const MAX_SNAPSHOTS = 65536;
-const SNAPSHOT_FIXED = 40;
 const BME_RESERVED_MASK = 0x7f000000000001fen;
 const BME_OFFSET_MASK = 0x00fffffffffffe00n;
 const BME_ALL_ONES = 1n;
-const MAX_BITMAPS = 65535;
-const MAX_BITMAP_DIRECTORY = 64 * 1024 * 1024;
 /** QEMU's BDRV_MAX_LENGTH (INT64_MAX aligned down to 1 GiB): requests beyond it fail with EIO. */
 const BDRV_MAX_LENGTH = 2 ** 63 - 2 ** 30;
 
+/** The snapshot part of a check (QEMU's snapshot_res), kept apart from the refcount results. */
+interface SnapshotFindings {
+  corruptions: number;
+  corruptionsFixed: number;
+}
+
 /**
- * Validates what QEMU validates when it opens an image for check; failing here is qemu-img's
+ * Validates what QEMU validates when it opens an image for check (BDRV_O_CHECK: no refcount
+ * table and a broken snapshot table are findings, not refusals); failing here is qemu-img's
  * "Could not open" (exit 1), so it throws a corrupt-image QzonedError.
  */
-function validateForCheck(h: Qcow2Header, fileSize: number): void {
-  const cs = 2 ** h.clusterBits;
-  const table = (offset: number, entries: number, entryLen: number, maxBytes: number, name: string): void => {
-    if (entries > maxBytes / entryLen) throw corrupt(`the ${name} has ${entries} entries, more than the ${maxBytes} bytes QEMU allows`);
-    if (offset % cs !== 0 || offset + entries * entryLen > Number.MAX_SAFE_INTEGER) {
-      throw corrupt(`the ${name} offset 0x${hex(offset)} is invalid; it must be cluster aligned`);
-    }
-  };
-  if (h.refcountTableClusters === 0) throw corrupt('the image has no refcount table (refcount_table_clusters is 0)');
-  table(h.refcountTableOffset, h.refcountTableClusters * (cs / 8), 8, MAX_REFTABLE_BYTES, 'refcount table');
-  table(h.l1TableOffset, h.l1Size, 8, MAX_L1_BYTES, 'active L1 table');
-  const l2Entries = cs / 8;
-  const needed = Math.ceil(Math.ceil(h.size / cs) / l2Entries);
-  if (h.l1Size < needed) throw corrupt(`the L1 table has ${h.l1Size} entries; the ${h.size}-byte virtual size needs at least ${needed}`);
-  if (h.nbSnapshots > MAX_SNAPSHOTS) throw corrupt(`the image claims ${h.nbSnapshots} snapshots; at most ${MAX_SNAPSHOTS} are allowed`);
-  if (h.nbSnapshots > 0) table(h.snapshotsOffset, h.nbSnapshots, SNAPSHOT_FIXED, MAX_SNAPSHOTS * 1024, 'snapshot table');
-  if (fileSize < 0) throw corrupt('the image file has no size');
+function validateForCheck(h: Qcow2Header): void {
+  validateHeader(h, { forCheck: true });
 }
 
 /**
@@ -150,8 +135,13 @@ class CheckPass {
   private rebuild = false;
   private highest = 0;
   private l1: bigint[] = [];
-  private snapshots: Snapshot[] = [];
+  private snapshots: SnapshotEntry[] = [];
   private snapshotsSize = 0;
+  private readonly snap: SnapshotFindings = { corruptions: 0, corruptionsFixed: 0 };
+  /** Did the last count include the snapshot table (it does not when it runs beyond the file)? */
+  private snapshotTableCounted = false;
+  /** Ranges referenced only while a repair moves a structure (the new snapshot table). */
+  private readonly movingRanges: ExtraRange[] = [];
   private readonly fixLeaks: boolean;
   private readonly fixErrors: boolean;
 
@@ -195,14 +185,17 @@ class CheckPass {
 
   // ---- the in-memory reference array (QEMU's refcount_table in check) ----
 
-  /** qcow2_inc_refcounts_imrt: one reference to every cluster [offset, offset + size) touches. */
-  private inc(offset: number, size: number, what?: string): void {
-    if (size <= 0) return;
+  /**
+   * qcow2_inc_refcounts_imrt: one reference to every cluster [offset, offset + size) touches.
+   * False when the range was not counted (it runs beyond the end of the file).
+   */
+  private inc(offset: number, size: number, what?: string): boolean {
+    if (size <= 0) return false;
     // The last cluster may be partly beyond the end of the file, never a whole cluster.
     if (offset + size - this.fileSize >= this.cs) {
       this.say(`ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${hex(offset)} size 0x${hex(size)}${what ? ` (${what})` : ''}`);
       this.res.corruptions++;
-      return;
+      return false;
     }
     const first = Math.floor(offset / this.cs);
     const last = Math.floor((offset + size - 1) / this.cs);
@@ -220,6 +213,7 @@ class CheckPass {
       }
       this.refs[k]!++;
     }
+    return true;
   }
 
   // ---- on-disk refcounts ----
@@ -300,32 +294,124 @@ class CheckPass {
 
   // ---- snapshots and bitmaps ----
 
-  /** qcow2_read_snapshots, as far as check needs it. A table that cannot be read fails the open. */
-  private readSnapshots(): void {
+  /**
+   * qcow2_check_read_snapshot_table: reads the table as an open would, except that with `-r all`
+   * a table QEMU cannot keep is cut (entries past the limits dropped, excess extra data cut) and
+   * the new snapshot count is written at once, so the refcount pass counts what remains. A table
+   * that cannot be read at all fails the check (exit 1), as qemu-img's does.
+   */
+  private checkSnapshotTable(): void {
     this.snapshots = [];
     this.snapshotsSize = 0;
-    if (this.h.nbSnapshots === 0) return;
-    let off = this.h.snapshotsOffset;
-    for (let i = 0; i < this.h.nbSnapshots; i++) {
-      const fixed = this.read(off, SNAPSHOT_FIXED);
-      const l1TableOffset = Number(fixed.readBigUInt64BE(0));
-      const l1Size = fixed.readUInt32BE(8);
-      const idSize = fixed.readUInt16BE(12);
-      const nameSize = fixed.readUInt16BE(14);
-      const extraSize = fixed.readUInt32BE(36);
-      if (extraSize > 1024) throw corrupt(`snapshot ${i} has ${extraSize} bytes of extra data; at most 1024 are allowed`);
-      const strings = this.read(off + SNAPSHOT_FIXED + extraSize, idSize + nameSize);
-      const entryLen = Math.ceil((SNAPSHOT_FIXED + extraSize + idSize + nameSize) / 8) * 8;
-      if (off + entryLen > this.fileSize) throw corrupt(`the snapshot table runs past the end of the file at snapshot ${i}`);
-      this.snapshots.push({
-        id: strings.subarray(0, idSize).toString('utf8'),
-        name: strings.subarray(idSize).toString('utf8'),
-        l1TableOffset,
-        l1Size,
-      });
-      off += entryLen;
+    let count = this.h.nbSnapshots;
+    let reduced = 0;
+    if (count > MAX_SNAPSHOTS && this.fixErrors) {
+      this.say(`Discarding ${count - MAX_SNAPSHOTS} overhanging snapshots`);
+      reduced += count - MAX_SNAPSHOTS;
+      count = MAX_SNAPSHOTS;
     }
-    this.snapshotsSize = off - this.h.snapshotsOffset;
+    const offset = this.h.snapshotsOffset;
+    const tooLarge = count > MAX_SNAPSHOTS;
+    if (tooLarge || MAX_OFFSET - count * SNAPSHOT_HEADER_SIZE < offset || offset % this.cs !== 0) {
+      this.say(`ERROR snapshot table ${tooLarge ? 'too large' : 'offset invalid'}`);
+      if (tooLarge) this.say(`You can force-remove all ${count - MAX_SNAPSHOTS} overhanging snapshots with qemu-img check -r all`);
+      this.res.checkErrors++;
+      throw new CheckAborted();
+    }
+    let table;
+    try {
+      table = readSnapshotTable((o, n) => this.read(o, n), offset, count, this.h.size, this.fixErrors);
+    } catch (e) {
+      if (!isQzonedError(e)) throw e;
+      this.say(`ERROR failed to read the snapshot table: ${e.message}`);
+      this.res.checkErrors++;
+      throw new CheckAborted();
+    }
+    for (const m of table.messages) this.say(m);
+    reduced += table.overhangingDropped;
+    this.snap.corruptions += reduced + table.extraDataCut;
+    this.snapshots = table.snapshots;
+    this.snapshotsSize = table.size;
+    if (reduced > 0) {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(this.snapshots.length);
+      this.file.pwrite(b, HEADER.nbSnapshots);
+      this.file.sync();
+      this.h.nbSnapshots = this.snapshots.length;
+      this.snap.corruptionsFixed += reduced;
+      this.snap.corruptions -= reduced;
+    }
+    if (this.h.version >= 3) {
+      this.snapshots.forEach((sn, i) => {
+        if (sn.extraDataSize < SNAPSHOT_EXTRA_KNOWN) {
+          this.snap.corruptions++;
+          this.say(`${this.fixErrors ? 'Repairing' : 'ERROR'} snapshot table entry ${i} is incomplete`);
+        }
+      });
+    }
+  }
+
+  /**
+   * qcow2_check_fix_snapshot_table: with `-r all`, a table that had findings is written anew
+   * (every entry complete, extra data within the limit) after the refcount pass, crash-safely:
+   * the new table and its refcounts are on disk before the header points at it, and the old
+   * table is freed only after that.
+   */
+  private fixSnapshotTable(): void {
+    if (this.snap.corruptions === 0 || !this.fixErrors) return;
+    const bytes = encodeSnapshotTable(this.snapshots);
+    const oldOffset = this.h.snapshotsOffset;
+    // Only what the refcount pass counted (and so repaired to) is freed.
+    const oldSize = this.snapshotTableCounted ? this.snapshotsSize : 0;
+    let newOffset = 0;
+    if (this.snapshots.length > 0) {
+      newOffset = this.appendReferenced(bytes, 'snapshot table');
+    }
+    const ptr = Buffer.alloc(12);
+    ptr.writeUInt32BE(this.snapshots.length, 0);
+    ptr.writeBigUInt64BE(BigInt(newOffset), 4);
+    this.file.pwrite(ptr, HEADER.nbSnapshots);
+    this.file.sync();
+    this.h.nbSnapshots = this.snapshots.length;
+    this.h.snapshotsOffset = newOffset;
+    this.snapshotsSize = bytes.length;
+    if (oldSize > 0) {
+      const first = Math.floor(oldOffset / this.cs);
+      const last = Math.floor((oldOffset + oldSize - 1) / this.cs);
+      for (let c = first; c <= last; c++) {
+        const r = this.getRefcount(c);
+        if (r !== null && r > 0) this.setRefcount(c, r - 1);
+      }
+      this.flushRefblocks();
+    }
+    this.snap.corruptionsFixed += this.snap.corruptions;
+    this.snap.corruptions = 0;
+  }
+
+  /**
+   * Writes `bytes` into new clusters after everything the image uses and gives them refcount 1,
+   * both durable before returning; returns the offset. Where no refcount block covers the new
+   * clusters, the refcount structure is rebuilt with them counted (rebuild_refcount_structure).
+   */
+  private appendReferenced(bytes: Buffer, what: string): number {
+    const start = Math.max(Math.ceil(this.fileSize / this.cs), this.highest + 1);
+    const offset = start * this.cs;
+    const clusters = Math.ceil(bytes.length / this.cs);
+    const padded = Buffer.alloc(clusters * this.cs);
+    bytes.copy(padded);
+    this.file.pwrite(padded, offset);
+    this.file.sync();
+    this.fileSize = this.file.size();
+    let covered = true;
+    for (let c = start; c < start + clusters && covered; c++) covered = this.setRefcount(c, 1);
+    if (covered) {
+      this.flushRefblocks();
+    } else {
+      this.dirtyRefblocks.clear();
+      this.movingRanges.push({ offset, length: bytes.length, what });
+      this.rebuildStructure();
+    }
+    return offset;
   }
 
   /** qcow2_check_bitmaps_refcounts. The extension counts only while the autoclear bit says it is valid. */
@@ -342,7 +428,7 @@ class CheckPass {
     const dirOffset = Number(ext.data.readBigUInt64BE(16));
     if (nbBitmaps === 0) return;
     this.inc(dirOffset, dirSize);
-    if (nbBitmaps > MAX_BITMAPS || dirSize > MAX_BITMAP_DIRECTORY || dirOffset % this.cs !== 0) {
+    if (nbBitmaps > MAX_BITMAPS || dirSize > MAX_BITMAP_DIRECTORY_BYTES || dirOffset % this.cs !== 0) {
       this.say(`ERROR bitmap directory at 0x${hex(dirOffset)} (${dirSize} bytes, ${nbBitmaps} bitmaps) is invalid`);
       this.res.corruptions++;
       return;
@@ -522,10 +608,10 @@ class CheckPass {
       }
       this.checkL1(sn.l1TableOffset, sn.l1Size, false, false);
     }
-    this.inc(this.h.snapshotsOffset, this.snapshotsSize);
+    this.snapshotTableCounted = this.inc(this.h.snapshotsOffset, this.snapshotsSize);
     if (withRefcountStructures) this.inc(this.h.refcountTableOffset, this.h.refcountTableClusters * this.cs);
     this.countBitmaps();
-    for (const r of this.options.extraRanges ?? []) this.inc(r.offset, r.length, r.what);
+    for (const r of [...(this.options.extraRanges ?? []), ...this.movingRanges]) this.inc(r.offset, r.length, r.what);
     if (withRefcountStructures) this.checkRefblocks();
   }
 
@@ -739,14 +825,41 @@ class CheckPass {
     try {
       this.loadReftable();
       this.l1 = this.entries(this.read(this.h.l1TableOffset, this.h.l1Size * 8));
-      this.readSnapshots();
+      this.checkSnapshotTable();
       this.checkRefcounts();
+      this.fixSnapshotTable();
     } catch (e) {
       if (!(e instanceof CheckAborted)) throw e;
       if (this.res.checkErrors === 0) this.res.checkErrors = 1;
     }
-    return { ...this.res, messages: this.messages };
+    return {
+      ...this.res,
+      corruptions: this.res.corruptions + this.snap.corruptions,
+      corruptionsFixed: this.res.corruptionsFixed + this.snap.corruptionsFixed,
+      messages: this.messages,
+    };
   }
+}
+
+/**
+ * What QEMU's read-write open does to every header it opens, `qemu-img check -r` included:
+ * autoclear bits it does not know are cleared (qcow2.txt: a writer that does not maintain them
+ * must), and a bitmaps extension whose autoclear bit is clear is dropped (a program without
+ * bitmap support changed the image, so the bitmaps are stale). The header is rewritten and
+ * synced before the check writes anything else.
+ */
+function clearStaleHeaderFields(file: BlockFile, h: Qcow2Header): void {
+  if (h.version < 3) return;
+  const known = (1n << BigInt(AUTOCLEAR.bitmaps)) | (1n << BigInt(AUTOCLEAR.rawExternalData));
+  let update = (h.autoclear & ~known) !== 0n;
+  if (findExtension(h, EXT.bitmaps) && !hasBit(h.autoclear, AUTOCLEAR.bitmaps)) {
+    setExtension(h, EXT.bitmaps, null);
+    update = true;
+  }
+  if (!update) return;
+  h.autoclear &= known;
+  file.pwrite(encodeHeader(h), 0);
+  file.sync();
 }
 
 /** Clears the dirty and corrupt bits after a repair left no corruption (qcow2_mark_clean/consistent). */
@@ -769,8 +882,9 @@ function markClean(file: BlockFile, h: Qcow2Header): void {
  * structure is rebuilt. A file opened read-only is never written.
  */
 export function checkFile(file: BlockFile, h: Qcow2Header, options: CheckOptions = {}): CheckResult {
-  validateForCheck(h, file.size());
+  validateForCheck(h);
   const repairing = options.repair !== undefined && !file.readOnly;
+  if (repairing) clearStaleHeaderFields(file, h);
   const first = new CheckPass(file, h, options, repairing).run();
   if (!repairing) return first;
   if (first.checkErrors === 0 && first.corruptions === 0) markClean(file, h);

@@ -9,10 +9,11 @@ import { FlushNode, TableCache, viewOf } from './cache.js';
 import type { BlockFile } from '../io/file.js';
 import type { Refcounts } from './refcount.js';
 import {
-  ENTRY_OFFSET_HI, L1E_RESERVED_HI, L1E_RESERVED_LO, L2E_OFFSET_MASK, L2E_STD_RESERVED_HI, L2E_STD_RESERVED_LO,
+  ENTRY_OFFSET_HI, L1E_OFFSET_MASK, L1E_RESERVED_HI, L1E_RESERVED_LO, L2E_OFFSET_MASK, L2E_STD_RESERVED_HI, L2E_STD_RESERVED_LO,
   L2E_STD_RESERVED_MASK, MAX_L1_BYTES, OFLAG_COMPRESSED, OFLAG_COMPRESSED_HI, OFLAG_COPIED, OFLAG_COPIED_HI, OFLAG_ZERO,
   OFLAG_ZERO_LO,
 } from './format.js';
+import { hexOffset, type FileExtent, type MetadataGuard } from './overlap.js';
 import { corrupt, fail } from '../errors.js';
 
 export type Mapping =
@@ -23,9 +24,9 @@ export type Mapping =
 
 export class L2Tables extends FlushNode {
   readonly cache: TableCache;
-  constructor(file: BlockFile, clusterSize: number, cacheBytes: number) {
+  constructor(file: BlockFile, clusterSize: number, cacheBytes: number, validate: (offset: number) => void) {
     super('l2', file);
-    this.cache = new TableCache(file, clusterSize, cacheBytes, () => this.flush());
+    this.cache = new TableCache(file, clusterSize, cacheBytes, () => this.flush(), validate);
   }
   isDirty(): boolean {
     return this.cache.hasDirty();
@@ -100,25 +101,53 @@ export class ClusterMap {
   readonly l1: L1Table;
   readonly l2: L2Tables;
   private readonly refcounts: Refcounts;
-  private readonly file: BlockFile;
+  private readonly file: BlockFile & FileExtent;
   private readonly onL1Moved: L1Moved;
+  private readonly guard: MetadataGuard;
 
-  constructor(file: BlockFile, clusterBits: number, l1Offset: number, l1Entries: number, refcounts: Refcounts,
-    onL1Moved: L1Moved, l2CacheBytes = 32 * 1024 * 1024) {
+  /**
+   * The header's L1 fields were validated (header.ts validateHeader, validateLayout); each L1
+   * entry is judged when its L2 table is first read (validateL2).
+   */
+  constructor(file: BlockFile & FileExtent, clusterBits: number, l1Offset: number, l1Entries: number, refcounts: Refcounts,
+    onL1Moved: L1Moved, guard: MetadataGuard, l2CacheBytes = 32 * 1024 * 1024) {
     this.file = file;
+    this.guard = guard;
     this.clusterBits = clusterBits;
     this.clusterSize = 2 ** clusterBits;
     this.l2Entries = this.clusterSize / 8;
-    if (l1Entries * 8 > MAX_L1_BYTES) {
-      throw corrupt(`the L1 table has ${l1Entries} entries, more than QEMU's limit of ${MAX_L1_BYTES} bytes`);
-    }
-    if (l1Entries > 0 && (l1Offset === 0 || l1Offset % this.clusterSize !== 0)) {
-      throw corrupt(`l1_table_offset ${l1Offset} is not a non-zero multiple of the cluster size`);
-    }
     this.l1 = new L1Table(file, l1Offset, l1Entries);
-    this.l2 = new L2Tables(file, this.clusterSize, l2CacheBytes);
+    this.l2 = new L2Tables(file, this.clusterSize, l2CacheBytes, (off) => this.validateL2(off));
     this.refcounts = refcounts;
     this.onL1Moved = onL1Moved;
+    guard.setRange('l1', 'active L1 table', l1Offset, l1Entries * 8);
+    for (let i = 0; i < l1Entries; i++) {
+      const off = Number(this.l1.get(i) & L1E_OFFSET_MASK);
+      if (off !== 0 && off % this.clusterSize === 0) guard.addL2Table(off);
+    }
+  }
+
+  /**
+   * An L2 table about to be read from disk for the first time must lie inside the file and on no
+   * other metadata (QEMU reads zeros beyond the end, and catches an overlap only when it writes
+   * the table back, after the request that changed it was acknowledged).
+   */
+  private validateL2(offset: number): void {
+    const end = this.file.end;
+    const beyond = offset >= end;
+    const kind = beyond ? null : this.guard.overlaps(offset, this.clusterSize, 'active L2 table');
+    if (!beyond && kind === null) return;
+    let index = 0;
+    while (index < this.l1.entries && Number(this.l1.get(index) & L1E_OFFSET_MASK) !== offset) index++;
+    const where = `L1 entry ${index} points to an L2 table at ${hexOffset(offset)}`;
+    throw corrupt(beyond
+      ? `${where}, beyond the end of the ${end}-byte file`
+      : `${where}, where the ${kind} lives; an L2 table must have a cluster of its own`);
+  }
+
+  /** A data cluster read or written in place must start inside the file (qemu-img check's rule). */
+  private beyondEnd(host: number, guestCluster: number): never {
+    throw corrupt(`the L2 entry of guest offset ${hexOffset(guestCluster * this.clusterSize)} points to ${hexOffset(host)}, beyond the end of the ${this.file.end}-byte file`);
   }
 
   /**
@@ -134,7 +163,9 @@ export class ClusterMap {
       throw corrupt(`L1 entry ${l1Index} has reserved bits set (0x${this.l1.get(l1Index).toString(16)})`);
     }
     const off = (hi & ENTRY_OFFSET_HI) * 2 ** 32 + (lo >>> 9) * 512;
-    if (off % this.clusterSize !== 0) throw corrupt(`L1 entry ${l1Index} points to ${off}, which is not cluster aligned`);
+    if (off % this.clusterSize !== 0) {
+      throw corrupt(`L1 entry ${l1Index} points to an L2 table at ${hexOffset(off)}, which is not a multiple of the cluster size (${this.clusterSize})`);
+    }
     return off;
   }
 
@@ -161,6 +192,7 @@ export class ClusterMap {
     const host = (hi & ENTRY_OFFSET_HI) * 2 ** 32 + (lo >>> 9) * 512;
     if (host % this.clusterSize !== 0 || (host === 0 && (lo & OFLAG_ZERO_LO) === 0)) return this.decode(table.getBigUint64(at), guestCluster);
     if ((lo & OFLAG_ZERO_LO) !== 0) return { kind: 'zero', host };
+    if (host >= this.file.end) this.beyondEnd(host, guestCluster);
     return { kind: 'normal', host, copied: (hi & OFLAG_COPIED_HI) !== 0 };
   }
 
@@ -169,14 +201,16 @@ export class ClusterMap {
     if (e === 0n) return UNALLOCATED;
     if (e & OFLAG_COMPRESSED) return { kind: 'compressed', entry: e };
     if ((e & L2E_STD_RESERVED_MASK) !== 0n) {
-      throw corrupt(`the L2 entry of guest cluster ${guestCluster} has reserved bits set (0x${e.toString(16)})`);
+      throw corrupt(`the L2 entry of guest offset ${hexOffset(guestCluster * this.clusterSize)} has reserved bits set (0x${e.toString(16)})`);
     }
     const host = Number(e & L2E_OFFSET_MASK);
+    const guest = hexOffset(guestCluster * this.clusterSize);
     if (host % this.clusterSize !== 0) {
-      throw corrupt(`the L2 entry of guest cluster ${guestCluster} points to ${host}, which is not cluster aligned`);
+      throw corrupt(`the L2 entry of guest offset ${guest} points to ${hexOffset(host)}, which is not a multiple of the cluster size (${this.clusterSize})`);
     }
     if (e & OFLAG_ZERO) return { kind: 'zero', host };
-    if (host === 0) throw corrupt(`the L2 entry of guest cluster ${guestCluster} points to cluster 0 (the header)`);
+    if (host === 0) throw corrupt(`the L2 entry of guest offset ${guest} points to host offset 0, where the qcow2_header lives`);
+    if (host >= this.file.end) this.beyondEnd(host, guestCluster);
     return { kind: 'normal', host, copied: (e & OFLAG_COPIED) !== 0n };
   }
 
@@ -190,6 +224,7 @@ export class ClusterMap {
     let off = this.l2Offset(l1Index);
     if (off === 0) {
       off = this.refcounts.alloc(1);
+      this.guard.addL2Table(off);
       this.l2.cache.create(off);
       // Rule 7 / rule 1: the L1 pointer after the table and its refcount are durable.
       this.l1.dependsOn(this.l2);
@@ -228,6 +263,7 @@ export class ClusterMap {
     if (this.refcounts.isDirty()) this.refcounts.flush();
     else this.file.sync();
     this.l1.replace(offset, table.subarray(0, entries * 8));
+    this.guard.setRange('l1', 'active L1 table', offset, entries * 8);
     this.onL1Moved(offset, entries);
     if (old.offset !== 0 && old.clusters > 0) this.refcounts.free(old.offset, old.clusters);
   }

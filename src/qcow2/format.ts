@@ -119,6 +119,51 @@ export const SECTOR = 512;
 /** QEMU's limits (qcow2.h QCOW_MAX_L1_SIZE, QCOW_MAX_REFTABLE_SIZE): tables it would refuse to open. */
 export const MAX_L1_BYTES = 32 * 1024 * 1024;
 export const MAX_REFTABLE_BYTES = 8 * 1024 * 1024;
+/** Offsets are signed 64-bit in QEMU: a table must end below INT64_MAX (qcow2_validate_table). */
+export const MAX_OFFSET = 2 ** 63 - 1;
+
+/**
+ * Snapshot table (qcow2.txt "Snapshots"): nb_snapshots entries from snapshots_offset, each 8-byte
+ * aligned, a fixed part, extra data, then the id and name strings.
+ *
+ * | offset | size | field            |
+ * |--------|------|------------------|
+ * |      0 |    8 | l1_table_offset  |
+ * |      8 |    4 | l1_size          |
+ * |     12 |    2 | id_str_size      |
+ * |     14 |    2 | name_size        |
+ * |     16 |    4 | date_sec         |
+ * |     20 |    4 | date_nsec        |
+ * |     24 |    8 | vm_clock_nsec    |
+ * |     32 |    4 | vm_state_size    |
+ * |     36 |    4 | extra_data_size  |
+ *
+ * Extra data: vm_state_size_large (u64), disk_size (u64), then bytes a newer writer added.
+ * Version 3 requires at least the 16 known bytes.
+ */
+export const SNAPSHOT = {
+  l1TableOffset: 0,
+  l1Size: 8,
+  idSize: 12,
+  nameSize: 14,
+  vmStateSize: 32,
+  extraDataSize: 36,
+} as const;
+export const SNAPSHOT_HEADER_SIZE = 40;
+export const SNAPSHOT_EXTRA_KNOWN = 16;
+/** QEMU's QCOW_MAX_SNAPSHOTS, QCOW_MAX_SNAPSHOT_EXTRA_DATA and QCOW_MAX_SNAPSHOTS_SIZE. */
+export const MAX_SNAPSHOTS = 65536;
+export const MAX_SNAPSHOT_EXTRA_DATA = 1024;
+export const MAX_SNAPSHOTS_BYTES = 1024 * MAX_SNAPSHOTS;
+
+/**
+ * Bitmaps extension body (qcow2.txt "Bitmaps extension"): nb_bitmaps u32, reserved u32 (zero),
+ * bitmap_directory_size u64, bitmap_directory_offset u64. Limits are QEMU's (qcow2.h).
+ */
+export const BITMAPS_EXT = { nbBitmaps: 0, reserved: 4, directorySize: 8, directoryOffset: 16 } as const;
+export const BITMAPS_EXT_LENGTH = 24;
+export const MAX_BITMAPS = 65535;
+export const MAX_BITMAP_DIRECTORY_BYTES = 64 * 1024 * 1024;
 
 // L1 and L2 entries. Offsets are host byte offsets in bits 9..55.
 export const L1E_OFFSET_MASK = 0x00fffffffffffe00n;

@@ -4,9 +4,11 @@
  * verbatim so a rewrite never loses what another program stored there.
  */
 import {
-  COMPAT, COMPRESSION, EXT, EXT_HEADER_SIZE, FEATURE_NAME_ENTRY_SIZE, FEATURE_NAME_MAX, FEATURE_TYPE_CODE,
-  FULL_FEATURE_TABLE_MIN_CLUSTER, HEADER, INCOMPAT, KNOWN_FEATURES, MAX_CLUSTER_BITS, MIN_CLUSTER_BITS,
-  QCOW2_MAGIC, V2_HEADER_LENGTH, V3_HEADER_LENGTH, V3_MIN_HEADER_LENGTH, type FeatureType,
+  AUTOCLEAR, BITMAPS_EXT, BITMAPS_EXT_LENGTH, COMPAT, COMPRESSION, EXT, EXT_HEADER_SIZE, FEATURE_NAME_ENTRY_SIZE,
+  FEATURE_NAME_MAX, FEATURE_TYPE_CODE, FULL_FEATURE_TABLE_MIN_CLUSTER, HEADER, INCOMPAT, KNOWN_FEATURES,
+  MAX_BITMAP_DIRECTORY_BYTES, MAX_BITMAPS, MAX_CLUSTER_BITS, MAX_L1_BYTES, MAX_OFFSET, MAX_REFTABLE_BYTES,
+  MAX_SNAPSHOTS, MIN_CLUSTER_BITS, QCOW2_MAGIC, SNAPSHOT_HEADER_SIZE, V2_HEADER_LENGTH, V3_HEADER_LENGTH,
+  V3_MIN_HEADER_LENGTH, type FeatureType,
 } from './format.js';
 import { corrupt, unsupported } from '../errors.js';
 
@@ -50,6 +52,21 @@ function u64(buf: Buffer, off: number, what: string): number {
   return Number(v);
 }
 
+/**
+ * A table offset. QEMU accepts any cluster-aligned offset below INT64_MAX and reads zeros beyond
+ * the end of the file, so a huge one is not refused here: it is returned as the nearest number
+ * (an aligned value stays aligned; either way it lies beyond any file, which validateLayout and
+ * the check judge). An unaligned huge value is refused now, with QEMU's sentence, because the
+ * rounding could hide the misalignment.
+ */
+function tableOffset(buf: Buffer, off: number, table: string, clusterSize: number): number {
+  const v = buf.readBigUInt64BE(off);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER) && v % BigInt(clusterSize) !== 0n) {
+    throw corrupt(`the ${table} offset 0x${v.toString(16)} is invalid: it is not a multiple of the cluster size (${clusterSize})`);
+  }
+  return Number(v);
+}
+
 /** Parses cluster 0 (at least the first cluster's bytes; fewer if the file is shorter). */
 export function parseHeader(buf: Buffer): Qcow2Header {
   if (buf.length < 4 || buf.readUInt32BE(HEADER.magic) !== QCOW2_MAGIC) {
@@ -68,17 +85,17 @@ export function parseHeader(buf: Buffer): Qcow2Header {
   const clusterSize = 2 ** clusterBits;
   const h: Qcow2Header = {
     version,
-    backingFileOffset: u64(buf, HEADER.backingFileOffset, 'backing_file_offset'),
+    backingFileOffset: tableOffset(buf, HEADER.backingFileOffset, 'backing file name', 1),
     backingFileSize: buf.readUInt32BE(HEADER.backingFileSize),
     clusterBits,
     size: u64(buf, HEADER.size, 'size'),
     cryptMethod: buf.readUInt32BE(HEADER.cryptMethod),
     l1Size: buf.readUInt32BE(HEADER.l1Size),
-    l1TableOffset: u64(buf, HEADER.l1TableOffset, 'l1_table_offset'),
-    refcountTableOffset: u64(buf, HEADER.refcountTableOffset, 'refcount_table_offset'),
+    l1TableOffset: tableOffset(buf, HEADER.l1TableOffset, 'active L1 table', clusterSize),
+    refcountTableOffset: tableOffset(buf, HEADER.refcountTableOffset, 'refcount table', clusterSize),
     refcountTableClusters: buf.readUInt32BE(HEADER.refcountTableClusters),
     nbSnapshots: buf.readUInt32BE(HEADER.nbSnapshots),
-    snapshotsOffset: u64(buf, HEADER.snapshotsOffset, 'snapshots_offset'),
+    snapshotsOffset: tableOffset(buf, HEADER.snapshotsOffset, 'snapshot table', clusterSize),
     incompatible: 0n,
     compatible: 0n,
     autoclear: 0n,
@@ -101,6 +118,10 @@ export function parseHeader(buf: Buffer): Qcow2Header {
     }
     if (h.headerLength > HEADER.compressionType) h.compressionType = buf[HEADER.compressionType]!;
     if (h.headerLength > V3_HEADER_LENGTH) h.extraHeaderBytes = Buffer.from(buf.subarray(V3_HEADER_LENGTH, h.headerLength));
+  }
+  // QEMU: "Invalid backing file offset". The name must lie in the first cluster.
+  if (h.backingFileOffset > clusterSize) {
+    throw corrupt(`backing_file_offset is ${h.backingFileOffset}; a backing file name must start within the first cluster (${clusterSize} bytes)`);
   }
   if (h.refcountOrder > 6) throw corrupt(`refcount_order is ${h.refcountOrder}; it must be at most 6 (64-bit refcounts)`);
 
@@ -150,6 +171,8 @@ export function featureName(h: Qcow2Header, type: FeatureType, n: number): strin
 export interface FeatureVerdict {
   /** Set when the image may only be opened read-only, saying why. */
   readOnlyReason?: string;
+  /** The reason is the corrupt bit: a read-write open is refused as corrupt-image, not unsupported. */
+  corrupt?: boolean;
 }
 
 /**
@@ -179,10 +202,118 @@ export function checkFeatures(h: Qcow2Header, allowIncompatible = 0n): FeatureVe
     // Reading other orders would work, but our allocator writes 16-bit refcounts only.
     return { readOnlyReason: `refcount bits ${2 ** h.refcountOrder} (only 16-bit refcounts are written)` };
   }
+  if (hasBit(h.incompatible, INCOMPAT.corrupt)) {
+    return { readOnlyReason: "the image is marked corrupt (incompatible feature bit 1); 'qzoned img check -r all' repairs it and clears the bit", corrupt: true };
+  }
   if (h.nbSnapshots > 0) return { readOnlyReason: 'internal snapshots' };
-  if (hasBit(h.incompatible, INCOMPAT.corrupt)) return { readOnlyReason: 'the corrupt bit is set' };
   if (h.version === 2) return { readOnlyReason: 'qcow2 version 2 (compat 0.10)' };
   return {};
+}
+
+export interface HeaderValidation {
+  /**
+   * As QEMU opens an image for `qemu-img check` (BDRV_O_CHECK): a missing refcount table and the
+   * snapshot table are findings of the check, not reasons to refuse the image.
+   */
+  forCheck?: boolean;
+  /** Creation: the new image's L1 table is still empty and is grown right after open. */
+  creating?: boolean;
+}
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/**
+ * QEMU's qcow2_validate_table: a table of `entries` entries of `entryLen` bytes at `offset` must
+ * not exceed `maxBytes`, must end below INT64_MAX, and must start on a cluster boundary.
+ */
+function validateTable(offset: number, entries: number, entryLen: number, maxBytes: number, name: string, clusterSize: number): void {
+  if (entries > maxBytes / entryLen) {
+    throw corrupt(`the ${name} has ${entries} entries of ${entryLen} bytes, more than the ${maxBytes} bytes it may take`);
+  }
+  if (MAX_OFFSET - entries * entryLen < offset || offset % clusterSize !== 0) {
+    throw corrupt(`the ${name} offset ${hex(offset)} is invalid: it must be a multiple of the cluster size (${clusterSize}) with the table ending below 2^63`);
+  }
+}
+
+/**
+ * Every refusal QEMU's qcow2_do_open makes from the header and its extensions, in its order, as
+ * corrupt-image sentences naming the field and the value (feature bits are checkFeatures'). An
+ * image that passes opens in QEMU; validateLayout adds the engine's own rules on top.
+ */
+export function validateHeader(h: Qcow2Header, options: HeaderValidation = {}): void {
+  const cs = 2 ** h.clusterBits;
+  if (h.refcountTableClusters === 0 && !options.forCheck) {
+    throw corrupt('the image has no refcount table (refcount_table_clusters is 0)');
+  }
+  validateTable(h.refcountTableOffset, h.refcountTableClusters, cs, MAX_REFTABLE_BYTES, 'refcount table', cs);
+  if (!options.forCheck) {
+    validateTable(h.snapshotsOffset, h.nbSnapshots, SNAPSHOT_HEADER_SIZE, SNAPSHOT_HEADER_SIZE * MAX_SNAPSHOTS, 'snapshot table', cs);
+  }
+  validateTable(h.l1TableOffset, h.l1Size, 8, MAX_L1_BYTES, 'active L1 table', cs);
+  const needed = Math.ceil(h.size / (cs * (cs / 8)));
+  if (needed > 0x7fffffff) throw corrupt(`the virtual size of ${h.size} bytes is too big: it needs ${needed} L1 entries`);
+  if (h.l1Size < needed && !options.creating) {
+    throw corrupt(`the L1 table has ${h.l1Size} entries but the virtual size of ${h.size} bytes needs ${needed}`);
+  }
+  const bitmaps = findExtension(h, EXT.bitmaps);
+  if (bitmaps) validateBitmapsExtension(h, bitmaps.data, cs);
+  // QEMU: "data-file-raw requires a data file". The bit says the data lives in an external file.
+  if (hasBit(h.autoclear, AUTOCLEAR.rawExternalData) && !hasBit(h.incompatible, INCOMPAT.externalDataFile)) {
+    throw corrupt(`autoclear feature bit ${AUTOCLEAR.rawExternalData} (raw external data) is set, but the image has no external data file`);
+  }
+}
+
+/** qcow2_read_extensions' checks of the bitmaps extension (the directory itself is not read). */
+function validateBitmapsExtension(h: Qcow2Header, data: Buffer, cs: number): void {
+  if (data.length !== BITMAPS_EXT_LENGTH) {
+    throw corrupt(`the bitmaps extension is ${data.length} bytes long; it must be ${BITMAPS_EXT_LENGTH}`);
+  }
+  // Without its autoclear bit the extension is stale: ignored (and dropped by the next header write).
+  if (!hasBit(h.autoclear, AUTOCLEAR.bitmaps)) return;
+  const nb = data.readUInt32BE(BITMAPS_EXT.nbBitmaps);
+  const dirSize = data.readBigUInt64BE(BITMAPS_EXT.directorySize);
+  const dirOffset = data.readBigUInt64BE(BITMAPS_EXT.directoryOffset);
+  if (data.readUInt32BE(BITMAPS_EXT.reserved) !== 0) throw corrupt('the reserved field of the bitmaps extension is not zero');
+  if (nb > MAX_BITMAPS) throw corrupt(`the bitmaps extension claims ${nb} bitmaps; at most ${MAX_BITMAPS} are allowed`);
+  if (nb === 0) throw corrupt('the bitmaps extension claims zero bitmaps');
+  if (dirOffset % BigInt(cs) !== 0n) throw corrupt(`the bitmap directory offset 0x${dirOffset.toString(16)} is not a multiple of the cluster size (${cs})`);
+  if (dirSize > BigInt(MAX_BITMAP_DIRECTORY_BYTES)) {
+    throw corrupt(`the bitmap directory is ${dirSize} bytes; at most ${MAX_BITMAP_DIRECTORY_BYTES} are allowed`);
+  }
+}
+
+/**
+ * The engine's own rules about where the header's tables lie, stricter than QEMU's open (which
+ * reads zeros beyond the end of the file and catches overlaps only when it writes): the active L1
+ * table and the refcount table must lie inside the file (a table may run into its last,
+ * partially written cluster, as qemu-img check allows), must not overlap each other or the
+ * header, and a snapshot table must start inside the file. qemu-img check reports every one of
+ * these as a corruption. `fileSize` is the file's size in bytes.
+ */
+export function validateLayout(h: Qcow2Header, fileSize: number): void {
+  const cs = 2 ** h.clusterBits;
+  const tables: Array<{ name: string; offset: number; length: number }> = [
+    { name: 'header', offset: 0, length: cs },
+    { name: 'refcount table', offset: h.refcountTableOffset, length: h.refcountTableClusters * cs },
+    { name: 'active L1 table', offset: h.l1TableOffset, length: h.l1Size * 8 },
+  ];
+  for (const t of tables.slice(1)) {
+    if (t.length > 0 && t.offset + t.length - fileSize >= cs) {
+      throw corrupt(`the ${t.name} at ${hex(t.offset)} (${t.length} bytes) lies beyond the end of the ${fileSize}-byte file`);
+    }
+  }
+  for (let i = 0; i < tables.length; i++) {
+    for (let j = i + 1; j < tables.length; j++) {
+      const a = tables[i]!;
+      const b = tables[j]!;
+      if (a.length > 0 && b.length > 0 && a.offset < b.offset + b.length && b.offset < a.offset + a.length) {
+        throw corrupt(`the ${b.name} at ${hex(b.offset)} (${b.length} bytes) overlaps the ${a.name} at ${hex(a.offset)}`);
+      }
+    }
+  }
+  if (h.nbSnapshots > 0 && h.snapshotsOffset >= fileSize) {
+    throw corrupt(`the snapshot table at ${hex(h.snapshotsOffset)} lies beyond the end of the ${fileSize}-byte file`);
+  }
 }
 
 /** The feature name table the spec asks for (format spec §1). */

@@ -13,12 +13,15 @@ import { DataBarrier } from './cache.js';
 import { ClusterMap, type Mapping } from './cluster.js';
 import { Refcounts } from './refcount.js';
 import {
-  checkFeatures, encodeHeader, hasBit, isCorrupt, isDirty, isLazyRefcounts, parseHeader, setBit, type Qcow2Header,
+  checkFeatures, encodeHeader, hasBit, isCorrupt, isDirty, isLazyRefcounts, parseHeader, setBit, validateHeader,
+  validateLayout, type FeatureVerdict, type Qcow2Header,
 } from './header.js';
-import { INCOMPAT, MAX_CLUSTER_BITS, OFLAG_COPIED, OFLAG_ZERO } from './format.js';
+import { HEADER, INCOMPAT, MAX_CLUSTER_BITS, OFLAG_COPIED, OFLAG_ZERO } from './format.js';
 import { compressedHostClusters, inflateCluster, parseCompressedEntry } from './compressed.js';
 import { rebuildRefcounts } from './check.js';
-import { corrupt, fail } from '../errors.js';
+import { readSnapshotTable } from './snapshot.js';
+import { hexOffset, MetadataGuard } from './overlap.js';
+import { corrupt, fail, fromSystemError, isQzonedError, type QzonedError } from '../errors.js';
 
 export interface ExtraMetadata {
   offset: number;
@@ -95,35 +98,79 @@ function dataRunAlignment(k: number, clusterSize: number): number {
   return align;
 }
 
-/** BlockFile wrapper that knows the real end of the file, including metadata written by caches. */
+/**
+ * BlockFile wrapper that knows the real end of the file, including metadata written by caches.
+ * It is also the engine's last guard at the disk: a position no file can have (computed from a
+ * corrupt pointer that slipped past the structure checks) is corrupt-image, and a failing system
+ * call is io-error naming the file, never a bare exception.
+ */
 class TrackedFile implements BlockFile {
   private readonly inner: BlockFile;
   end: number;
   syncs = 0;
   constructor(inner: BlockFile) {
     this.inner = inner;
-    this.end = inner.size();
+    this.end = this.system('stat', () => inner.size());
   }
   get path(): string { return this.inner.path; }
   get readOnly(): boolean { return this.inner.readOnly; }
-  allocatedSize(): number { return this.inner.allocatedSize?.() ?? 0; }
-  pread(buf: Buffer, pos: number): void { this.inner.pread(buf, pos); }
+  allocatedSize(): number { return this.system('stat', () => this.inner.allocatedSize?.() ?? 0); }
+  private system<T>(action: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      throw fromSystemError(e, this.inner.path, action);
+    }
+  }
+  private position(pos: number, length: number): void {
+    if (!Number.isSafeInteger(pos) || pos < 0 || !Number.isSafeInteger(pos + length)) {
+      throw corrupt(`the image's metadata leads to file offset ${pos}, which no file can have`);
+    }
+  }
+  pread(buf: Buffer, pos: number): void {
+    this.position(pos, buf.length);
+    try {
+      this.inner.pread(buf, pos);
+    } catch (e) {
+      throw fromSystemError(e, this.inner.path, 'read');
+    }
+  }
   pwrite(buf: Buffer, pos: number): void {
-    this.inner.pwrite(buf, pos);
+    this.position(pos, buf.length);
+    try {
+      this.inner.pwrite(buf, pos);
+    } catch (e) {
+      throw fromSystemError(e, this.inner.path, 'write');
+    }
     this.end = Math.max(this.end, pos + buf.length);
   }
   /** Guest data only: `buf` belongs to the request and is never changed afterwards. */
   pwriteBehind(buf: Buffer, pos: number): void {
     if (!this.inner.pwriteBehind) return this.pwrite(buf, pos);
-    this.inner.pwriteBehind(buf, pos);
+    this.position(pos, buf.length);
+    try {
+      this.inner.pwriteBehind(buf, pos);
+    } catch (e) {
+      throw fromSystemError(e, this.inner.path, 'write');
+    }
     this.end = Math.max(this.end, pos + buf.length);
   }
-  sync(): void { this.syncs++; this.inner.sync(); }
+  sync(): void {
+    this.syncs++;
+    try {
+      this.inner.sync();
+    } catch (e) {
+      throw fromSystemError(e, this.inner.path, 'sync');
+    }
+  }
   get syncOffLoop(): (() => Promise<void>) | undefined {
     return this.inner.syncOffLoop ? () => this.inner.syncOffLoop!() : undefined;
   }
-  size(): number { return this.inner.size(); }
-  truncate(length: number): void { this.inner.truncate(length); this.end = length; }
+  size(): number { return this.system('stat', () => this.inner.size()); }
+  truncate(length: number): void {
+    this.system('truncate', () => this.inner.truncate(length));
+    this.end = length;
+  }
   close(): void { this.inner.close(); }
 }
 
@@ -132,6 +179,27 @@ function readCluster0(file: BlockFile): Buffer {
   const buf = Buffer.alloc(Math.min(size, 2 ** MAX_CLUSTER_BITS));
   file.pread(buf, 0);
   return buf;
+}
+
+/**
+ * Everything that decides, from the header and what it points to, whether an image may be
+ * opened: the feature bits (checkFeatures), every refusal of QEMU's qcow2_do_open
+ * (validateHeader), the engine's rules on where the tables lie (validateLayout) and, when there
+ * are internal snapshots, their table as QEMU reads it. Throws; never writes.
+ */
+function judgeHeader(file: BlockFile, header: Qcow2Header, options: OpenOptions): FeatureVerdict {
+  const verdict = checkFeatures(header, options.allowIncompatible ?? 0n);
+  validateHeader(header, { creating: options.creating });
+  const size = file.size();
+  validateLayout(header, size);
+  if (header.nbSnapshots > 0) {
+    readSnapshotTable((offset, length) => {
+      const buf = Buffer.alloc(length);
+      if (offset < size) file.pread(buf.subarray(0, Math.min(length, size - offset)), offset);
+      return buf;
+    }, header.snapshotsOffset, header.nbSnapshots, header.size, false);
+  }
+  return verdict;
 }
 
 export class Qcow2Image {
@@ -149,6 +217,14 @@ export class Qcow2Image {
   private readonly lock: ImageLock | null;
   private lazyDirtySet = false;
   private closed = false;
+  /** Where metadata lives: every write whose target came from the image is checked against it. */
+  private readonly guard: MetadataGuard;
+  /** The first corruption met while open (QEMU's signaled_corruption); a writable image then refuses writes. */
+  private corruption: string | null = null;
+  /** Errors already judged by signal(), so nested public calls do not judge them twice. */
+  private readonly judged = new WeakSet<object>();
+  /** Corrupt data (a compressed cluster that does not inflate), which QEMU reports without marking. */
+  private readonly dataOnly = new WeakSet<object>();
   private readonly offLoopSyncs = new Set<Promise<void>>();
   /** Last decompressed cluster: sequential reads of a compressed image decompress each once. */
   private inflated: { entry: bigint; data: Buffer } | null = null;
@@ -165,6 +241,8 @@ export class Qcow2Image {
     this.clusterSize = 2 ** header.clusterBits;
     this.virtualSize = header.size;
     this.data = new DataBarrier(file);
+    this.guard = new MetadataGuard(this.clusterSize);
+    for (const [i, r] of (options.extraMetadata?.(header) ?? []).entries()) this.guard.setRange(`extra${i}`, r.what, r.offset, r.length);
     this.refcounts = new Refcounts(file, {
       clusterBits: header.clusterBits,
       refcountOrder: header.refcountOrder,
@@ -173,16 +251,12 @@ export class Qcow2Image {
     }, (offset, clusters) => this.updateHeader((h) => {
       h.refcountTableOffset = offset;
       h.refcountTableClusters = clusters;
-    }), options.refcountCacheBytes);
-    const neededL1 = Math.ceil(header.size / (this.clusterSize * (this.clusterSize / 8)));
-    if (header.l1Size < neededL1 && !options.creating) {
-      throw corrupt(`the L1 table has ${header.l1Size} entries but the virtual size of ${header.size} bytes needs ${neededL1}`);
-    }
+    }), this.guard, options.refcountCacheBytes);
     this.map = new ClusterMap(file, header.clusterBits, header.l1TableOffset, header.l1Size, this.refcounts,
       (offset, entries) => this.updateHeader((h) => {
         h.l1TableOffset = offset;
         h.l1Size = entries;
-      }), options.l2CacheBytes);
+      }), this.guard, options.l2CacheBytes);
   }
 
   /**
@@ -203,10 +277,12 @@ export class Qcow2Image {
       if (!lock && options.lock !== false && opened.locks) {
         lock = await opened.locks.acquire(need, options.holder ?? `qzoned process ${process.pid}`);
       }
-      let header = parseHeader(readCluster0(opened));
-      const verdict = checkFeatures(header, options.allowIncompatible ?? 0n);
+      // Judged through the guard at the disk (no bare exception from a strange position), before a byte is written.
+      const judged = new TrackedFile(opened);
+      let header = parseHeader(readCluster0(judged));
+      const verdict = judgeHeader(judged, header, options);
       if (wantWrite && verdict.readOnlyReason) {
-        throw fail('unsupported-feature', `'${opened.path}' can only be opened read-only: ${verdict.readOnlyReason}`);
+        throw fail(verdict.corrupt ? 'corrupt-image' : 'unsupported-feature', `'${opened.path}' can only be opened read-only: ${verdict.readOnlyReason}`);
       }
       const behind = wantWrite && options.writeBehind ? (options.writeBehind === true ? {} : options.writeBehind) : null;
       file = new TrackedFile(behind ? new WriteBehindFile(opened, behind) : opened);
@@ -215,6 +291,7 @@ export class Qcow2Image {
           // Lazy refcounts after a crash: rebuild them from L1/L2 before anything else (as QEMU).
           rebuildRefcounts(file, header, options.extraMetadata?.(header) ?? []);
           header = parseHeader(readCluster0(file));
+          judgeHeader(file, header, options);
           header.incompatible = setBit(header.incompatible, INCOMPAT.dirty, false);
           Qcow2Image.writeHeaderTo(file, header);
         }
@@ -254,6 +331,55 @@ export class Qcow2Image {
   private assertWritable(): void {
     if (this.closed) throw fail('io-error', `'${this.path}' is closed`);
     if (this.readOnly) throw fail('read-only-node', `'${this.path}' is open read-only`);
+    if (this.corruption !== null) {
+      throw corrupt(`'${this.path}' is marked corrupt and takes no more writes (${this.corruption}); 'qzoned img check -r all' repairs it`);
+    }
+  }
+
+  /**
+   * For layers that write beside the engine (the zoned write-pointer array): throws what a write
+   * through the engine would throw now (closed, read-only, marked corrupt).
+   */
+  checkWritable(): void {
+    this.assertWritable();
+  }
+
+  /** The first corruption met while open, or null. */
+  get corruptionFound(): string | null {
+    return this.corruption;
+  }
+
+  /**
+   * QEMU's qcow2_signal_corruption for every error an engine call throws: a corrupt-image error
+   * about the image's metadata is remembered, and on a writable image the corrupt bit
+   * (incompatible bit 1) is written to the header, so that no later open writes to the image
+   * before it is repaired; this open refuses writes from now on (reads go on). A read-only open
+   * reports the same sentence without writing. Corrupt data alone (a compressed cluster that does
+   * not inflate) is reported and not marked, as QEMU does. Anything else passes unchanged.
+   */
+  private signal(e: unknown): unknown {
+    if (!isQzonedError(e) || e.reason !== 'corrupt-image' || this.judged.has(e) || this.dataOnly.has(e)) return e;
+    this.judged.add(e);
+    if (this.corruption !== null) return e;
+    this.corruption = e.message;
+    if (this.readOnly || this.closed) return e;
+    let marked: QzonedError;
+    try {
+      // Only the 8-byte field, synced (as QEMU's qcow2_mark_dirty writes its bit): one sector
+      // write cannot tear, and the rest of the header stays exactly as it was found.
+      const incompatible = setBit(this.header.incompatible, INCOMPAT.corrupt, true);
+      const field = Buffer.alloc(8);
+      field.writeBigUInt64BE(incompatible);
+      this.file.pwrite(field, HEADER.incompatibleFeatures);
+      this.file.sync();
+      this.header = { ...this.header, incompatible };
+      marked = corrupt(`${e.message}; the image is now marked corrupt and refuses writes until 'qzoned img check -r all' repairs it`);
+    } catch (writeError) {
+      const why = writeError instanceof Error ? writeError.message : String(writeError);
+      marked = corrupt(`${e.message}; marking the image corrupt failed too (${why}), and this open refuses writes`);
+    }
+    this.judged.add(marked);
+    return marked;
   }
 
   private checkRange(offset: number, length: number): void {
@@ -284,6 +410,14 @@ export class Qcow2Image {
   }
 
   readInto(out: Buffer, offset: number): void {
+    try {
+      this.readNow(out, offset);
+    } catch (e) {
+      throw this.signal(e);
+    }
+  }
+
+  private readNow(out: Buffer, offset: number): void {
     this.checkRange(offset, out.length);
     const cs = this.clusterSize;
     let pos = 0;
@@ -317,9 +451,19 @@ export class Qcow2Image {
   private inflate(entry: bigint): Buffer {
     if (this.inflated && this.inflated.entry === entry) return this.inflated.data;
     const c = parseCompressedEntry(entry, this.clusterBits);
+    // qemu-img check's rule: the stored range may end in the file's last cluster, not beyond it.
+    if (c.hostOffset + c.storedLength - this.file.end >= this.clusterSize) {
+      throw corrupt(`a compressed cluster descriptor (0x${entry.toString(16)}) points to ${c.storedLength} bytes at ${hexOffset(c.hostOffset)}, beyond the end of the ${this.file.end}-byte file`);
+    }
     const stored = Buffer.alloc(c.storedLength);
     this.file.pread(stored, c.hostOffset);
-    const data = inflateCluster(stored, this.clusterSize);
+    let data: Buffer;
+    try {
+      data = inflateCluster(stored, this.clusterSize);
+    } catch (e) {
+      if (e instanceof Error) this.dataOnly.add(e);
+      throw e;
+    }
     this.inflated = { entry, data };
     return data;
   }
@@ -328,6 +472,14 @@ export class Qcow2Image {
 
   /** Writes guest data; opened with `writeBehind`, `data` must not change after this returns. */
   write(offset: number, data: Buffer): void {
+    try {
+      this.writeNow(offset, data);
+    } catch (e) {
+      throw this.signal(e);
+    }
+  }
+
+  private writeNow(offset: number, data: Buffer): void {
     this.checkRange(offset, data.length);
     if (data.length === 0) return;
     this.beforeChange();
@@ -348,6 +500,7 @@ export class Qcow2Image {
           n += Math.min(cs, data.length - pos - n);
           k++;
         }
+        this.assertNotMetadata(m.host + inCluster, n, gc);
         this.file.pwriteBehind(data.subarray(pos, pos + n), m.host + inCluster);
         // No metadata changes, but the next flush must still sync these bytes.
         this.data.markWritten();
@@ -366,6 +519,17 @@ export class Qcow2Image {
       this.writeNewClusters(gc, k, guest, data.subarray(pos, pos + (end - guest)));
       pos += end - guest;
     }
+  }
+
+  /**
+   * QEMU's pre-write overlap check for a data write in place: the host range came from L2
+   * entries, which a corrupt image may point at its own tables.
+   */
+  private assertNotMetadata(host: number, length: number, guestCluster: number): void {
+    const kind = this.guard.overlaps(host, length);
+    if (kind === null) return;
+    const at = this.guard.firstOverlap(host, length, kind);
+    throw corrupt(`Preventing invalid write on metadata (overlaps with ${kind}): the L2 entries from guest offset ${hexOffset(guestCluster * this.clusterSize)} point to host offset ${hexOffset(at)}, where the ${kind} lives`);
   }
 
   /**
@@ -423,12 +587,20 @@ export class Qcow2Image {
 
   /** Zeroes a range: whole clusters become zero entries, partial ones are written with zeros. */
   writeZeroes(offset: number, length: number): void {
-    this.changeWholeClusters(offset, length, OFLAG_ZERO);
+    try {
+      this.changeWholeClusters(offset, length, OFLAG_ZERO);
+    } catch (e) {
+      throw this.signal(e);
+    }
   }
 
   /** Deallocates a range; it reads as zeros afterwards (partial clusters are zeroed in place). */
   discard(offset: number, length: number): void {
-    this.changeWholeClusters(offset, length, 0n);
+    try {
+      this.changeWholeClusters(offset, length, 0n);
+    } catch (e) {
+      throw this.signal(e);
+    }
   }
 
   private changeWholeClusters(offset: number, length: number, wholeEntry: bigint): void {
@@ -478,13 +650,21 @@ export class Qcow2Image {
 
   // ---- durability ----------------------------------------------------------------------------
 
-  /** Makes every completed write durable, in the format spec's crash orders. */
+  /**
+   * Makes every completed write durable, in the format spec's crash orders. An image marked
+   * corrupt still flushes: what is pending was checked when it was changed, and belongs to
+   * writes that were acknowledged.
+   */
   flush(): void {
     if (this.readOnly || this.closed) return;
-    this.map.l1.flush();
-    this.map.l2.flush();
-    this.refcounts.flush();
-    this.data.flush();
+    try {
+      this.map.l1.flush();
+      this.map.l2.flush();
+      this.refcounts.flush();
+      this.data.flush();
+    } catch (e) {
+      throw this.signal(e);
+    }
   }
 
   /**
@@ -562,13 +742,30 @@ export class Qcow2Image {
   /** Creation: grows the empty L1 table to cover the virtual size. */
   growL1ForSize(): void {
     this.assertWritable();
-    this.map.growL1(Math.ceil(this.virtualSize / (this.clusterSize * this.map.l2Entries)));
+    try {
+      this.map.growL1(Math.ceil(this.virtualSize / (this.clusterSize * this.map.l2Entries)));
+    } catch (e) {
+      throw this.signal(e);
+    }
   }
 
   /** Allocates n contiguous clusters (refcount 1) for caller-owned metadata; returns the offset. */
   allocMetadata(n: number): number {
     this.assertWritable();
-    return this.refcounts.alloc(n);
+    try {
+      return this.refcounts.alloc(n);
+    } catch (e) {
+      throw this.signal(e);
+    }
+  }
+
+  /**
+   * The kind of engine metadata (header, L1, L2, refcount table or block, a caller's range) that
+   * [offset, offset + length) overlaps, `ignore` aside; null when none. For layers that keep
+   * metadata of their own (the zoned array) to judge where it lies.
+   */
+  metadataAt(offset: number, length: number, ignore?: string): string | null {
+    return this.guard.overlaps(offset, length, ignore);
   }
 
   /**
@@ -576,17 +773,33 @@ export class Qcow2Image {
    * pointer may point at new metadata written by the caller). One sync when nothing else is dirty.
    */
   flushRefcounts(): void {
-    if (this.refcounts.isDirty()) this.refcounts.flush();
-    else this.file.sync();
+    try {
+      if (this.refcounts.isDirty()) this.refcounts.flush();
+      else this.file.sync();
+    } catch (e) {
+      throw this.signal(e);
+    }
   }
 
   /** Mapping of one guest cluster (tools, tests, preallocation). */
   mapping(guestCluster: number): Mapping {
-    return this.map.lookup(guestCluster);
+    try {
+      return this.map.lookup(guestCluster);
+    } catch (e) {
+      throw this.signal(e);
+    }
   }
 
   /** Is any part of [offset, offset+length) backed by allocated data? Skips absent L2 tables. */
   isAllocated(offset: number, length: number): boolean {
+    try {
+      return this.isAllocatedNow(offset, length);
+    } catch (e) {
+      throw this.signal(e);
+    }
+  }
+
+  private isAllocatedNow(offset: number, length: number): boolean {
     const cs = this.clusterSize;
     const per = this.map.l2Entries;
     const end = Math.ceil((offset + length) / cs);
@@ -608,6 +821,14 @@ export class Qcow2Image {
    * writes zeros over them. Clusters are allocated one L2 table's worth at a time.
    */
   preallocate(mode: 'metadata' | 'full'): void {
+    try {
+      this.preallocateNow(mode);
+    } catch (e) {
+      throw this.signal(e);
+    }
+  }
+
+  private preallocateNow(mode: 'metadata' | 'full'): void {
     this.assertWritable();
     const cs = this.clusterSize;
     const total = Math.ceil(this.virtualSize / cs);

@@ -14,6 +14,7 @@
 import { FlushNode, TableCache, viewOf } from './cache.js';
 import type { BlockFile } from '../io/file.js';
 import { MAX_REFTABLE_BYTES, REFT_OFFSET_HI, REFT_OFFSET_LO } from './format.js';
+import { hexOffset, type FileExtent, type MetadataGuard } from './overlap.js';
 import { corrupt, fail } from '../errors.js';
 
 export interface RefcountGeometry {
@@ -57,27 +58,59 @@ export class Refcounts extends FlushNode {
   /** Clusters examined by the allocator (tests read it to check the search stays linear). */
   scanned = 0;
   readonly readOnly: boolean;
+  private readonly extent: FileExtent;
+  private readonly guard: MetadataGuard;
 
-  constructor(file: BlockFile, g: RefcountGeometry, onReftableMoved: ReftableMoved, cacheBytes = 4 * 1024 * 1024) {
+  /**
+   * The header's refcount table fields were validated (header.ts validateHeader, validateLayout);
+   * the table's entries are judged when a refcount block is first read (validateBlock).
+   */
+  constructor(file: BlockFile & FileExtent, g: RefcountGeometry, onReftableMoved: ReftableMoved, guard: MetadataGuard,
+    cacheBytes = 4 * 1024 * 1024) {
     super('refcounts', file);
     this.readOnly = file.readOnly;
+    this.extent = file;
+    this.guard = guard;
     this.clusterBits = g.clusterBits;
     this.clusterSize = 2 ** g.clusterBits;
     this.refcountBits = 2 ** g.refcountOrder;
     this.perBlock = (this.clusterSize * 8) / this.refcountBits;
     this.maxRefcount = this.refcountBits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** this.refcountBits - 1;
     this.reftableOffset = g.reftableOffset;
-    if (g.reftableClusters * this.clusterSize > MAX_REFTABLE_BYTES) {
-      throw corrupt(`the refcount table has ${g.reftableClusters} clusters, more than QEMU's limit of ${MAX_REFTABLE_BYTES} bytes`);
-    }
-    if (g.reftableOffset % this.clusterSize !== 0 || g.reftableOffset === 0) {
-      throw corrupt(`refcount_table_offset ${g.reftableOffset} is not a non-zero multiple of the cluster size`);
-    }
     this.reftable = Buffer.alloc(g.reftableClusters * this.clusterSize);
     this.reftableView = viewOf(this.reftable);
     file.pread(this.reftable, g.reftableOffset);
+    guard.setRange('reftable', 'refcount table', this.reftableOffset, this.reftable.length);
+    for (let i = 0; i < this.reftableEntries; i++) {
+      const off = this.rawBlockOffset(i);
+      if (off !== 0 && off % this.clusterSize === 0 && Number.isSafeInteger(off)) guard.addRefblock(off);
+    }
     this.onReftableMoved = onReftableMoved;
-    this.blocks = new TableCache(file, this.clusterSize, cacheBytes, () => this.flush());
+    this.blocks = new TableCache(file, this.clusterSize, cacheBytes, () => this.flush(), (off) => this.validateBlock(off));
+  }
+
+  /**
+   * A refcount block about to be read from disk for the first time must lie inside the file and
+   * on no other metadata: reading zeros from beyond the end (as QEMU does) would call the header
+   * free, and every later write-back of the block would land on whatever it overlaps.
+   */
+  private validateBlock(offset: number): void {
+    const end = this.extent.end;
+    const beyond = !Number.isSafeInteger(offset) || offset >= end;
+    const kind = beyond ? null : this.guard.overlaps(offset, this.clusterSize, 'refcount block');
+    if (!beyond && kind === null) return;
+    let index = 0;
+    while (index < this.reftableEntries && this.rawBlockOffset(index) !== offset) index++;
+    const where = `refcount table entry ${index} points to ${hexOffset(offset)}`;
+    throw corrupt(beyond
+      ? `${where}, beyond the end of the ${end}-byte file; a refcount block must lie inside the file`
+      : `${where}, which holds the ${kind}; a refcount block must have a cluster of its own`);
+  }
+
+  private rawBlockOffset(blockIndex: number): number {
+    const hi = this.reftableView.getUint32(blockIndex * 8);
+    const lo = this.reftableView.getUint32(blockIndex * 8 + 4);
+    return ((hi & REFT_OFFSET_HI) >>> 0) * 2 ** 32 + ((lo & REFT_OFFSET_LO) >>> 0);
   }
 
   get reftableEntries(): number {
@@ -96,11 +129,9 @@ export class Refcounts extends FlushNode {
   blockOffset(blockIndex: number): number {
     if (blockIndex >= this.reftableEntries) return 0;
     // Two u32s rather than a BigInt: this runs for every refcount read and update.
-    const hi = this.reftableView.getUint32(blockIndex * 8);
-    const lo = this.reftableView.getUint32(blockIndex * 8 + 4);
-    const off = ((hi & REFT_OFFSET_HI) >>> 0) * 2 ** 32 + ((lo & REFT_OFFSET_LO) >>> 0);
+    const off = this.rawBlockOffset(blockIndex);
     if (off !== 0 && off % this.clusterSize !== 0) {
-      throw corrupt(`refcount table entry ${blockIndex} (${off}) is not cluster aligned`);
+      throw corrupt(`refcount table entry ${blockIndex} points to ${hexOffset(off)}, which is not a multiple of the cluster size (${this.clusterSize})`);
     }
     return off;
   }
@@ -214,12 +245,13 @@ export class Refcounts extends FlushNode {
         extra = 0;
         continue;
       }
+      const used = n + missing.length;
+      this.assertFree(start, used);
       missing.forEach((b, i) => {
         const loc = (start + n + i) * this.clusterSize;
         this.blocks.create(loc);
         this.setTableEntry(b, loc);
       });
-      const used = n + missing.length;
       for (let c = start; c < start + used; c++) this.update(c, 1);
       if (start === this.freeHint) this.freeHint = start + used;
       if (used > 1) this.runCursor = start + used;
@@ -228,7 +260,25 @@ export class Refcounts extends FlushNode {
     throw new Error('internal: cluster allocation did not converge');
   }
 
+  /**
+   * QEMU's overlap check for a new allocation, made before any refcount changes: clusters the
+   * refcounts call free must not hold metadata (they do when the refcounts are corrupt), and
+   * must lie where a file offset can reach.
+   */
+  private assertFree(first: number, n: number): void {
+    const offset = first * this.clusterSize;
+    const length = n * this.clusterSize;
+    if (!Number.isSafeInteger(offset + length)) {
+      throw corrupt(`the refcounts leave no free cluster below ${hexOffset(offset)}, beyond what a file can hold`);
+    }
+    const kind = this.guard.overlaps(offset, length);
+    if (kind === null) return;
+    const at = this.guard.firstOverlap(offset, length, kind);
+    throw corrupt(`Preventing invalid write on metadata (overlaps with ${kind}): the refcount of host offset ${hexOffset(at)} is 0, yet the ${kind} lives there`);
+  }
+
   private setTableEntry(blockIndex: number, offset: number): void {
+    this.guard.addRefblock(offset);
     this.reftable.writeBigUInt64BE(BigInt(offset), blockIndex * 8);
     this.reftableDirtyLo = Math.min(this.reftableDirtyLo, blockIndex);
     this.reftableDirtyHi = Math.max(this.reftableDirtyHi, blockIndex);
@@ -249,6 +299,7 @@ export class Refcounts extends FlushNode {
     this.reftable = bigger;
     this.reftableView = viewOf(bigger);
     this.reftableOffset = this.alloc(clusters);
+    this.guard.setRange('reftable', 'refcount table', this.reftableOffset, this.reftable.length);
     this.reftableDirtyLo = 0;
     this.reftableDirtyHi = this.reftableEntries - 1;
     // Move it now: a table that lives only in memory would leave later allocations unordered.

@@ -14,7 +14,7 @@ import { decodeZoneEntry, ZONE_ENTRY_SIZE, type ZonedExtensionFields, type ZoneE
 import { validateZonedHeader } from './validate.js';
 import { findZoneEntryProblems, geometryFromHeader } from './model.js';
 import { ZonedImage, zonedExtensionOf } from './zoned-image.js';
-import { fail } from '../errors.js';
+import { fail, isQzonedError } from '../errors.js';
 
 export interface ZonedCheckOptions {
   repair?: 'leaks' | 'all';
@@ -40,12 +40,26 @@ function readLayout(file: BlockFile, path: string): ZonedLayout {
   return { fields, virtualSize: h.size, clusterBits: h.clusterBits, l1Offset: h.l1TableOffset, l1Size: h.l1Size };
 }
 
-function readEntries(file: BlockFile, f: ZonedExtensionFields): ZoneEntry[] {
+/**
+ * Every entry; one whose persistent condition is unknown is a finding (its zone is then judged
+ * no further) rather than a reason to give up the whole check.
+ */
+function readEntries(file: BlockFile, f: ZonedExtensionFields): { entries: ZoneEntry[]; undecodable: Map<number, string> } {
   const buf = Buffer.alloc(f.nrZones * ZONE_ENTRY_SIZE);
   file.pread(buf, f.zonedmetaOffset);
-  const out: ZoneEntry[] = [];
-  for (let i = 0; i < f.nrZones; i++) out.push(decodeZoneEntry(buf, i * ZONE_ENTRY_SIZE, i));
-  return out;
+  const entries: ZoneEntry[] = [];
+  const undecodable = new Map<number, string>();
+  for (let i = 0; i < f.nrZones; i++) {
+    try {
+      entries.push(decodeZoneEntry(buf, i * ZONE_ENTRY_SIZE, i));
+    } catch (e) {
+      if (!isQzonedError(e)) throw e;
+      undecodable.set(i, e.message);
+      // A stand-in that findZoneEntryProblems accepts: the zone is reported through `undecodable`.
+      entries.push({ wp: i * f.zoneSize, conventional: i < f.conventionalZones, persistentCondition: 'none' });
+    }
+  }
+  return { entries, undecodable };
 }
 
 /**
@@ -59,13 +73,20 @@ function findZoneLeaks(file: BlockFile, layout: ZonedLayout, entries: readonly Z
   const perL2 = cs / 8;
   const { zoneSize, conventionalZones } = layout.fields;
   const out: string[] = [];
+  const fileSize = file.size();
+  // Bytes beyond the end of the file read as zeros; the qcow2 pass reports every pointer there.
+  const read = (buf: Buffer, offset: number): void => {
+    buf.fill(0);
+    if (offset < fileSize) file.pread(buf.subarray(0, Math.min(buf.length, fileSize - offset)), offset);
+  };
   const l1 = Buffer.alloc(layout.l1Size * 8);
-  file.pread(l1, layout.l1Offset);
+  read(l1, layout.l1Offset);
   const l2 = Buffer.alloc(cs);
   for (let i = 0; i < layout.l1Size; i++) {
     const l2Offset = Number(l1.readBigUInt64BE(i * 8) & L1E_OFFSET_MASK);
-    if (l2Offset === 0) continue;
-    file.pread(l2, l2Offset);
+    // Unaligned or outside the file: a corruption of the qcow2 pass, no zone data to judge here.
+    if (l2Offset === 0 || l2Offset % cs !== 0 || l2Offset >= fileSize) continue;
+    read(l2, l2Offset);
     for (let j = 0; j < perL2; j++) {
       const e = l2.readBigUInt64BE(j * 8);
       if (e === 0n) continue;
@@ -82,7 +103,7 @@ function findZoneLeaks(file: BlockFile, layout: ZonedLayout, entries: readonly Z
         out.push(`Leaked cluster: guest offset 0x${guest.toString(16)} of zone ${zone} is mapped at or above its write pointer 0x${wp.toString(16)}`);
       } else if (wp < guest + cs && !compressed && (e & OFLAG_ZERO) === 0n) {
         const tail = Buffer.alloc(guest + cs - wp);
-        file.pread(tail, host + (wp - guest));
+        read(tail, host + (wp - guest));
         if (tail.some((b) => b !== 0)) {
           out.push(`Leaked data: the cluster at guest offset 0x${guest.toString(16)} of zone ${zone} holds non-zero bytes after its write pointer 0x${wp.toString(16)}`);
         }
@@ -97,10 +118,24 @@ function checkZones(path: string, base: CheckResult): { result: CheckResult; zon
   const file = new NodeFile(path, { readOnly: true });
   try {
     const layout = readLayout(file, path);
-    const entries = readEntries(file, layout.fields);
+    const { zonedmetaOffset, zonedmetaSize } = layout.fields;
+    if (zonedmetaOffset + zonedmetaSize > file.size()) {
+      // Counted as a reference past the end by the qcow2 pass too; no entries to judge.
+      return {
+        zoneLeaks: 0,
+        result: {
+          ...base,
+          corruptions: base.corruptions + 1,
+          messages: [...base.messages, `ERROR zone metadata: the zone metadata array (${zonedmetaSize} bytes at offset ${zonedmetaOffset}) runs past the end of the file`],
+        },
+      };
+    }
+    const { entries, undecodable } = readEntries(file, layout.fields);
     const geometry = geometryFromHeader(layout.fields, layout.virtualSize);
-    const { errors, warnings } = findZoneEntryProblems(geometry, entries);
-    const badZones = new Set<number>();
+    const problems = findZoneEntryProblems(geometry, entries);
+    const errors = [...[...undecodable.values()].map((m) => m.replace(/^The metadata entry of zone/, 'zone')), ...problems.errors];
+    const warnings = problems.warnings;
+    const badZones = new Set<number>(undecodable.keys());
     for (const m of errors) {
       const z = /^zone (\d+)/.exec(m);
       if (z) badZones.add(Number(z[1]));

@@ -16,6 +16,9 @@ import type { Qcow2Image } from '../qcow2/image.js';
 import { decodeZoneEntry, writeZoneEntry, ZONE_ENTRY_SIZE, type ZoneEntry } from './format.js';
 import { corrupt } from '../errors.js';
 
+/** How the array is named among the engine's metadata (overlap sentences, check messages). */
+export const ZONE_METADATA_WHAT = 'zone metadata array';
+
 export class ZoneMetadata {
   private readonly image: Qcow2Image;
   readonly offset: number;
@@ -27,11 +30,20 @@ export class ZoneMetadata {
     this.nrZones = nrZones;
   }
 
-  /** Reads and decodes every entry (a corrupt persistent condition names its zone). */
+  /**
+   * Reads and decodes every entry (a corrupt persistent condition names its zone). The array
+   * must lie inside the file and share no cluster with the engine's metadata: its entries are
+   * written in place on every flush.
+   */
   load(): ZoneEntry[] {
     const size = this.nrZones * ZONE_ENTRY_SIZE;
     if (this.offset + size > this.image.file.size()) {
       throw corrupt(`the zone metadata array (${size} bytes at offset ${this.offset}) runs past the end of the file`);
+    }
+    const clusters = Math.ceil(size / this.image.clusterSize) * this.image.clusterSize;
+    const kind = this.image.metadataAt(this.offset, clusters, ZONE_METADATA_WHAT);
+    if (kind !== null) {
+      throw corrupt(`the zone metadata array at offset ${this.offset} (${size} bytes) overlaps the ${kind}; it must have clusters of its own`);
     }
     const buf = Buffer.alloc(size);
     this.image.file.pread(buf, this.offset);

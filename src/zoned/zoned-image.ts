@@ -16,7 +16,7 @@ import { decodeZonedExtension, encodeZonedExtension, writeZoneEntry, ZONE_ENTRY_
 import { checkZonedFeatureBit, validateZonedHeader, zonedHeaderForCreate, type ZoneCreateOptions } from './validate.js';
 import { checkZoneEntries, geometryFromHeader, ZoneModel, type MgmtOp, type ZoneRange } from './model.js';
 import type { ZoneCondition, ZoneDescriptor, ZoneInfo, ZoneInjectCondition } from '../generated/types.js';
-import { ZoneMetadata } from './metadata.js';
+import { ZONE_METADATA_WHAT, ZoneMetadata } from './metadata.js';
 import { fail, unsupported } from '../errors.js';
 
 export const ZONED_BIT = 1n << BigInt(INCOMPAT.zoned);
@@ -40,7 +40,7 @@ export function zonedExtensionOf(h: Readonly<Qcow2Header>): ZonedExtensionFields
 function arrayRange(h: Qcow2Header): { offset: number; length: number; what: string }[] {
   const f = zonedExtensionOf(h);
   if (!f || f.zoneModel === 0 || f.zonedmetaOffset === 0) return [];
-  return [{ offset: f.zonedmetaOffset, length: f.zonedmetaSize, what: 'zone metadata array' }];
+  return [{ offset: f.zonedmetaOffset, length: f.zonedmetaSize, what: ZONE_METADATA_WHAT }];
 }
 
 export class ZonedImage {
@@ -298,6 +298,8 @@ export class ZonedImage {
 
   private assertWritable(): void {
     if (this.qcow2.readOnly) throw fail('read-only-node', `'${this.qcow2.path}' is open read-only`);
+    // Marked corrupt, the engine refuses writes: so must the write pointers beside it.
+    this.qcow2.checkWritable();
   }
 }
 
