@@ -209,7 +209,8 @@ export class ClusterMap {
       throw corrupt(`the L2 entry of guest offset ${guest} points to ${hexOffset(host)}, which is not a multiple of the cluster size (${this.clusterSize})`);
     }
     if (e & OFLAG_ZERO) return { kind: 'zero', host };
-    if (host === 0) throw corrupt(`the L2 entry of guest offset ${guest} points to host offset 0, where the qcow2_header lives`);
+    // No offset and no zero flag: unallocated, whatever the COPIED flag says (as QEMU reads it).
+    if (host === 0) return UNALLOCATED;
     if (host >= this.file.end) this.beyondEnd(host, guestCluster);
     return { kind: 'normal', host, copied: (e & OFLAG_COPIED) !== 0n };
   }

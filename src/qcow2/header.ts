@@ -125,22 +125,26 @@ export function parseHeader(buf: Buffer): Qcow2Header {
   }
   if (h.refcountOrder > 6) throw corrupt(`refcount_order is ${h.refcountOrder}; it must be at most 6 (64-bit refcounts)`);
 
-  // Extensions run from header_length to the end marker, within cluster 0.
+  // Extensions run from header_length to the end marker, within cluster 0 (or up to the backing
+  // file name), as QEMU's qcow2_read_extensions reads them: bytes beyond the end of the file read
+  // as zeros, and every length is checked against the area, the end marker's too.
+  const extEnd = h.backingFileOffset !== 0 ? h.backingFileOffset : clusterSize;
+  const bytes = (from: number, length: number): Buffer => {
+    const out = Buffer.alloc(length);
+    if (from < buf.length) buf.copy(out, 0, from, Math.min(buf.length, from + length));
+    return out;
+  };
   let off = h.headerLength;
-  const limit = Math.min(buf.length, clusterSize);
-  for (;;) {
-    if (off + EXT_HEADER_SIZE > limit) {
-      // QEMU tolerates a header without end marker when the cluster ends; so do we.
-      break;
-    }
-    const magic = buf.readUInt32BE(off);
-    const len = buf.readUInt32BE(off + 4);
-    if (magic === EXT.end) break;
+  while (off < extEnd) {
+    const head = bytes(off, EXT_HEADER_SIZE);
+    const magic = head.readUInt32BE(0);
+    const len = head.readUInt32BE(4);
     const dataStart = off + EXT_HEADER_SIZE;
-    if (dataStart + len > limit) {
-      throw corrupt(`header extension 0x${magic.toString(16).padStart(8, '0')} of ${len} bytes runs past the first cluster`);
+    if (dataStart > extEnd || len > extEnd - dataStart) {
+      throw corrupt(`header extension 0x${magic.toString(16).padStart(8, '0')} at offset ${off} of ${len} bytes runs past the first cluster (its extensions end at ${extEnd})`);
     }
-    const data = Buffer.from(buf.subarray(dataStart, dataStart + len));
+    if (magic === EXT.end) break;
+    const data = bytes(dataStart, len);
     if (magic === EXT.featureNameTable) {
       for (let i = 0; i + FEATURE_NAME_ENTRY_SIZE <= len; i += FEATURE_NAME_ENTRY_SIZE) {
         const type = data[i]!;

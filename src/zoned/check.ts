@@ -8,10 +8,10 @@
  */
 import { NodeFile, type BlockFile } from '../io/file.js';
 import { checkImage, type CheckResult } from '../qcow2/check.js';
-import { parseHeader } from '../qcow2/header.js';
-import { L1E_OFFSET_MASK, L2E_OFFSET_MASK, MAX_CLUSTER_BITS, OFLAG_COMPRESSED, OFLAG_ZERO } from '../qcow2/format.js';
+import { hasBit, parseHeader } from '../qcow2/header.js';
+import { INCOMPAT, L1E_OFFSET_MASK, L2E_OFFSET_MASK, MAX_CLUSTER_BITS, OFLAG_COMPRESSED, OFLAG_ZERO } from '../qcow2/format.js';
 import { decodeZoneEntry, ZONE_ENTRY_SIZE, type ZonedExtensionFields, type ZoneEntry } from './format.js';
-import { validateZonedHeader } from './validate.js';
+import { checkZonedFeatureBit, validateZonedHeader } from './validate.js';
 import { findZoneEntryProblems, geometryFromHeader } from './model.js';
 import { ZonedImage, zonedExtensionOf } from './zoned-image.js';
 import { fail, isQzonedError } from '../errors.js';
@@ -35,6 +35,8 @@ function readLayout(file: BlockFile, path: string): ZonedLayout {
   file.pread(head, 0);
   const h = parseHeader(head);
   const fields = zonedExtensionOf(h);
+  // The open's own rule (format spec §2): bit 5 and the extension come together, or not at all.
+  checkZonedFeatureBit(hasBit(h.incompatible, INCOMPAT.zoned), fields?.zoneModel);
   if (!fields || fields.zoneModel === 0) throw fail('unsupported-feature', `'${path}' is not a zoned image`);
   validateZonedHeader(fields, { virtualSize: h.size, clusterSize: 2 ** h.clusterBits, source: 'open' });
   return { fields, virtualSize: h.size, clusterBits: h.clusterBits, l1Offset: h.l1TableOffset, l1Size: h.l1Size };
@@ -92,8 +94,8 @@ function findZoneLeaks(file: BlockFile, layout: ZonedLayout, entries: readonly Z
       if (e === 0n) continue;
       const compressed = (e & OFLAG_COMPRESSED) !== 0n;
       const host = compressed ? 0 : Number(e & L2E_OFFSET_MASK);
-      // A zero entry without a host cluster references nothing: harmless anywhere.
-      if (!compressed && (e & OFLAG_ZERO) !== 0n && host === 0) continue;
+      // No host cluster (a zero entry, or flags alone, which read as unallocated): nothing mapped.
+      if (!compressed && host === 0) continue;
       const guest = (i * perL2 + j) * cs;
       if (guest >= layout.virtualSize) continue;
       const zone = Math.floor(guest / zoneSize);

@@ -5,7 +5,7 @@
  * `qemuTest('name', async (t) => ...)`, which becomes `test.skip('name (qemu-img not installed)')`
  * when qemu-img is absent, so the skip shows up by name in ava's report.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import test, { type ExecutionContext } from 'ava';
 import { toolInstalled } from './tools.js';
 import { waitUntilListening } from './listening.js';
@@ -38,6 +38,29 @@ export function runTool(tool: string, args: string[]): ToolRun {
   const r = spawnSync(tool, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   if (r.error) throw r.error;
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * Runs many tool invocations at most `concurrency` at a time (each a process of its own, so two
+ * cores run two) and returns their results in order; never throws on a non-zero exit.
+ */
+export async function runToolsConcurrently(runs: ReadonlyArray<{ tool: string; args: string[] }>, concurrency = 4): Promise<ToolRun[]> {
+  const out: ToolRun[] = new Array(runs.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < runs.length) {
+      const i = next++;
+      const { tool, args } = runs[i]!;
+      out[i] = await new Promise<ToolRun>((resolve, reject) => {
+        execFile(tool, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+          if (err && typeof err.code !== 'number') reject(err);
+          else resolve({ status: err ? (err.code as number) : 0, stdout, stderr });
+        });
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, runs.length) }, worker));
+  return out;
 }
 
 /** Runs a tool that must succeed; throws with its stderr otherwise. Returns stdout. */
