@@ -210,3 +210,45 @@ qemuTest('autoclear bit 1 without an external data file: refused like QEMU (open
   }
   t.true(fs.readFileSync(file).equals(before), 'byte-identical');
 });
+
+qemuTest('an L2 entry pointing past the end of the file: reads and writes of it are corrupt-image, and the file does not grow', async (t) => {
+  const file = qemuImage(t, 'data.qcow2', { cluster_size: 4096 });
+  const l = layout(file);
+  const entry = l.data[1]!;
+  writeU64(file, entry.entryOffset, (1n << 63n) | 0x40000000n);
+  const before = fs.readFileSync(file);
+  const ro = await Qcow2Image.open(file, { readOnly: true });
+  t.regex(caught(() => ro.read(4096, 512)).message, /the L2 entry of guest offset 0x1000 points to 0x40000000, beyond the end of the \d+-byte file/);
+  await ro.close();
+  t.true(fs.readFileSync(file).equals(before));
+  // QEMU reads zeros there and writes in place, growing the file to 1 GiB; its check calls the entry corrupt.
+  t.is(qemuCheck(file).status, 2);
+  const img = await Qcow2Image.open(file);
+  const e = caught(() => img.write(4096, Buffer.alloc(4096, 9)));
+  t.regex(e.message, /points to 0x40000000, beyond the end.*marked corrupt/);
+  t.true(img.read(0, 4096).equals(Buffer.alloc(4096, 0x5a)), 'the cluster before it still reads');
+  await img.close();
+  onlyCorruptBitChanged(t, file, before);
+});
+
+qemuTest('a compressed cluster descriptor pointing past the end of the file: corrupt-image, and the image is marked', async (t) => {
+  const dir = tempDir(t);
+  const src = path.join(dir, 'src.qcow2');
+  qemuCreate(src, 4 * MiB, { cluster_size: 4096 });
+  qemuIo(src, 'write -P 0x44 0 16k');
+  const file = path.join(dir, 'c.qcow2');
+  qemuImg('convert', '-c', '-O', 'qcow2', '-o', 'cluster_size=4096', src, file);
+  const l = layout(file);
+  const c = l.compressed[0]!;
+  // Keep the flags and the sector count, move the offset to 1 GiB (x = 62 - (12 - 8) = 58 offset bits).
+  const offsetMask = (1n << 58n) - 1n;
+  writeU64(file, c.entryOffset, (c.entry & ~offsetMask) | 0x40000000n);
+  const before = fs.readFileSync(file);
+  const img = await Qcow2Image.open(file);
+  const e = caught(() => img.read(0, 4096));
+  t.is(e.reason, 'corrupt-image');
+  t.regex(e.message, /a compressed cluster descriptor \(0x[0-9a-f]+\) points to \d+ bytes at 0x40000000, beyond the end of the \d+-byte file.*marked corrupt/);
+  await img.close();
+  onlyCorruptBitChanged(t, file, before);
+  t.is(qemuCheck(file).status, 2, 'qemu-img check calls it corruption too');
+});
