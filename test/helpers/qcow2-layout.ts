@@ -3,7 +3,8 @@
  * on purpose (flip a bit in an L2 table, drop a refcount). 16-bit refcounts (QEMU's default) only.
  */
 import fs from 'node:fs';
-import { L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COMPRESSED, REFT_OFFSET_MASK } from '../../src/qcow2/format.js';
+import { EXT, HEADER, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COMPRESSED, REFT_OFFSET_MASK, SNAPSHOT } from '../../src/qcow2/format.js';
+import { ZONED_EXT, ZONED_EXT_LENGTH } from '../../src/zoned/format.js';
 import { parseHeader, type Qcow2Header } from '../../src/qcow2/header.js';
 
 export interface Layout {
@@ -86,4 +87,87 @@ export function setRefcount(path: string, l: Layout, cluster: number, value: num
 
 export function getRefcount(path: string, l: Layout, cluster: number): number {
   return readAt(path, refcountEntryOffset(l, cluster), 2).readUInt16BE(0);
+}
+
+/** A named byte range of a structure, for tests that damage one structure at a time. */
+export interface Region {
+  name: string;
+  offset: number;
+  length: number;
+}
+
+/** The header extension area: header_length to the end marker, inclusive. */
+export function extensionArea(file: string): Region {
+  const head = readAt(file, 0, 4096);
+  const start = head.readUInt32BE(HEADER.headerLength);
+  let off = start;
+  while (off + 8 <= head.length) {
+    const magic = head.readUInt32BE(off);
+    const len = head.readUInt32BE(off + 4);
+    off += 8;
+    if (magic === 0) break;
+    off += Math.ceil(len / 8) * 8;
+  }
+  return { name: 'header extensions', offset: start, length: off - start };
+}
+
+/** Adds an extension no program knows before the end marker: a reader must keep and skip it. */
+export function addUnknownExtension(file: string): void {
+  const area = extensionArea(file);
+  const ext = Buffer.alloc(8 + 16 + 8);
+  ext.writeUInt32BE(0x71a0c0de, 0);
+  ext.writeUInt32BE(16, 4);
+  ext.fill(0x42, 8, 24);
+  writeAt(file, area.offset + area.length - 8, ext);
+}
+
+/**
+ * Every structure of a plain qcow2 image as regions: the header fields, the extensions, the
+ * refcount table and first block, the L1 table, each L2 table (and its mapped entries alone),
+ * compressed descriptors, and the first snapshot's table entry and L1 table.
+ */
+export function qcow2Regions(file: string): Region[] {
+  const l = layout(file);
+  const used = Math.ceil(l.fileSize / l.cs);
+  const regions: Region[] = [
+    { name: 'header fields', offset: 0, length: 112 },
+    extensionArea(file),
+    { name: 'refcount table', offset: l.h.refcountTableOffset, length: 8 * Math.max(1, l.refblocks.filter((b) => b !== 0).length) },
+    { name: 'refcount block', offset: l.refblocks[0]!, length: Math.min(l.cs, 2 * used) },
+    { name: 'L1 table', offset: l.h.l1TableOffset, length: l.h.l1Size * 8 },
+  ];
+  l.l2Tables.forEach((t, i) => {
+    const entries = [...l.data, ...l.compressed].map((d) => d.entryOffset).filter((o) => o >= t && o < t + l.cs);
+    if (entries.length) {
+      const first = Math.min(...entries);
+      regions.push({ name: `L2 table ${i} (mapped entries)`, offset: first, length: Math.max(...entries) + 8 - first });
+    }
+    regions.push({ name: `L2 table ${i}`, offset: t, length: l.cs });
+  });
+  for (const c of l.compressed.slice(0, 8)) regions.push({ name: 'compressed descriptor', offset: c.entryOffset, length: 8 });
+  if (l.h.nbSnapshots > 0) {
+    const table = l.h.snapshotsOffset;
+    const fixed = readAt(file, table, 40);
+    const length = 40 + fixed.readUInt32BE(SNAPSHOT.extraDataSize) + fixed.readUInt16BE(SNAPSHOT.idSize) + fixed.readUInt16BE(SNAPSHOT.nameSize);
+    regions.push({ name: 'snapshot table', offset: table, length });
+    regions.push({ name: 'snapshot L1 table', offset: Number(fixed.readBigUInt64BE(SNAPSHOT.l1TableOffset)), length: fixed.readUInt32BE(SNAPSHOT.l1Size) * 8 });
+  }
+  return regions;
+}
+
+/** A zoned image's own structures: the incompatible features, the zoned extension, the write-pointer array. */
+export function zonedRegions(file: string): Region[] {
+  const ext = extensionArea(file);
+  const head = readAt(file, 0, 4096);
+  let zonedAt = -1;
+  for (let off = ext.offset; off < ext.offset + ext.length - 8; off += 8 + Math.ceil(head.readUInt32BE(off + 4) / 8) * 8) {
+    if (head.readUInt32BE(off) === EXT.zoned) zonedAt = off;
+  }
+  if (zonedAt < 0) throw new Error(`${file} has no zoned extension`);
+  const body = zonedAt + 8;
+  return [
+    { name: 'incompatible features', offset: HEADER.incompatibleFeatures, length: 8 },
+    { name: 'zoned extension', offset: zonedAt, length: 8 + ZONED_EXT_LENGTH },
+    { name: 'write-pointer array', offset: Number(head.readBigUInt64BE(body + ZONED_EXT.zonedmetaOffset)), length: Number(head.readBigUInt64BE(body + ZONED_EXT.zonedmetaSize)) },
+  ];
 }

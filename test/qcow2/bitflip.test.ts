@@ -25,15 +25,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { checkExitCode, checkImage } from '../../src/qcow2/check.js';
-import { Qcow2Image } from '../../src/qcow2/image.js';
-import { EXT, HEADER, INCOMPAT, SNAPSHOT } from '../../src/qcow2/format.js';
-import { parseHeader } from '../../src/qcow2/header.js';
+import { HEADER, INCOMPAT } from '../../src/qcow2/format.js';
 import { checkAnyImage, createImage, isZoned, openImage, type AnyImage } from '../../src/block/images.js';
-import { ZONED_EXT_LENGTH } from '../../src/zoned/format.js';
 import { isQzonedError, type QzonedError } from '../../src/errors.js';
 import { qemuCreate, qemuImg, qemuIo, qemuTest, runToolsConcurrently } from '../helpers/qemu.js';
 import { tempDir } from '../helpers/tmp.js';
-import { layout, readAt, readU64 } from '../helpers/qcow2-layout.js';
+import { addUnknownExtension, qcow2Regions, readU64, zonedRegions, type Region } from '../helpers/qcow2-layout.js';
 import { seededRandom } from '../helpers/image-model.js';
 
 const KiB = 1024;
@@ -45,12 +42,6 @@ const IMAGE_REASONS = new Set(['corrupt-image', 'unsupported-feature']);
 const DATA_ONLY = /^a compressed cluster (inflates|of \d+ stored bytes)/;
 /** The largest disk the properties read whole (a flipped size field may claim more). */
 const READ_CAP = 16 * MiB;
-
-interface Region {
-  name: string;
-  offset: number;
-  length: number;
-}
 
 interface Flip {
   n: number;
@@ -72,65 +63,6 @@ class Tally {
 }
 
 // ---- fixtures -----------------------------------------------------------------------------------
-
-/** The header extension area (header_length to the end marker, inclusive). */
-function extensionArea(file: string): Region {
-  const head = readAt(file, 0, 4096);
-  const start = head.readUInt32BE(HEADER.headerLength);
-  let off = start;
-  while (off + 8 <= head.length) {
-    const magic = head.readUInt32BE(off);
-    const len = head.readUInt32BE(off + 4);
-    off += 8;
-    if (magic === 0) break;
-    off += Math.ceil(len / 8) * 8;
-  }
-  return { name: 'header extensions', offset: start, length: off - start };
-}
-
-/** Adds an extension QEMU does not know before the end marker: both must keep and skip it. */
-function addUnknownExtension(file: string): void {
-  const area = extensionArea(file);
-  const at = area.offset + area.length - 8;
-  const ext = Buffer.alloc(8 + 16 + 8);
-  ext.writeUInt32BE(0x71a0c0de, 0);
-  ext.writeUInt32BE(16, 4);
-  ext.fill(0x42, 8, 24);
-  const fd = fs.openSync(file, 'r+');
-  fs.writeSync(fd, ext, 0, ext.length, at);
-  fs.closeSync(fd);
-}
-
-function qcow2Regions(file: string): Region[] {
-  const l = layout(file);
-  const used = Math.ceil(l.fileSize / l.cs);
-  const regions: Region[] = [
-    { name: 'header fields', offset: 0, length: 112 },
-    extensionArea(file),
-    { name: 'refcount table', offset: l.h.refcountTableOffset, length: 8 * Math.max(1, l.refblocks.filter((b) => b !== 0).length) },
-    { name: 'refcount block', offset: l.refblocks[0]!, length: Math.min(l.cs, 2 * used) },
-    { name: 'L1 table', offset: l.h.l1TableOffset, length: l.h.l1Size * 8 },
-  ];
-  l.l2Tables.forEach((t, i) => {
-    const entries = [...l.data, ...l.compressed].map((d) => d.entryOffset).filter((o) => o >= t && o < t + l.cs);
-    if (entries.length) {
-      const first = Math.min(...entries);
-      regions.push({ name: `L2 table ${i} (mapped entries)`, offset: first, length: Math.max(...entries) + 8 - first });
-    }
-    regions.push({ name: `L2 table ${i}`, offset: t, length: l.cs });
-  });
-  if (l.compressed.length) {
-    for (const c of l.compressed.slice(0, 8)) regions.push({ name: 'compressed descriptor', offset: c.entryOffset, length: 8 });
-  }
-  if (l.h.nbSnapshots > 0) {
-    const table = l.h.snapshotsOffset;
-    const fixed = readAt(file, table, 40);
-    const length = 40 + fixed.readUInt32BE(SNAPSHOT.extraDataSize) + fixed.readUInt16BE(SNAPSHOT.idSize) + fixed.readUInt16BE(SNAPSHOT.nameSize);
-    regions.push({ name: 'snapshot table', offset: table, length });
-    regions.push({ name: 'snapshot L1 table', offset: Number(fixed.readBigUInt64BE(SNAPSHOT.l1TableOffset)), length: fixed.readUInt32BE(SNAPSHOT.l1Size) * 8 });
-  }
-  return regions;
-}
 
 function planFlips(dir: string, source: string, regions: Region[], seed: number, count: number): Flip[] {
   const original = fs.readFileSync(source);
@@ -428,21 +360,8 @@ qemuTest.serial('bit flips in a zoned image: the extension, the write-pointer ar
   for (const z of [1, 2, 3, 4]) await setup.zoneAppend(z * ZONE, Buffer.alloc(12 * KiB, z));
   await setup.zoneMgmt('finish', { offset: 4 * ZONE, length: ZONE });
   await setup.close();
-  const h = parseHeader(readAt(source, 0, 4096));
-  const ext = extensionArea(source);
-  const head = readAt(source, 0, 4096);
-  let zonedAt = -1;
-  for (let off = ext.offset; off < ext.offset + ext.length; off += 8 + Math.ceil(head.readUInt32BE(off + 4) / 8) * 8) {
-    if (head.readUInt32BE(off) === EXT.zoned) zonedAt = off;
-  }
-  t.true(zonedAt > 0, 'the zoned extension is there');
-  const arrayOffset = Number(head.readBigUInt64BE(zonedAt + 8 + 48));
-  const regions: Region[] = [
-    { name: 'incompatible features', offset: HEADER.incompatibleFeatures, length: 8 },
-    { name: 'zoned extension', offset: zonedAt, length: 8 + ZONED_EXT_LENGTH },
-    { name: 'write-pointer array', offset: arrayOffset, length: NR_ZONES * 8 },
-  ];
-  t.is(h.size, NR_ZONES * ZONE);
+  const regions = zonedRegions(source);
+  const arrayOffset = regions.find((r) => r.name === 'write-pointer array')!.offset;
   const flips = planFlips(dir, source, regions, 0x20ed, 240);
   const tally = new Tally();
   const failures: string[] = [];
