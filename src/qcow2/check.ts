@@ -3,16 +3,23 @@
  * (block/qcow2-refcount.c), reimplemented from the raw file so it shares nothing with the engine
  * and can catch its bugs. Counts, repair decisions and messages follow qemu-img check 7.2.
  *
- * A pass counts every reference (header, L1, L2, data and compressed clusters, snapshot table and
- * snapshot L1/L2s, refcount table and blocks, bitmap directory and tables, the caller's extra
- * ranges) into an in-memory array, then compares it with the on-disk refcounts.
+ * A pass reads the snapshot table (qcow2_check_read_snapshot_table), counts every reference
+ * (header, L1, L2, data and compressed clusters, snapshot table and snapshot L1/L2s, refcount
+ * table and blocks, bitmap directory and tables, the caller's extra ranges) into an in-memory
+ * array, compares it with the on-disk refcounts, then rewrites a snapshot table that had
+ * findings (qcow2_check_fix_snapshot_table). A repairing check first does what QEMU's
+ * read-write open does to the header (unknown autoclear bits cleared, a stale bitmaps extension
+ * dropped) and ends by clearing the dirty and corrupt bits when nothing is left to repair.
  *
  * Deviations from QEMU, on purpose:
  * - a refcount block outside the file is not "repaired" by growing the file to it (QEMU truncates
  *   the file up to the block, possibly petabytes for a flipped bit); the structure is rebuilt;
  * - a rebuilt refcount structure is appended after the end of the file and describes the final
  *   state at once (old refcount table and blocks freed), written and synced before the header
- *   points at it, so a crash at any moment leaves either the old or the new structure in force.
+ *   points at it, so a crash at any moment leaves either the old or the new structure in force;
+ * - a rewritten snapshot table frees only the old clusters the refcount pass counted (QEMU frees
+ *   the old table's whole claimed length, and with a table claimed past the end of the file that
+ *   lands on the new table, which QEMU then reports as an overlap and marks the image corrupt).
  */
 import { NodeFile, type BlockFile } from '../io/file.js';
 import { lockNeedFor, type ImageLock } from '../io/lock.js';

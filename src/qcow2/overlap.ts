@@ -46,6 +46,8 @@ export class MetadataGuard {
   private readonly clusterSize: number;
   /** Ranges keyed by a slot name, so a moved table replaces its old range. */
   private readonly ranges = new Map<string, Range>();
+  /** The same ranges as an array: overlaps() runs for every in-place write. */
+  private rangeList: Range[] = [];
   private readonly l2Tables = new Set<number>();
   private readonly refblocks = new Set<number>();
 
@@ -58,6 +60,7 @@ export class MetadataGuard {
   setRange(slot: string, kind: MetadataKind, offset: number, length: number): void {
     if (length <= 0) this.ranges.delete(slot);
     else this.ranges.set(slot, { kind, offset, length });
+    this.rangeList = [...this.ranges.values()];
   }
 
   addL2Table(offset: number): void {
@@ -75,7 +78,9 @@ export class MetadataGuard {
   overlaps(offset: number, length: number, ignore?: MetadataKind): MetadataKind | null {
     if (length <= 0) return null;
     const end = offset + length;
-    for (const r of this.ranges.values()) {
+    const ranges = this.rangeList;
+    for (let i = 0; i < ranges.length; i++) {
+      const r = ranges[i]!;
       if (r.kind !== ignore && offset < r.offset + r.length && r.offset < end) return r.kind;
     }
     const cs = this.clusterSize;
