@@ -155,16 +155,41 @@ class TrackedFile implements BlockFile {
     }
     this.end = Math.max(this.end, pos + buf.length);
   }
+  /**
+   * A failed sync is kept and thrown by every later one (QEMU's page_cache_inconsistent): after
+   * a failed fdatasync the kernel may have dropped the dirty pages and reports the error once,
+   * so a later sync that succeeds proves nothing about the writes the failed one covered.
+   */
+  private syncFailure: QzonedError | null = null;
   sync(): void {
     this.syncs++;
+    if (this.syncFailure) throw this.syncFailure;
     try {
       this.inner.sync();
     } catch (e) {
-      throw fromSystemError(e, this.inner.path, 'sync');
+      throw this.keepSyncFailure(e);
     }
   }
+  private keepSyncFailure(e: unknown): QzonedError {
+    // A layer below that already keeps its failure (write-behind) says it in its own words.
+    if (isQzonedError(e)) {
+      this.syncFailure = e;
+    } else {
+      const first = fromSystemError(e, this.inner.path, 'sync');
+      this.syncFailure = fail('io-error', `${first.message}; writes since the last successful flush may be lost, so every later flush fails too (remove the node and add it again)`);
+    }
+    return this.syncFailure;
+  }
   get syncOffLoop(): (() => Promise<void>) | undefined {
-    return this.inner.syncOffLoop ? () => this.inner.syncOffLoop!() : undefined;
+    if (!this.inner.syncOffLoop) return undefined;
+    return async () => {
+      if (this.syncFailure) throw this.syncFailure;
+      try {
+        await this.inner.syncOffLoop!();
+      } catch (e) {
+        throw this.keepSyncFailure(e);
+      }
+    };
   }
   size(): number { return this.system('stat', () => this.inner.size()); }
   truncate(length: number): void {

@@ -8,8 +8,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ExecutionContext } from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { Qcow2Image } from '../../src/qcow2/image.js';
+import { createQcow2 } from '../../src/qcow2/create.js';
+import { NodeFile, type BlockFile } from '../../src/io/file.js';
 import { HEADER, INCOMPAT } from '../../src/qcow2/format.js';
 import { isQzonedError, type QzonedError } from '../../src/errors.js';
 import { qemuCheck, qemuCreate, qemuImg, qemuIo, qemuTest, runTool } from '../helpers/qemu.js';
@@ -66,16 +68,27 @@ function qemuImage(t: ExecutionContext, name = 'img.qcow2', options: Record<stri
   return file;
 }
 
-for (const [entry, what] of [
-  [0xffffffffffff0000n, 'past any file offset (a -32603 on write before)'],
-  [0x100000000000n, '16 TiB, past the file (the write was acknowledged and the flush failed before)'],
-  [0x10000000n, 'past the end of the file'],
-  [0n, 'cleared: every refcount reads 0, so the header looks free'],
+// What QEMU 7.2 does with the same image and write: past 2^63 it cannot read the block (EIO, not
+// marked); past the end of the file it reads zeros, allocates the header's cluster and its
+// overlap check marks the image corrupt; with no block at all it places a new block on the
+// refcount table's cluster, and marks the image for that.
+const QEMU_EIO = /write failed: Input\/output error/;
+const qemuMarks = (kind: string): RegExp => new RegExp(`Marking image as corrupt: Preventing invalid write on metadata \\(overlaps with ${kind}\\)`);
+for (const [entry, what, qemuSays] of [
+  [0xffffffffffff0000n, 'past any file offset (a -32603 on write before)', QEMU_EIO],
+  [0x100000000000n, '16 TiB, past the file (the write was acknowledged and the flush failed before)', qemuMarks('qcow2_header')],
+  [0x10000000n, 'past the end of the file', qemuMarks('qcow2_header')],
+  [0n, 'cleared: every refcount reads 0, so the header looks free', qemuMarks('refcount table')],
 ] as const) {
   qemuTest(`refcount table entry 0 ${what}: the first write is corrupt-image and marks the image; nothing lands anywhere`, async (t) => {
     const file = qemuImage(t);
     const l = layout(file);
     writeU64(file, l.h.refcountTableOffset, entry);
+    const qemuCopy = `${file}.qemu`;
+    fs.copyFileSync(file, qemuCopy);
+    const q = runTool('qemu-io', ['-f', 'qcow2', '-c', 'write 1M 4k', qemuCopy]);
+    t.regex(q.stdout + q.stderr, qemuSays, 'QEMU refuses the write too');
+    t.is(qemuSaysCorrupt(qemuCopy), qemuSays !== QEMU_EIO, 'and marks the image where it says so');
     const before = fs.readFileSync(file);
     // The daemon's mode: guest data written behind, answered before its pwrite.
     const img = await Qcow2Image.open(file, { writeBehind: true });
@@ -252,3 +265,56 @@ qemuTest('a compressed cluster descriptor pointing past the end of the file: cor
   onlyCorruptBitChanged(t, file, before);
   t.is(qemuCheck(file).status, 2, 'qemu-img check calls it corruption too');
 });
+
+/** A file whose next sync (or sync off the loop) fails with EIO, as a dying disk's fdatasync does. */
+class FailingSyncFile implements BlockFile {
+  failNext = false;
+  constructor(private readonly inner: NodeFile) {}
+  get path(): string { return this.inner.path; }
+  get readOnly(): boolean { return this.inner.readOnly; }
+  pread(buf: Buffer, pos: number): void { this.inner.pread(buf, pos); }
+  pwrite(buf: Buffer, pos: number): void { this.inner.pwrite(buf, pos); }
+  private fail(): boolean {
+    const now = this.failNext;
+    this.failNext = false;
+    return now;
+  }
+  sync(): void {
+    if (this.fail()) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    this.inner.sync();
+  }
+  async syncOffLoop(): Promise<void> {
+    if (this.fail()) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    await this.inner.syncOffLoop();
+  }
+  size(): number { return this.inner.size(); }
+  truncate(length: number): void { this.inner.truncate(length); }
+  close(): void { this.inner.close(); }
+}
+
+for (const offLoop of [false, true]) {
+  test(`a failed flush${offLoop ? ' (its sync off the loop)' : ''} is never followed by one that claims durability`, async (t) => {
+    const file = path.join(tempDir(t), 'eio.qcow2');
+    await createQcow2(file, { size: 4 * MiB });
+    let failing: FailingSyncFile | null = null;
+    const img = await Qcow2Image.open(file, {
+      openFile: (p, readOnly) => {
+        const f = new FailingSyncFile(new NodeFile(p, { readOnly }));
+        if (!readOnly) failing = f;
+        return f;
+      },
+    });
+    img.write(0, Buffer.alloc(4096, 1));
+    failing!.failNext = true;
+    const first = offLoop ? await caughtAsync(img.writeBackOffLoop()) : caught(() => img.flush());
+    t.is(first.reason, 'io-error');
+    t.regex(first.message, /EIO.*every later flush fails too/);
+    // The kernel may have dropped the pages and reports an error once: a later sync that
+    // succeeds proves nothing, so the flush keeps failing.
+    const again = caught(() => img.flush());
+    t.is(again, first);
+    img.write(8192, Buffer.alloc(4096, 2));
+    t.is(caught(() => img.flush()), first);
+    t.is(await caughtAsync(img.close()), first);
+  });
+}
