@@ -4,7 +4,8 @@
  * that needs the entry is a -32000 corrupt-image error naming the entry, never -32603; the node
  * is marked corrupt (query-named-block-nodes says so, and so does qemu-img info afterwards) and
  * refuses further writes; flushes succeed and make every write that was acknowledged durable;
- * a read-write re-add is refused as corrupt-image while a read-only one reads.
+ * a read-write re-add is refused as corrupt-image while a read-only one reads; blockdev-create on
+ * the image's file node replaces it with a clean image.
  */
 import test from 'ava';
 import fs from 'node:fs';
@@ -110,6 +111,23 @@ const add = (node: string, filename: string, readOnly = false): [string, unknown
     corruptError(t, await c.call(...add(node, `${name}.qcow2`)), /can only be opened read-only.*marked corrupt/, `${name}: read-write re-add`);
     t.deepEqual((await c.call(...add(`${node}-ro`, `${name}.qcow2`, true))).result, {}, `${name}: read-only re-add`);
     t.deepEqual((await c.call('blockdev-del', { 'node-name': `${node}-ro` })).result, {});
+
+    // blockdev-create on the corrupt image's file node replaces it with a new, clean image.
+    t.deepEqual((await c.call('blockdev-add', { driver: 'file', 'node-name': `f-${name}`, filename: `${name}.qcow2` })).result, {});
+    t.deepEqual((await c.call('blockdev-create', { 'job-id': `c-${name}`, options: { driver: 'qcow2', file: `f-${name}`, size: 64 * MiB } })).result, {});
+    let job: any;
+    for (let i = 0; i < 500 && job?.status !== 'concluded'; i++) {
+      job = ((await c.call('query-jobs')).result as any[]).find((j) => j.id === `c-${name}`);
+      if (job?.status !== 'concluded') await new Promise((r) => setTimeout(r, 10));
+    }
+    t.is(job?.status, 'concluded');
+    t.is(job?.error, undefined, `${name}: the create over the corrupt image succeeds`);
+    t.deepEqual((await c.call('blockdev-del', { 'node-name': `f-${name}` })).result, {});
+    t.deepEqual((await c.call(...add(node, `${name}.qcow2`))).result, {}, `${name}: the new image opens read-write`);
+    t.deepEqual((await c.call('blockdev-write', { 'node-name': node, offset: MiB, pattern: 0x44, length: 4096 })).result, {});
+    t.deepEqual((await c.call('blockdev-flush', { 'node-name': node })).result, {});
+    t.deepEqual((await c.call('blockdev-del', { 'node-name': node })).result, {});
+    t.is(runTool('qemu-img', ['check', file]).status, 0, `${name}: the new image checks clean`);
   }
 
   // A zoned node: the append that needs a new cluster, then zone management, then flush.
