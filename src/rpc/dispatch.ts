@@ -6,10 +6,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { COMMANDS, isCommandName, type CommandName, type CommandParams, type CommandResult } from '../generated/commands.js';
-import { validateParams } from './params-error.js';
+import { nonIntegerError, validateParams } from './params-error.js';
 import { materializeBulkData } from './bulk-data.js';
 import { commandNotFound, InternalError, InvalidParamsError, isQzonedError } from '../errors.js';
-import type { Connection } from './types.js';
+import type { Connection, NonIntegerNumber } from './types.js';
 import type { Logger } from '../log.js';
 
 export interface HandlerContext {
@@ -21,6 +21,13 @@ export type Handler<C extends CommandName> = (params: CommandParams<C>, ctx: Han
 
 /** One handler per command, typed by the generated map: a missing handler does not compile. */
 export type HandlerTable = { [C in CommandName]: Handler<C> };
+
+export interface CallOptions {
+  /** The caller encodes attached result data itself (rpc/bulk-data.ts). */
+  bulkResults?: boolean;
+  /** Numbers in params written with a fraction or an exponent. */
+  nonIntegers?: readonly NonIntegerNumber[];
+}
 
 export class Dispatcher {
   private readonly handlers: HandlerTable;
@@ -34,9 +41,11 @@ export class Dispatcher {
   /**
    * Runs one command; rejects with a QzonedError (InvalidParamsError, InternalError, ...). A
    * caller that encodes attached result data itself (rpc/bulk-data.ts) says so with bulkResults;
-   * every other caller gets plain results.
+   * every other caller gets plain results. A transport that parsed numbers written with a
+   * fraction or an exponent passes where they stood (`nonIntegers`): valid as numbers, they are
+   * still refused where the schema wants an integer, as QEMU refuses a double there.
    */
-  async call(connection: Connection, method: string, params: unknown, options: { bulkResults?: boolean } = {}): Promise<unknown> {
+  async call(connection: Connection, method: string, params: unknown, options: CallOptions = {}): Promise<unknown> {
     if (!isCommandName(method) || !COMMANDS[method].dialects.includes(connection.dialect)) throw commandNotFound(method);
     if (params === undefined || params === null) params = {};
     if (Array.isArray(params)) {
@@ -45,6 +54,11 @@ export class Dispatcher {
     try {
       const bad = validateParams(method, params);
       if (bad) throw new InvalidParamsError(bad.message, { path: bad.path, errors: bad.errors });
+      const first = options.nonIntegers?.[0];
+      if (first !== undefined) {
+        const e = nonIntegerError(first.pointer, first.text);
+        throw new InvalidParamsError(e.message, { path: e.path, errors: e.errors });
+      }
       const handler = this.handlers[method] as Handler<CommandName>;
       const result = await handler(params as CommandParams<CommandName>, { connection, log: this.log });
       if (!options.bulkResults) materializeBulkData(result);

@@ -8,6 +8,7 @@
  */
 import { attachBulkData, BULK_LITERAL_BYTES, decodeCanonicalBase64, MAX_DATA_BYTES, STAND_IN_PREFIX } from '../rpc/bulk-data.js';
 import { decodeUtf8 } from './utf8.js';
+import { parseStrictJson } from './strict-json.js';
 
 /** Messages below this size are parsed as text: no string of theirs reaches V8's large objects. */
 export const BULK_MESSAGE_BYTES = 64 * 1024;
@@ -63,12 +64,11 @@ export function parseBulkMessage(bytes: Buffer, member: 'params' | 'arguments' |
   // A marker absent from the rest of the message.
   let marker = 'qzoned-bulk-';
   while (head.includes(marker) || tail.includes(marker)) marker += '-';
-  let message: unknown;
-  try {
-    message = JSON.parse(head + marker + tail);
-  } catch {
-    return null;
-  }
+  // The skeleton is held to the same rules as any message (strict-json.ts); one that breaks them,
+  // or has a number to settle, goes the ordinary way, which says so.
+  const parsed = parseStrictJson(head + marker + tail);
+  if ('error' in parsed || parsed.nonIntegers) return null;
+  const message = parsed.value;
   if (!isPlainObject(message)) return null;
   const args = message[member];
   if (!isPlainObject(args) || args.data !== marker) return null;

@@ -18,18 +18,22 @@ import {
   type JSONRPCResponse,
 } from 'json-rpc-2.0';
 import type { Dispatcher } from '../rpc/dispatch.js';
-import type { Connection, QzonedEvent } from '../rpc/types.js';
+import type { Connection, NonIntegerNumber, QzonedEvent } from '../rpc/types.js';
 import { jsonRpcEnvelopeError, toJsonRpcError } from '../rpc/wire-errors.js';
 import type { Logger } from '../log.js';
 import { parseBulkMessage } from './bulk-json.js';
 import { encodeMessageData, materializeBulkData } from '../rpc/bulk-data.js';
 import { decodeUtf8 } from './utf8.js';
+import { parseStrictJson, settleNonIntegers } from './strict-json.js';
 
 interface ServerParams {
   connection: Connection;
 }
 
 const REQUEST_MEMBERS = new Set(['jsonrpc', 'method', 'params', 'id']);
+
+/** Numbers written with a fraction or an exponent in a request's params, by request. */
+const nonIntegersOf = new WeakMap<object, NonIntegerNumber[]>();
 
 export function parseErrorResponse(message: string): JSONRPCResponse {
   const e = jsonRpcEnvelopeError('parse', message);
@@ -98,7 +102,7 @@ export class JsonRpcSession {
     const dispatcher = options.dispatcher;
     // Every method goes to dispatch, which knows the command table; the library's own method map stays empty.
     server.applyMiddleware((_next, request, params) =>
-      dispatcher.call(params.connection, request.method, request.params, { bulkResults: true }).then((result) =>
+      dispatcher.call(params.connection, request.method, request.params, { bulkResults: true, nonIntegers: nonIntegersOf.get(request) }).then((result) =>
         request.id === undefined ? null : createJSONRPCSuccessResponse(request.id, result)));
     const push = options.push;
     const client = new JSONRPCClient<void>((payload) => {
@@ -184,21 +188,27 @@ export class JsonRpcSession {
 
   /** The reply to a message: response objects, an error text already serialised, or null. */
   private handleParsed(text: string): Promise<JSONRPCResponse | JSONRPCResponse[] | string | null> {
-    let payload: unknown;
-    try {
-      payload = JSON.parse(text);
-    } catch (e) {
-      return Promise.resolve(JSON.stringify(parseErrorResponse(`Parse error: the message is not valid JSON (${(e as Error).message})`)));
-    }
-    if (!Array.isArray(payload)) return this.handleOne(payload);
+    const parsed = parseStrictJson(text);
+    if ('error' in parsed) return Promise.resolve(JSON.stringify(parseErrorResponse(`Parse error: ${parsed.error}`)));
+    const payload = parsed.value;
+    const marked = parsed.nonIntegers;
+    if (!Array.isArray(payload)) return this.handleOne(payload, marked);
     if (payload.length === 0) return Promise.resolve(JSON.stringify(invalidRequestResponse('Invalid request: an empty batch')));
-    return Promise.all(payload.map((item) => this.handleOne(item))).then((replies) => {
+    return Promise.all(payload.map((item) => this.handleOne(item, marked))).then((replies) => {
       const present = replies.filter((r): r is JSONRPCResponse => r !== null);
       return present.length === 0 ? null : present;
     });
   }
 
-  private handleOne(item: unknown): Promise<JSONRPCResponse | null> {
+  /** `marked`: the item may hold markers where numbers with a fraction or an exponent stood (strict-json.ts). */
+  private handleOne(item: unknown, marked = false): Promise<JSONRPCResponse | null> {
+    if (marked) {
+      const nonIntegers: NonIntegerNumber[] = [];
+      settleNonIntegers(item, (pointer, text) => {
+        if (pointer.startsWith('/params/')) nonIntegers.push({ pointer: pointer.slice('/params'.length), text });
+      });
+      if (nonIntegers.length > 0 && typeof item === 'object' && item !== null) nonIntegersOf.set(item, nonIntegers);
+    }
     const bad = checkRequest(item);
     if (bad) return Promise.resolve(bad);
     const unexpected = (e: unknown): JSONRPCResponse | null => {

@@ -11,7 +11,11 @@ import { attachBulkData, BULK_LITERAL_BYTES, decodeCanonicalBase64, MAX_DATA_BYT
 
 /** A JSON number QEMU keeps as a double (a float token, or an integer beyond 64 bits). */
 export class QmpFloat {
-  constructor(readonly value: number) {}
+  constructor(
+    readonly value: number,
+    /** The token as the client wrote it, when it came from input. */
+    readonly text?: string,
+  ) {}
 }
 
 /**
@@ -358,8 +362,10 @@ function literal(type: number, buf: Buffer, from: number, to: number): unknown {
       }
     case JSON_INTEGER:
       return parseInteger(buf, from, to);
-    case JSON_FLOAT:
-      return new QmpFloat(Number(buf.toString('latin1', from, to)));
+    case JSON_FLOAT: {
+      const text = buf.toString('latin1', from, to);
+      return new QmpFloat(Number(text), text);
+    }
     default: {
       const word = buf.toString('latin1', from, to);
       if (word === 'true') return true;
@@ -384,7 +390,7 @@ function parseInteger(buf: Buffer, from: number, to: number): unknown {
   const n = BigInt(text);
   const fits = (n >= INT64_MIN && n < INT64_LIMIT) || (n >= 0n && n < UINT64_LIMIT);
   if (fits) return Number.isSafeInteger(Number(n)) && BigInt(Number(n)) === n ? Number(n) : n;
-  return new QmpFloat(Number(text));
+  return new QmpFloat(Number(text), text);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -691,14 +697,21 @@ function textOfBulk(v: unknown): unknown {
   return v;
 }
 
-/** The value as plain JSON data for dispatch: bigints and QEMU doubles become numbers. */
-export function toPlain(v: QmpValue): unknown {
-  if (v instanceof QmpFloat) return v.value;
+/**
+ * The value as plain JSON data for dispatch: bigints and QEMU doubles become numbers. `doubles`,
+ * when given, is told where each double stood (a JSON pointer below `v`) and how it was written,
+ * so dispatch can refuse it where an integer is wanted, as QEMU's input visitor does.
+ */
+export function toPlain(v: QmpValue, doubles?: (pointer: string, text: string) => void, pointer = ''): unknown {
+  if (v instanceof QmpFloat) {
+    doubles?.(pointer, v.text ?? String(v.value));
+    return v.value;
+  }
   if (typeof v === 'bigint') return Number(v);
-  if (Array.isArray(v)) return v.map(toPlain);
+  if (Array.isArray(v)) return v.map((x, i) => toPlain(x, doubles, doubles && `${pointer}/${i}`));
   if (v !== null && typeof v === 'object') {
     const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v)) setMember(out, k, toPlain(v[k]!));
+    for (const k of Object.keys(v)) setMember(out, k, toPlain(v[k]!, doubles, doubles && `${pointer}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`));
     moveBulkData(v, out);
     return out;
   }

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { QzonedError } from '../errors.js';
 import type { Dispatcher } from '../rpc/dispatch.js';
 import type { EventBus } from '../rpc/events.js';
-import type { Connection, QzonedEvent } from '../rpc/types.js';
+import type { Connection, NonIntegerNumber, QzonedEvent } from '../rpc/types.js';
 import { toQmpError } from '../rpc/wire-errors.js';
 import type { Logger } from '../log.js';
 import { checkEnvelope, NEGOTIATION_DONE, NEGOTIATION_EXPECTED } from './qmp-envelope.js';
@@ -131,7 +131,9 @@ class QmpSession {
     }
     let result: unknown;
     try {
-      result = await this.options.dispatcher.call(this.connection, command, toPlain(checked.request.arguments), { bulkResults: true });
+      const nonIntegers: NonIntegerNumber[] = [];
+      const args = toPlain(checked.request.arguments, (pointer, text) => nonIntegers.push({ pointer, text }));
+      result = await this.options.dispatcher.call(this.connection, command, args, { bulkResults: true, nonIntegers });
     } catch (e) {
       return errorReply(e, id);
     }
