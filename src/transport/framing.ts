@@ -11,6 +11,8 @@ export interface LineDecoderEvents {
   line(bytes: Buffer): void;
   /** A line grew beyond the limit; the decoder discards input from here on. */
   oversize(seenBytes: number): void;
+  /** Asked after each line: true stops push() there (it returns how far it got). */
+  shouldPause?(): boolean;
 }
 
 /** Lines up to this size are assembled in a buffer kept for the next one; larger ones get their own. */
@@ -37,26 +39,40 @@ export class LineDecoder {
     private readonly on: LineDecoderEvents,
   ) {}
 
-  /** Feeds the next bytes of the stream; the decoder may keep views of `chunk`, so it must not change. */
-  push(chunk: Buffer): void {
-    if (this.failed) return;
+  /**
+   * Feeds the next bytes of the stream; the decoder may keep views of `chunk`, so it must not
+   * change. Returns how many bytes it took: all, unless shouldPause() stopped it after a line,
+   * and then the caller pushes the rest (from that index) later.
+   */
+  push(chunk: Buffer): number {
+    if (this.failed) return chunk.length;
     let start = 0;
     for (;;) {
       const nl = chunk.indexOf(0x0a, start);
       if (nl < 0) break;
-      if (this.pendingBytes + (nl - start) > this.maxBytes) return this.fail(this.pendingBytes + (nl - start));
+      if (this.pendingBytes + (nl - start) > this.maxBytes) {
+        this.fail(this.pendingBytes + (nl - start));
+        return chunk.length;
+      }
       // The common case, a whole line inside one chunk, is a view of the chunk: no copy.
       const whole = this.pendingBytes === 0 ? chunk.subarray(start, nl) : this.takePending(chunk.subarray(start, nl));
       const line = whole.length > 0 && whole[whole.length - 1] === 0x0d ? whole.subarray(0, whole.length - 1) : whole;
       start = nl + 1;
-      if (line.length > 0) this.on.line(line);
-      if (this.failed) return;
+      if (line.length > 0) {
+        this.on.line(line);
+        if (this.failed) return chunk.length;
+        if (start < chunk.length && this.on.shouldPause?.() === true) return start;
+      }
     }
-    if (start === chunk.length) return;
+    if (start === chunk.length) return start;
     const rest = chunk.subarray(start);
-    if (this.pendingBytes + rest.length > this.maxBytes) return this.fail(this.pendingBytes + rest.length);
+    if (this.pendingBytes + rest.length > this.maxBytes) {
+      this.fail(this.pendingBytes + rest.length);
+      return chunk.length;
+    }
     this.pending.push(rest);
     this.pendingBytes += rest.length;
+    return chunk.length;
   }
 
   /** The held-back start of a line joined with its end: in the kept buffer, or its own when large. */

@@ -142,6 +142,11 @@ export interface QmpJsonStreamOptions {
    * bytes attached (rpc/bulk-data.ts), instead of as one string; every other value is unchanged.
    */
   attachData?: boolean;
+  /**
+   * Asked after each item: true stops feed() right there, and the caller gives the rest of the
+   * chunk again later (QEMU reads a monitor's input only while its request queue has room).
+   */
+  shouldPause?: () => boolean;
 }
 
 /**
@@ -191,13 +196,19 @@ export class QmpJsonStream {
   private dead = false;
   /** The current message holds a BulkString, to be settled when it is complete. */
   private bulk = false;
+  /** An item was emitted since the feed loop last looked. */
+  private emitted = false;
 
   constructor(private readonly options: QmpJsonStreamOptions) {}
 
-  feed(input: Uint8Array): void {
-    if (this.dead) return;
+  /**
+   * Feeds the next bytes. Returns how many were taken: all of them, unless shouldPause() stopped
+   * the feed after an item, and then the caller feeds the rest (from that index) later.
+   */
+  feed(input: Uint8Array): number {
     const chunk = asBuffer(input);
     const n = chunk.length;
+    if (this.dead) return n;
     const max = this.options.maxMessageSize;
     let state = this.state;
     let start = 0; // where the current token's bytes begin in this chunk
@@ -209,26 +220,41 @@ export class QmpJsonStream {
         next &= ~LOOKAHEAD;
         if (next !== IN_START) {
           this.token(next, chunk, start, i);
-          if (this.dead) return;
+          if (this.dead) return n;
         }
         this.carryLen = 0;
         start = i;
+        if (this.paused()) {
+          this.state = IN_START;
+          return i;
+        }
         next = TABLE[IN_START * 256 + byte]!; // IN_START has no lookahead transitions
       }
       if (next >= JSON_LCURLY) {
         this.token(next, chunk, start, i + 1);
-        if (this.dead) return;
+        if (this.dead) return n;
         this.carryLen = 0;
         start = i + 1;
         state = IN_START;
+        if (this.paused()) {
+          this.state = state;
+          return i + 1;
+        }
       } else if (next === JSON_ERROR) {
         // QEMU checks the token's size after each byte: the last check saw all but this byte.
         // (A token that ends normally meets token()'s stricter check instead.)
-        if (this.carryLen + i - start > max) return this.oversize();
+        if (this.carryLen + i - start > max) {
+          this.oversize();
+          return n;
+        }
         this.stray(chunk, start, i + 1);
         this.carryLen = 0;
         start = i + 1;
         state = IN_RECOVERY;
+        if (this.paused()) {
+          this.state = state;
+          return i + 1;
+        }
       } else if (next === IN_START || next === IN_RECOVERY) {
         // Whitespace, or input skipped while recovering: never part of a token.
         start = i + 1;
@@ -248,9 +274,20 @@ export class QmpJsonStream {
     }
     this.state = state;
     if (start < n && state !== IN_START && state !== IN_RECOVERY) {
-      if (this.carryLen + n - start > max) return this.oversize();
+      if (this.carryLen + n - start > max) {
+        this.oversize();
+        return n;
+      }
       this.keep(chunk, start, n);
     }
+    return n;
+  }
+
+  /** True when an item went out since the last look and the consumer wants no more for now. */
+  private paused(): boolean {
+    if (!this.emitted) return false;
+    this.emitted = false;
+    return this.options.shouldPause?.() === true;
   }
 
   /** Keeps the start of a token that continues in the next chunk (the socket may reuse its buffer). */
@@ -334,6 +371,7 @@ export class QmpJsonStream {
   }
 
   private emit(item: QmpStreamItem): void {
+    this.emitted = true;
     this.bulk = false;
     this.braces = 0;
     this.brackets = 0;

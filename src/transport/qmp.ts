@@ -18,7 +18,7 @@ import { QmpJsonStream, toPlain, type QmpStreamItem, type QmpValue } from './qmp
 import { qmpLine, toQmpJson } from './qmp-json-output.js';
 import { encodeMessageData } from '../rpc/bulk-data.js';
 import { SocketTransport } from './socket-transport.js';
-import { flowLimitsFor } from './transport.js';
+import { flowLimitsFor, MeteredInput } from './transport.js';
 import { listenUnix, type SessionRegistry } from './unix.js';
 
 /** monitor/qmp.c QMP_REQ_QUEUE_LEN_MAX: input is suspended while this many requests wait. */
@@ -158,12 +158,15 @@ export async function startQmp(options: QmpListenerOptions): Promise<net.Server>
   const server = net.createServer((socket) => {
     const connection: Connection = { id: randomUUID(), dialect: 'qmp', peer: 'unix' };
     const clog = log.child({ connection: connection.id, listener: 'qmp' });
-    const transport = new SocketTransport(socket, limits, clog);
-    const session = new QmpSession(connection, transport, options, clog);
     let accepting = true;
-    const stream = new QmpJsonStream({
+    // The lexer stops once the session's queue is full and goes on a turn later (MeteredInput).
+    const input = new MeteredInput(socket, (chunk) => (accepting ? stream.feed(chunk) : chunk.length));
+    const transport = new SocketTransport(socket, limits, clog, 'unix', input);
+    const session = new QmpSession(connection, transport, options, clog);
+    const stream: QmpJsonStream = new QmpJsonStream({
       maxMessageSize,
       attachData: true,
+      shouldPause: () => input.shouldStop(),
       onItem: (item) => session.enqueue(item),
       onOversize: () => {
         accepting = false;
@@ -175,7 +178,7 @@ export async function startQmp(options: QmpListenerOptions): Promise<net.Server>
     });
     transport.send(qmpGreeting(options.version));
     socket.on('data', (chunk: Buffer) => {
-      if (accepting) stream.feed(chunk);
+      if (accepting) input.push(chunk);
     });
     socket.on('error', (e) => clog.debug({ err: e }, 'socket error'));
     const unregister = sessions.add(async () => {

@@ -18,9 +18,11 @@ export class SocketTransport implements Transport {
     private readonly limits: FlowLimits,
     private readonly log: Logger,
     peer = 'unix',
+    /** What pausing input pauses: the socket, or a MeteredInput in front of it. */
+    input: { pause(): void; resume(): void } = socket,
   ) {
     this.peer = peer;
-    this.pauses = new InputPauses(socket);
+    this.pauses = new InputPauses(input);
     this.cork = new TurnCork(socket);
     socket.on('drain', () => this.resumeInput('output'));
   }

@@ -58,6 +58,97 @@ export class InputPauses {
   }
 }
 
+/** The longest one connection's input is parsed in one turn of the event loop before others get theirs. */
+export const INPUT_SLICE_MS = 2;
+
+/**
+ * A connection's input, taken only as fast as its session takes requests, and a slice per turn.
+ * The consumer (a line decoder, the QMP lexer) asks shouldStop() after each message and stops in
+ * the middle of a chunk when input is paused (its queue is full, its peer is not reading) or this
+ * turn's slice of INPUT_SLICE_MS is used; the rest is kept and fed again, before anything newer,
+ * on a later turn. So one connection's backlog (a megabyte of stray brackets, thousands of
+ * pipelined requests) is worked through with every other connection's I/O in between, and its
+ * replies queue no faster than its peer reads them. QEMU does the same for its monitors: input
+ * is read only while the request queue has room, and monitors are served round robin
+ * (monitor/qmp.c).
+ */
+export class MeteredInput {
+  private readonly held: Buffer[] = [];
+  /** Paused by the session (InputPauses): its queue is full or its peer is not reading. */
+  private paused = false;
+  /** This turn's slice is used: the rest waits for the next turn. */
+  private yielding = false;
+  private scheduled = false;
+  /** A slice is open from the first chunk of a turn to the turn's end (process.nextTick). */
+  private sliceOpen = false;
+  private sliceEnd = 0;
+
+  constructor(
+    private readonly stream: { pause(): void; resume(): void },
+    /** Takes a chunk; returns how many bytes it took (fewer only when shouldStop() said so). */
+    private readonly consume: (chunk: Buffer) => number,
+  ) {}
+
+  /** Asked by the consumer after each message: stop here? */
+  shouldStop(): boolean {
+    if (this.paused || this.yielding) return true;
+    if (performance.now() < this.sliceEnd) return false;
+    this.yielding = true;
+    this.stream.pause();
+    this.schedule();
+    return true;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.paused || this.yielding || this.held.length > 0) {
+      this.held.push(chunk);
+      return;
+    }
+    this.openSlice();
+    this.take(chunk);
+  }
+
+  private openSlice(): void {
+    if (this.sliceOpen) return;
+    this.sliceOpen = true;
+    this.sliceEnd = performance.now() + INPUT_SLICE_MS;
+    process.nextTick(this.closeSlice);
+  }
+
+  private readonly closeSlice = (): void => {
+    this.sliceOpen = false;
+  };
+
+  pause(): void {
+    this.paused = true;
+    this.stream.pause();
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.drain);
+  }
+
+  private take(chunk: Buffer): void {
+    const used = this.consume(chunk);
+    if (used < chunk.length) this.held.unshift(chunk.subarray(used));
+  }
+
+  private readonly drain = (): void => {
+    this.scheduled = false;
+    this.yielding = false;
+    this.openSlice();
+    while (!this.paused && !this.yielding && this.held.length > 0) this.take(this.held.shift()!);
+    if (!this.paused && !this.yielding) this.stream.resume();
+  };
+}
+
 /**
  * Holds a stream's writes until the end of the current turn (process.nextTick runs after the
  * microtasks that compute replies), so replies finished in one turn leave in one writev and the

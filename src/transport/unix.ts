@@ -14,7 +14,7 @@ import type { Logger } from '../log.js';
 import { LineDecoder, encodeLine } from './framing.js';
 import { JsonRpcSession, oversizeResponse } from './jsonrpc.js';
 import { SocketTransport } from './socket-transport.js';
-import { flowLimitsFor } from './transport.js';
+import { flowLimitsFor, MeteredInput } from './transport.js';
 
 /** Requests one connection may have running before its input is paused. */
 const MAX_IN_FLIGHT = 256;
@@ -92,7 +92,9 @@ export async function startUnixJsonRpc(options: UnixJsonRpcOptions): Promise<net
   const server = net.createServer((socket) => {
     const connection: Connection = { id: randomUUID(), dialect: 'json-rpc', peer: 'unix' };
     const clog = log.child({ connection: connection.id, listener: 'unix' });
-    const transport = new SocketTransport(socket, limits, clog);
+    // The decoder stops once input is paused and goes on a turn later (MeteredInput).
+    const input = new MeteredInput(socket, (chunk) => decoder.push(chunk));
+    const transport = new SocketTransport(socket, limits, clog, 'unix', input);
     const session = new JsonRpcSession({ connection, dispatcher, log: clog, push: (m) => transport.send(encodeLine(m)) });
     const unsubscribe = events.subscribe((ev) => session.notify(ev));
     let draining = false;
@@ -111,7 +113,8 @@ export async function startUnixJsonRpc(options: UnixJsonRpcOptions): Promise<net
         transport.resumeInput('in-flight');
       }
     };
-    const decoder = new LineDecoder(maxMessageSize, {
+    const decoder: LineDecoder = new LineDecoder(maxMessageSize, {
+      shouldPause: () => input.shouldStop(),
       line: (bytes) => {
         if (draining) return;
         const work = session.handleBytes(bytes);
@@ -128,7 +131,7 @@ export async function startUnixJsonRpc(options: UnixJsonRpcOptions): Promise<net
         void session.idle().then(() => transport.close());
       },
     });
-    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.on('data', (chunk: Buffer) => input.push(chunk));
     socket.on('error', (e) => clog.debug({ err: e }, 'socket error'));
     const unregister = sessions.add(async () => {
       draining = true;

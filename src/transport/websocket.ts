@@ -12,7 +12,7 @@ import type { EventBus } from '../rpc/events.js';
 import type { Connection } from '../rpc/types.js';
 import type { Logger } from '../log.js';
 import { JsonRpcSession, invalidRequestResponse, oversizeResponse } from './jsonrpc.js';
-import { flowLimitsFor, InputPauses, TurnCork, type FlowLimits, type Transport } from './transport.js';
+import { flowLimitsFor, InputPauses, MeteredInput, TurnCork, type FlowLimits, type Transport } from './transport.js';
 import type { SessionRegistry } from './unix.js';
 
 const CLOSE_TOO_BIG = 1009;
@@ -30,8 +30,10 @@ class WsTransport implements Transport {
     readonly peer: string,
     private readonly limits: FlowLimits,
     private readonly log: Logger,
+    /** What pausing input pauses: a MeteredInput in front of the WebSocket. */
+    input: { pause(): void; resume(): void },
   ) {
-    this.pauses = new InputPauses(ws);
+    this.pauses = new InputPauses(input);
     this.cork = new TurnCork(socket);
   }
 
@@ -95,7 +97,14 @@ export class WebSocketListener {
     const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
     const connection: Connection = { id: randomUUID(), dialect: 'json-rpc', peer };
     const clog = log.child({ connection: connection.id, listener: 'ws', peer });
-    const transport = new WsTransport(ws, socket, peer, flowLimitsFor(maxMessageSize), clog);
+    // ws hands over every message of a chunk even while paused: one that comes while input is
+    // paused waits in `input` and is handled a turn later, as on the stream sockets.
+    const input = new MeteredInput(ws, (bytes) => {
+      handle(bytes);
+      input.shouldStop(); // a used slice holds the messages after this one for a later turn
+      return bytes.length;
+    });
+    const transport = new WsTransport(ws, socket, peer, flowLimitsFor(maxMessageSize), clog, input);
     const session = new JsonRpcSession({ connection, dispatcher, log: clog, push: (m) => transport.send(m) });
     const unsubscribe = events.subscribe((ev) => session.notify(ev));
     let draining = false;
@@ -111,14 +120,20 @@ export class WebSocketListener {
       return close(code, reason);
     };
 
+    const binaryFrames = new WeakSet<Buffer>();
     ws.on('message', (data, isBinary) => {
       if (draining) return;
-      if (isBinary) {
+      // ws hands over a Buffer (binaryType nodebuffer); only the other shapes need building.
+      const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+      if (isBinary) binaryFrames.add(bytes);
+      input.push(bytes);
+    });
+    function handle(bytes: Buffer): void {
+      if (draining) return;
+      if (binaryFrames.has(bytes)) {
         transport.send(JSON.stringify(invalidRequestResponse('Invalid request: JSON-RPC goes in text frames, not binary ones')));
         return;
       }
-      // ws hands over a Buffer (binaryType nodebuffer); only the other shapes need building.
-      const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
       const work = session.handleBytes(bytes);
       if (!heldBack && session.inFlight >= MAX_IN_FLIGHT) {
         heldBack = true;
@@ -134,7 +149,7 @@ export class WebSocketListener {
         },
         (e: unknown) => clog.error({ err: e }, 'unhandled failure in a json-rpc session'),
       );
-    });
+    }
     ws.on('error', (e) => clog.debug({ err: e }, 'websocket error'));
     const unregister = sessions.add(async () => {
       draining = true;
