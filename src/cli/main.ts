@@ -12,10 +12,29 @@ export interface CliStreams {
   err(text: string): void;
 }
 
-const processStreams: CliStreams = {
-  out: (text) => { process.stdout.write(text); },
-  err: (text) => { process.stderr.write(text); },
-};
+/**
+ * The process's stdout and stderr as qemu-io treats them: once the reader has gone (`| head -1`),
+ * further output is dropped without a word, and the commands still run to their end (the image is
+ * closed cleanly) with the exit status they earn. Node would otherwise raise the write's EPIPE as
+ * an uncaught error with a stack trace.
+ */
+function closedPipeTolerant(stream: NodeJS.WriteStream): (text: string) => void {
+  let gone = false;
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    gone = true;
+  });
+  return (text) => {
+    if (!gone) stream.write(text);
+  };
+}
+
+let processStreamsMade: CliStreams | null = null;
+
+function processStreams(): CliStreams {
+  processStreamsMade ??= { out: closedPipeTolerant(process.stdout), err: closedPipeTolerant(process.stderr) };
+  return processStreamsMade;
+}
 
 /** Every command, subcommands included, reports through ctx and throws instead of exiting the process. */
 function configure(command: Command, ctx: CliContext): void {
@@ -40,7 +59,7 @@ export function buildProgram(ctx: CliContext): Command {
   return program;
 }
 
-export async function main(argv: string[], streams: CliStreams = processStreams): Promise<number> {
+export async function main(argv: string[], streams: CliStreams = processStreams()): Promise<number> {
   const ctx: CliContext = { out: streams.out, err: streams.err, exitCode: 0 };
   const program = buildProgram(ctx);
   try {
