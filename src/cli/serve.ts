@@ -1,4 +1,5 @@
 // `qzoned serve` (cli.md, protocol.md §1): the daemon with its four listeners, until SIGTERM/SIGINT.
+import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { reportError, type CliContext } from './context.js';
@@ -14,6 +15,7 @@ export interface ServeOptions {
   qmp: string | false;
   ws: string | false;
   token?: string;
+  tokenFile?: string;
   tlsCert?: string;
   tlsKey?: string;
   maxMessageSize: string;
@@ -29,8 +31,59 @@ export function parseHostPort(text: string): { host: string; port: number } {
   return hostPort;
 }
 
+/** Where the WebSocket/HTTP token may come from, besides the command line. */
+export const TOKEN_ENV = 'QZONED_TOKEN';
+
+export interface TokenSource {
+  token: string | undefined;
+  /** Where it came from, for the log; warnings to give about it. */
+  from: 'command line' | 'file' | 'environment' | 'none';
+  warnings: string[];
+}
+
+/**
+ * The token from --token, --token-file or QZONED_TOKEN (the flags win over the environment; the
+ * two flags exclude each other). A token on the command line is readable by every local user in
+ * /proc/PID/cmdline, so it comes with a warning; a file or the environment (/proc/PID/environ is
+ * readable by the same user only) does not show it. A file's one trailing newline is not part of
+ * the token, so `echo TOKEN > file` works.
+ */
+export function readToken(o: Pick<ServeOptions, 'token' | 'tokenFile'>, env: NodeJS.ProcessEnv = process.env): TokenSource {
+  if (o.token !== undefined && o.tokenFile !== undefined) throw usageError('--token and --token-file go separately: give the token one way');
+  if (o.token !== undefined) {
+    return {
+      token: o.token,
+      from: 'command line',
+      warnings: [`the token was given with --token, where every local user can read it (/proc/${process.pid}/cmdline); use --token-file FILE or the ${TOKEN_ENV} environment variable`],
+    };
+  }
+  if (o.tokenFile !== undefined) {
+    let text: string;
+    let mode: number;
+    try {
+      text = fs.readFileSync(o.tokenFile, 'utf8');
+      mode = fs.statSync(o.tokenFile).mode;
+    } catch (e) {
+      throw usageError(`Cannot read --token-file '${o.tokenFile}': ${(e as Error).message}`);
+    }
+    const token = text.replace(/\r?\n$/, '');
+    if (token.length === 0) throw usageError(`--token-file '${o.tokenFile}' is empty: it must hold the token`);
+    if (/[\r\n]/.test(token)) throw usageError(`--token-file '${o.tokenFile}' holds more than one line: it must hold the token alone`);
+    const warnings = (mode & 0o077) !== 0
+      ? [`--token-file '${o.tokenFile}' can be read by other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); chmod 600 it`]
+      : [];
+    return { token, from: 'file', warnings };
+  }
+  const fromEnv = env[TOKEN_ENV];
+  if (fromEnv !== undefined) {
+    if (fromEnv.length === 0) throw usageError(`${TOKEN_ENV} is set but empty: it must hold the token`);
+    return { token: fromEnv, from: 'environment', warnings: [] };
+  }
+  return { token: undefined, from: 'none', warnings: [] };
+}
+
 /** Turns the flags into the daemon's listener configuration; every mistake is one sentence. */
-export function listenerConfig(o: ServeOptions): ListenerConfig {
+export function listenerConfig(o: ServeOptions, token: string | undefined = o.token): ListenerConfig {
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
     throw usageError('--tls-cert and --tls-key go together: give both or neither');
   }
@@ -42,7 +95,7 @@ export function listenerConfig(o: ServeOptions): ListenerConfig {
     ws: o.ws === false ? null : parseHostPort(o.ws),
     maxMessageSize,
   };
-  if (o.token !== undefined) config.token = o.token;
+  if (token !== undefined) config.token = token;
   if (o.tlsCert !== undefined && o.tlsKey !== undefined) config.tls = { cert: o.tlsCert, key: o.tlsKey };
   if (!config.socket && !config.qmp && !config.ws) throw usageError('every listener is disabled; keep at least one of --socket, --qmp, --ws');
   return config;
@@ -58,7 +111,8 @@ export function serveCommand(ctx: CliContext): Command {
     .option('--no-qmp', 'no QMP socket')
     .option('--ws <host:port>', 'WebSocket and HTTP POST listener', '127.0.0.1:4444')
     .option('--no-ws', 'no WebSocket/HTTP listener')
-    .option('--token <token>', 'required from WebSocket/HTTP clients (Authorization: Bearer or ?token=); needed off loopback')
+    .option('--token <token>', `required from WebSocket/HTTP clients (Authorization: Bearer or ?token=); needed off loopback. Every local user can read it in /proc: prefer --token-file or ${TOKEN_ENV}`)
+    .option('--token-file <file>', `read the token from FILE (one line; keep it mode 0600); the ${TOKEN_ENV} environment variable is read when neither flag is given`)
     .option('--tls-cert <file>', 'serve wss:// and https:// with this certificate (PEM)')
     .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
     .option('--max-message-size <size>', 'largest message a client may send (suffixes allowed)', String(DEFAULT_MAX_MESSAGE_SIZE))
@@ -68,8 +122,12 @@ export function serveCommand(ctx: CliContext): Command {
         if (!LOG_LEVELS.includes(opts.logLevel)) {
           throw usageError(`Invalid --log-level '${opts.logLevel}': expected one of ${LOG_LEVELS.join(', ')}`);
         }
-        const listeners = listenerConfig(opts);
+        const token = readToken(opts);
+        // Not passed on to anything the daemon starts.
+        delete process.env[TOKEN_ENV];
+        const listeners = listenerConfig(opts, token.token);
         const log = createLogger({ level: opts.logLevel });
+        for (const warning of token.warnings) log.warn({ token: token.from }, warning);
         const malloc = tuneMallocForService();
         if (malloc.applied) log.debug('malloc keeps freed memory for reuse (src/io/native/malloc.c)');
         else log.info({ why: malloc.why }, 'malloc left at its defaults: large buffers fault in page by page');

@@ -22,7 +22,7 @@ const configError = (message: string): QzonedError => new QzonedError('GenericEr
 export function checkBindSecurity(host: string, token: string | undefined): void {
   if (token !== undefined && token.length === 0) throw configError('The token must not be empty');
   if (!isLoopbackHost(host) && token === undefined) {
-    throw configError(`Listening on ${host} (not a loopback address) requires a token (--token)`);
+    throw configError(`Listening on ${host} (not a loopback address) requires a token (--token-file FILE, the QZONED_TOKEN environment variable, or --token)`);
   }
 }
 
