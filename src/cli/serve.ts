@@ -6,6 +6,7 @@ import { reportError, type CliContext } from './context.js';
 import { parseSize, usageError } from './size.js';
 import { HOST_PORT_EXAMPLES, matchHostPort } from './host-port.js';
 import { closeOnSignals, DEFAULT_MAX_MESSAGE_SIZE, startDaemon, type ListenerConfig } from '../daemon.js';
+import { DEFAULT_MEMORY_BUDGET, minimumBudget } from '../rpc/memory-budget.js';
 import { tuneMallocForService } from '../io/native/addon.js';
 import { createLogger } from '../log.js';
 
@@ -19,6 +20,7 @@ export interface ServeOptions {
   tlsCert?: string;
   tlsKey?: string;
   maxMessageSize: string;
+  memoryBudget?: string;
   logLevel: string;
 }
 
@@ -95,6 +97,16 @@ export function listenerConfig(o: ServeOptions, token: string | undefined = o.to
     ws: o.ws === false ? null : parseHostPort(o.ws),
     maxMessageSize,
   };
+  if (o.memoryBudget !== undefined) {
+    const budget = parseSize(o.memoryBudget, '--memory-budget');
+    const needed = minimumBudget(maxMessageSize);
+    if (budget < needed) {
+      throw usageError(
+        `Invalid --memory-budget ${o.memoryBudget}: it must be at least ${Math.ceil(needed / 1048576)}M, so that a connection's share (a quarter) holds one message of --max-message-size and one 16 MiB read`,
+      );
+    }
+    config.memoryBudget = budget;
+  }
   if (token !== undefined) config.token = token;
   if (o.tlsCert !== undefined && o.tlsKey !== undefined) config.tls = { cert: o.tlsCert, key: o.tlsKey };
   if (!config.socket && !config.qmp && !config.ws) throw usageError('every listener is disabled; keep at least one of --socket, --qmp, --ws');
@@ -116,6 +128,7 @@ export function serveCommand(ctx: CliContext): Command {
     .option('--tls-cert <file>', 'serve wss:// and https:// with this certificate (PEM)')
     .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
     .option('--max-message-size <size>', 'largest message a client may send (suffixes allowed)', String(DEFAULT_MAX_MESSAGE_SIZE))
+    .option('--memory-budget <size>', 'bytes in flight across all clients (messages being received, replies being built and sent); each connection may hold a quarter', `${DEFAULT_MEMORY_BUDGET / 1048576}M`)
     .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')}`, 'info')
     .action(async (opts: ServeOptions) => {
       try {

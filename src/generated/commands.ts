@@ -771,7 +771,8 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
       "unsupported-feature",
       "invalid-zone-geometry",
       "corrupt-image",
-      "io-error"
+      "io-error",
+      "memory-budget"
     ],
     "x-descriptions": {
       "zone-full": "The zone is full: its write pointer is at its capacity.",
@@ -788,7 +789,7 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
       "sequential-zone": "The operation needs a conventional zone (or none) and the zone is sequential.",
       "unaligned": "An offset or length is not a multiple of the required alignment (512 bytes, or a zone start).",
       "out-of-range": "The request lies (partly) beyond the end of the device.",
-      "too-large": "The request moves more than 16 MiB of data in one call.",
+      "too-large": "The request moves more than 16 MiB of data in one call (a batch counting as one call), or a batch's replies would need more than one connection's share of the memory budget.",
       "read-only-node": "The node was opened read-only.",
       "node-in-use": "Another node uses this node (delete from the top down).",
       "node-name-in-use": "A node with this name already exists.",
@@ -806,7 +807,8 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
       "unsupported-feature": "The image or the request uses a feature qzoned does not support.",
       "invalid-zone-geometry": "The zone geometry breaks a rule of the format spec.",
       "corrupt-image": "The image's metadata is inconsistent.",
-      "io-error": "The operating system reported an I/O error."
+      "io-error": "The operating system reported an I/O error.",
+      "memory-budget": "The daemon's budget for bytes in flight (--memory-budget) had no room for the request within 10 s: other requests hold it. Retry, or move less per call."
     }
   },
   "ErrorData": {
@@ -1163,7 +1165,8 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
       "out-of-range",
       "too-large",
       "zone-offline",
-      "io-error"
+      "io-error",
+      "memory-budget"
     ],
     "classes": [
       "DeviceNotFound"
@@ -1628,7 +1631,9 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
     ],
     "reasons": [
       "out-of-range",
-      "unsupported-feature"
+      "unsupported-feature",
+      "too-large",
+      "memory-budget"
     ],
     "classes": [
       "DeviceNotFound"

@@ -35,6 +35,7 @@ export const REASONS = [
   "invalid-zone-geometry",
   "corrupt-image",
   "io-error",
+  "memory-budget",
 ] as const;
 export type Reason = (typeof REASONS)[number];
 
@@ -62,7 +63,7 @@ export const REASON_DESCRIPTIONS: Readonly<Record<Reason, string>> = {
   "sequential-zone": "The operation needs a conventional zone (or none) and the zone is sequential.",
   "unaligned": "An offset or length is not a multiple of the required alignment (512 bytes, or a zone start).",
   "out-of-range": "The request lies (partly) beyond the end of the device.",
-  "too-large": "The request moves more than 16 MiB of data in one call.",
+  "too-large": "The request moves more than 16 MiB of data in one call (a batch counting as one call), or a batch's replies would need more than one connection's share of the memory budget.",
   "read-only-node": "The node was opened read-only.",
   "node-in-use": "Another node uses this node (delete from the top down).",
   "node-name-in-use": "A node with this name already exists.",
@@ -81,6 +82,7 @@ export const REASON_DESCRIPTIONS: Readonly<Record<Reason, string>> = {
   "invalid-zone-geometry": "The zone geometry breaks a rule of the format spec.",
   "corrupt-image": "The image's metadata is inconsistent.",
   "io-error": "The operating system reported an I/O error.",
+  "memory-budget": "The daemon's budget for bytes in flight (--memory-budget) had no room for the request within 10 s: other requests hold it. Retry, or move less per call.",
 };
 
 export const ERROR_CLASS_DESCRIPTIONS: Readonly<Record<ErrorClass, string>> = {

@@ -165,7 +165,8 @@ export type Reason =
   | 'unsupported-feature'
   | 'invalid-zone-geometry'
   | 'corrupt-image'
-  | 'io-error';
+  | 'io-error'
+  | 'memory-budget';
 /**
  * A job's state, QEMU's JobStatus. Success runs created, running, waiting, pending, concluded; failure runs created, running, aborting, concluded; job-dismiss ends in null.
  *

@@ -4,7 +4,7 @@
  * the node layer (src/block/file-node.ts, on the descriptor it holds), as a QEMU file node does,
  * but not while a qcow2 node sits on it (that node owns the file's bytes).
  */
-import { checkDataLength, payload } from './data.js';
+import { payload, reserveRead } from './data.js';
 import { dataResult } from '../rpc/bulk-data.js';
 import { flushFileNode, readFileNode, writeFileNode } from '../block/file-node.js';
 import type { HandlerTable } from '../rpc/dispatch.js';
@@ -25,17 +25,17 @@ export function blockCoreHandlers(s: Services): Pick<HandlerTable, BlockCoreComm
       return {};
     },
     'query-named-block-nodes': () => s.graph.list(),
-    'blockdev-read': async (params) => {
-      checkDataLength(params.length, 'a read');
+    'blockdev-read': async (params, ctx) => {
+      await reserveRead(ctx, 'blockdev-read', params.length);
       const node = s.graph.get(params['node-name']);
       const data = node.kind === 'qcow2'
         ? await node.image.read(params.offset, params.length)
         : readFileNode(node, params.offset, params.length);
       return dataResult(data);
     },
-    'blockdev-write': async (params) => {
+    'blockdev-write': async (params, ctx) => {
       const node = s.graph.get(params['node-name']);
-      const data = payload('blockdev-write', params);
+      const data = payload('blockdev-write', params, ctx);
       if (node.kind === 'qcow2') await node.image.write(params.offset, data);
       else await writeFileNode(node, params.offset, data);
       return {};

@@ -1,18 +1,43 @@
 /**
  * The payload of a data-carrying command: base64 `data`, or `pattern` + `length` like qemu-io's
- * -P. At most 16 MiB per call (protocol.md §1: too-large), checked before anything is allocated.
+ * -P; and the room a read needs. At most 16 MiB per call, a batch counting as one call
+ * (protocol.md §1: too-large), checked before anything is allocated; a large read waits for room
+ * in the daemon's memory budget (rpc/memory-budget.ts) before its buffer exists.
  */
 import { formatFound } from '../rpc/params-error.js';
-import { fail, InvalidParamsError } from '../errors.js';
-import { base64Value, MAX_DATA_BYTES, takeBulkData } from '../rpc/bulk-data.js';
+import { InvalidParamsError } from '../errors.js';
+import { base64Value, takeBulkData } from '../rpc/bulk-data.js';
+import { CallScope, CHARGED_BYTES, readCost } from '../rpc/memory-budget.js';
+import type { HandlerContext } from '../rpc/dispatch.js';
 
-export function checkDataLength(length: number, what: string): void {
-  if (length > MAX_DATA_BYTES) {
-    throw fail('too-large', `${what} of ${length} bytes is more than one call moves (at most ${MAX_DATA_BYTES} bytes); split it`);
-  }
+/** The call's scope; a caller without one (in-process) gets a scope of its own for this call. */
+const scopeOf = (ctx: HandlerContext | undefined): CallScope => ctx?.scope ?? new CallScope(undefined);
+
+/** Counts a call's data against the per-call (per-batch) limit. */
+export function checkDataLength(length: number, what: string, ctx?: HandlerContext): void {
+  scopeOf(ctx).takeData(length, what);
 }
 
-export function payload(command: string, params: { data?: string; pattern?: number; length?: number }): Buffer {
+/**
+ * Before a read of `length` bytes allocates anything: counts it against the call's data limit and
+ * waits for room in the memory budget for its data and its base64 reply.
+ */
+export async function reserveRead(ctx: HandlerContext | undefined, command: string, length: number): Promise<void> {
+  const scope = scopeOf(ctx);
+  scope.takeData(length, 'a read');
+  const cost = readCost(length);
+  if (cost >= CHARGED_BYTES) await scope.reserve(cost, `${command} of ${length} bytes`);
+}
+
+/**
+ * Before a reply of about `bytes` is built (a zone report): waits for room in the memory budget;
+ * small replies need none.
+ */
+export async function reserveReply(ctx: HandlerContext | undefined, command: string, bytes: number): Promise<void> {
+  if (bytes >= CHARGED_BYTES) await scopeOf(ctx).reserve(bytes, `the reply to ${command} (about ${bytes} bytes)`);
+}
+
+export function payload(command: string, params: { data?: string; pattern?: number; length?: number }, ctx?: HandlerContext): Buffer {
   const hasData = params.data !== undefined;
   const hasPattern = params.pattern !== undefined;
   if (hasData === hasPattern) {
@@ -22,19 +47,19 @@ export function payload(command: string, params: { data?: string; pattern?: numb
   if (hasData) {
     const decoded = takeBulkData(params);
     if (decoded !== undefined) {
-      checkDataLength(decoded.length, 'data');
+      checkDataLength(decoded.length, 'data', ctx);
       return decoded;
     }
     const text = params.data!;
     const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
-    checkDataLength((text.length / 4) * 3 - padding, 'data');
+    checkDataLength((text.length / 4) * 3 - padding, 'data', ctx);
     const bytes = Buffer.from(text, 'base64');
     if (!isCanonicalBase64(text, padding, bytes.length)) {
       throw new InvalidParamsError(`data must be base64 data; found ${formatFound(text)}`, { path: '/data', errors: [] });
     }
     return bytes;
   }
-  checkDataLength(params.length!, 'length');
+  checkDataLength(params.length!, 'length', ctx);
   return patternBuffer(params.pattern!, params.length!);
 }
 

@@ -5,9 +5,12 @@
  */
 import { fail, InvalidParamsError } from '../errors.js';
 import { isZoned, type BlockImage, type ZonedOps } from '../block/images.js';
-import { payload } from './data.js';
+import { payload, reserveReply } from './data.js';
 import type { HandlerTable } from '../rpc/dispatch.js';
 import type { Services } from './services.js';
+
+/** What one zone of a report holds while it is built and sent: its object, then its JSON (~155 bytes). */
+const ZONE_REPORT_BYTES = 256;
 
 type ZoneCommands = 'blockdev-zone-report' | 'blockdev-zone-mgmt' | 'blockdev-zone-append' | 'blockdev-zone-inject';
 
@@ -23,8 +26,14 @@ export function zoneHandlers(s: Services): Pick<HandlerTable, ZoneCommands> {
     return node.image;
   };
   return {
-    'blockdev-zone-report': (params) =>
-      zonedImage(params['node-name'], 'blockdev-zone-report').zoneReport(params.offset ?? 0, params['nr-zones'], params.condition),
+    'blockdev-zone-report': async (params, ctx) => {
+      // A full report of a large device is tens of MB: room for it is found before it is built.
+      const info = zonedImage(params['node-name'], 'blockdev-zone-report').zoneInfo();
+      const first = Math.floor((params.offset ?? 0) / info.size);
+      const zones = Math.max(0, Math.min(params['nr-zones'] ?? Infinity, info['nr-zones'] - first));
+      await reserveReply(ctx, 'blockdev-zone-report', zones * ZONE_REPORT_BYTES);
+      return zonedImage(params['node-name'], 'blockdev-zone-report').zoneReport(params.offset ?? 0, params['nr-zones'], params.condition);
+    },
     'blockdev-zone-mgmt': async (params) => {
       const image = zonedImage(params['node-name'], 'blockdev-zone-mgmt');
       const all = params.all === true;
@@ -36,9 +45,9 @@ export function zoneHandlers(s: Services): Pick<HandlerTable, ZoneCommands> {
       await image.zoneMgmt(params.op, all ? 'all' : { offset: params.offset!, length: params.length! });
       return {};
     },
-    'blockdev-zone-append': async (params) => {
+    'blockdev-zone-append': async (params, ctx) => {
       const image = zonedImage(params['node-name'], 'blockdev-zone-append');
-      const offset = await image.zoneAppend(params.offset, payload('blockdev-zone-append', params));
+      const offset = await image.zoneAppend(params.offset, payload('blockdev-zone-append', params, ctx));
       return { offset };
     },
     'blockdev-zone-inject': async (params) => {

@@ -10,11 +10,14 @@ import { nonIntegerError, validateParams } from './params-error.js';
 import { materializeBulkData } from './bulk-data.js';
 import { commandNotFound, InternalError, InvalidParamsError, isQzonedError } from '../errors.js';
 import type { Connection, NonIntegerNumber } from './types.js';
+import type { CallScope } from './memory-budget.js';
 import type { Logger } from '../log.js';
 
 export interface HandlerContext {
   connection: Connection;
   log: Logger;
+  /** The call's data limit and memory reservations (a batch's members share one); absent in-process. */
+  scope?: CallScope;
 }
 
 export type Handler<C extends CommandName> = (params: CommandParams<C>, ctx: HandlerContext) => Promise<CommandResult<C>> | CommandResult<C>;
@@ -27,6 +30,8 @@ export interface CallOptions {
   bulkResults?: boolean;
   /** Numbers in params written with a fraction or an exponent. */
   nonIntegers?: readonly NonIntegerNumber[];
+  /** The call's data limit and memory reservations (rpc/memory-budget.ts), for the transport to end once the reply is built. */
+  scope?: CallScope;
 }
 
 export class Dispatcher {
@@ -60,7 +65,7 @@ export class Dispatcher {
         throw new InvalidParamsError(e.message, { path: e.path, errors: e.errors });
       }
       const handler = this.handlers[method] as Handler<CommandName>;
-      const result = await handler(params as CommandParams<CommandName>, { connection, log: this.log });
+      const result = await handler(params as CommandParams<CommandName>, { connection, log: this.log, scope: options.scope });
       if (!options.bulkResults) materializeBulkData(result);
       return result ?? {};
     } catch (e) {

@@ -15,8 +15,12 @@ export interface LineDecoderEvents {
   shouldPause?(): boolean;
 }
 
-/** Lines up to this size are assembled in a buffer kept for the next one; larger ones get their own. */
-const KEPT_ASSEMBLY_BYTES = 4 << 20;
+/**
+ * Lines up to this size are assembled in a buffer kept for the next one; larger ones get their
+ * own. It covers a 128 KiB append with its data as base64 (~175 KB), the size the reuse was made
+ * for, and bounds what every connection keeps between messages.
+ */
+const KEPT_ASSEMBLY_BYTES = 256 * 1024;
 
 export class LineDecoder {
   /**

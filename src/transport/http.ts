@@ -18,7 +18,9 @@ import type { Connection } from '../rpc/types.js';
 import type { Logger } from '../log.js';
 import { isAuthorized, isLoopbackHost, UNAUTHORIZED_TEXT, type TlsMaterial } from './auth.js';
 import { zoneMapPage } from '../web/page.js';
-import { JsonRpcSession, invalidRequestResponse, oversizeResponse } from './jsonrpc.js';
+import { budgetRefusalText, JsonRpcSession, invalidRequestResponse, oversizeResponse } from './jsonrpc.js';
+import { chargedInput } from './transport.js';
+import { CHARGED_BYTES, type MemoryBudget } from '../rpc/memory-budget.js';
 import type { WebSocketListener } from './websocket.js';
 
 export interface HttpOptions {
@@ -28,6 +30,7 @@ export interface HttpOptions {
   token: string | undefined;
   tls: TlsMaterial | undefined;
   websocket: WebSocketListener;
+  budget: MemoryBudget;
 }
 
 export interface HttpListener {
@@ -116,7 +119,7 @@ function refuseText(res: ServerResponse, status: number, text: string, extra: Re
 }
 
 export function createHttpListener(options: HttpOptions): HttpListener {
-  const { dispatcher, log, maxMessageSize, token, websocket } = options;
+  const { dispatcher, log, maxMessageSize, token, websocket, budget } = options;
   const inFlight = new Set<Promise<void>>();
   let idleWaiters: Array<() => void> = [];
 
@@ -144,34 +147,52 @@ export function createHttpListener(options: HttpOptions): HttpListener {
     const tooBig = (): void => sendJson(res, 413, JSON.stringify(oversizeResponse(maxMessageSize)), { Connection: 'close' });
     if (declared > maxMessageSize) return tooBig();
 
+    const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    const connection: Connection = { id: randomUUID(), dialect: 'json-rpc', peer };
+    // One POST is one account: its body while it arrives, its reply until it has left.
+    const account = budget.open(connection.id);
+    res.on('close', () => account.close());
     const chunks: Buffer[] = [];
     let size = 0;
-    const body = await new Promise<Buffer | null>((resolve) => {
+    const body = await new Promise<Buffer | 'too-big' | 'stuck' | null>((resolve) => {
+      account.onPressure = (paused) => (paused ? req.pause() : req.resume());
+      account.onStuck = (why) => {
+        log.warn({ why, peer }, 'a POST body held back for the memory budget too long; refusing it');
+        req.removeAllListeners('data');
+        resolve('stuck');
+        if (!res.headersSent && !res.destroyed) sendJson(res, 503, budgetRefusalText(why), { Connection: 'close' });
+      };
       req.on('data', (chunk: Buffer) => {
         size += chunk.length;
         if (size > maxMessageSize) {
           req.pause();
           req.removeAllListeners('data');
-          resolve(null);
+          resolve('too-big');
           return;
         }
         chunks.push(chunk);
+        account.setInput(chargedInput(size));
       });
       req.on('end', () => resolve(Buffer.concat(chunks)));
       req.on('error', () => resolve(null));
     });
-    if (body === null) {
+    account.setInput(0);
+    if (body === 'too-big') {
       if (!res.headersSent && !res.destroyed) tooBig();
       return;
     }
-    const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
-    const connection: Connection = { id: randomUUID(), dialect: 'json-rpc', peer };
-    const session = new JsonRpcSession({ connection, dispatcher, log: log.child({ connection: connection.id, listener: 'http', peer }) });
+    if (body === null || body === 'stuck') return;
+    const session = new JsonRpcSession({ connection, dispatcher, log: log.child({ connection: connection.id, listener: 'http', peer }), account });
     const reply = await session.handleBytes(body);
     if (reply === null) {
       res.writeHead(204);
       res.end();
-    } else sendJson(res, 200, reply);
+    } else {
+      // Charged until the response has left (res 'close' gives everything back anyway).
+      const charge = reply.length >= CHARGED_BYTES ? account.charge(Buffer.byteLength(reply)) : null;
+      sendJson(res, 200, reply);
+      if (charge) res.once('finish', () => charge.release());
+    }
   };
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {

@@ -13,6 +13,7 @@ import { createHttpListener, type HttpListener } from './http.js';
 import { startQmp } from './qmp.js';
 import { removeSocketFile, startUnixJsonRpc, type SessionRegistry } from './unix.js';
 import { WebSocketListener } from './websocket.js';
+import { DEFAULT_MEMORY_BUDGET, MemoryBudget, minimumBudget, type BudgetStats } from '../rpc/memory-budget.js';
 
 export interface ListenerConfig {
   socket: string | null; // JSON-RPC unix socket path; null = disabled
@@ -21,6 +22,8 @@ export interface ListenerConfig {
   token?: string; // required when ws.host is not loopback
   tls?: { cert: string; key: string };
   maxMessageSize: number; // bytes; default 32 MiB
+  /** Bytes in flight across all clients (rpc/memory-budget.ts); default DEFAULT_MEMORY_BUDGET. */
+  memoryBudget?: number;
 }
 
 export interface ServerContext {
@@ -34,6 +37,8 @@ export interface Listeners {
   addresses: { socket?: string; qmp?: string; ws?: string /* ws://host:port/ or wss:// */; http?: string };
   /** Stop accepting, answer what is in flight, close connections, remove socket files. */
   close(): Promise<void>;
+  /** The memory budget's figures now (held, peak, waiting). */
+  memory(): BudgetStats;
 }
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 32 * 1024 * 1024;
@@ -62,6 +67,16 @@ export async function startListeners(config: ListenerConfig, ctx: ServerContext)
   if (!Number.isSafeInteger(maxMessageSize) || maxMessageSize < 1) {
     throw new QzonedError('GenericError', undefined, `The maximum message size must be a positive integer; found ${maxMessageSize}`);
   }
+  const memoryBudget = config.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
+  const needed = minimumBudget(maxMessageSize);
+  if (!Number.isSafeInteger(memoryBudget) || memoryBudget < needed) {
+    throw new QzonedError(
+      'GenericError',
+      undefined,
+      `The memory budget must be at least ${needed} bytes (${needed / 1048576} MiB), so that a connection's share (a quarter) holds one message of the maximum message size (${maxMessageSize} bytes) and one 16 MiB read; found ${memoryBudget}`,
+    );
+  }
+  const budget = new MemoryBudget(memoryBudget);
   if (config.ws) checkBindSecurity(config.ws.host, config.token);
   if (config.tls && !config.ws) throw new QzonedError('GenericError', undefined, 'TLS options need the WebSocket/HTTP listener (--ws)');
   const tls = config.tls ? loadTls(config.tls) : undefined;
@@ -71,7 +86,7 @@ export async function startListeners(config: ListenerConfig, ctx: ServerContext)
   const unixServers: Array<{ server: net.Server; path: string }> = [];
   let httpListener: HttpListener | null = null;
   const addresses: Listeners['addresses'] = {};
-  const common = { dispatcher: ctx.dispatcher, events: ctx.events, log, maxMessageSize, sessions };
+  const common = { dispatcher: ctx.dispatcher, events: ctx.events, log, maxMessageSize, sessions, budget };
 
   let closed: Promise<void> | null = null;
   const close = (): Promise<void> => {
@@ -107,7 +122,7 @@ export async function startListeners(config: ListenerConfig, ctx: ServerContext)
     }
     if (config.ws) {
       const websocket = new WebSocketListener(common);
-      httpListener = createHttpListener({ dispatcher: ctx.dispatcher, log, maxMessageSize, token: config.token, tls, websocket });
+      httpListener = createHttpListener({ dispatcher: ctx.dispatcher, log, maxMessageSize, token: config.token, tls, websocket, budget });
       const { server } = httpListener;
       const { host, port } = config.ws;
       await new Promise<void>((resolve, reject) => {
@@ -128,6 +143,6 @@ export async function startListeners(config: ListenerConfig, ctx: ServerContext)
     await close();
     throw e;
   }
-  log.info({ addresses }, 'listening');
-  return { addresses, close };
+  log.info({ addresses, memoryBudget }, 'listening');
+  return { addresses, close, memory: () => budget.stats };
 }

@@ -22,18 +22,31 @@ import type { Connection, NonIntegerNumber, QzonedEvent } from '../rpc/types.js'
 import { jsonRpcEnvelopeError, toJsonRpcError } from '../rpc/wire-errors.js';
 import type { Logger } from '../log.js';
 import { parseBulkMessage } from './bulk-json.js';
-import { encodeMessageData, materializeBulkData } from '../rpc/bulk-data.js';
+import { encodeMessageData } from '../rpc/bulk-data.js';
+import { CallScope, CHARGED_BYTES, type Account } from '../rpc/memory-budget.js';
+import { fail, InternalError } from '../errors.js';
+import { randomUUID } from 'node:crypto';
 import { decodeUtf8 } from './utf8.js';
 import { parseStrictJson, settleNonIntegers } from './strict-json.js';
 
+/** What the dispatch middleware gets with each request (json-rpc-2.0's server params, one object per request). */
 interface ServerParams {
   connection: Connection;
+  /** The call's data limit and reservations; a batch's members share one. */
+  scope: CallScope;
+  /** Numbers in params written with a fraction or an exponent. */
+  nonIntegers: NonIntegerNumber[] | undefined;
 }
+
+/**
+ * The most requests one batch may hold: a batch is handled in one go, so its size is what one
+ * message can make the daemon do before anything else runs (geth and other JSON-RPC servers set
+ * the same kind of limit, 1000 by default there).
+ */
+export const MAX_BATCH = 1000;
 
 const REQUEST_MEMBERS = new Set(['jsonrpc', 'method', 'params', 'id']);
 
-/** Numbers written with a fraction or an exponent in a request's params, by request. */
-const nonIntegersOf = new WeakMap<object, NonIntegerNumber[]>();
 
 export function parseErrorResponse(message: string): JSONRPCResponse {
   const e = jsonRpcEnvelopeError('parse', message);
@@ -43,6 +56,12 @@ export function parseErrorResponse(message: string): JSONRPCResponse {
 export function invalidRequestResponse(message: string, id: JSONRPCID = null): JSONRPCResponse {
   const e = jsonRpcEnvelopeError('invalid-request', message);
   return createJSONRPCErrorResponse(id, e.code, e.message);
+}
+
+/** The error sent (then the connection is closed) when a message waited too long for room in the memory budget. */
+export function budgetRefusalText(why: string): string {
+  const e = toJsonRpcError(fail('memory-budget', `Cannot take this message: ${why}`));
+  return JSON.stringify(createJSONRPCErrorResponse(null, e.code, e.message, e.data));
 }
 
 /** The error sent (then the connection is closed) when a client's message is above the limit. */
@@ -75,20 +94,27 @@ export interface JsonRpcSessionOptions {
   log: Logger;
   /** Where notifications go; absent for HTTP POST, which has no push. */
   push?: (message: string) => void;
+  /** The connection's part of the memory budget: large messages are charged to it, reads reserve from it. */
+  account?: Account;
 }
+
+type Reply = JSONRPCResponse | JSONRPCResponse[] | string | null;
+
+/** Below this many bytes a batch's reply is one string; above, its members' bytes side by side. */
+const BATCH_TEXT_BYTES = 1 << 20;
 
 export class JsonRpcSession {
   readonly connection: Connection;
   private readonly rpc: JSONRPCServerAndClient<ServerParams, void>;
-  private readonly serverParams: ServerParams;
   private readonly log: Logger;
+  private readonly account: Account | undefined;
   private pending = 0;
   private idleWaiters: Array<() => void> = [];
 
   constructor(options: JsonRpcSessionOptions) {
     this.connection = options.connection;
-    this.serverParams = { connection: options.connection };
     this.log = options.log;
+    this.account = options.account;
     const log = options.log;
     const errorListener = (message: string, data: unknown): void => {
       // The library reports every failed command here; real bugs were already logged by dispatch.
@@ -102,7 +128,7 @@ export class JsonRpcSession {
     const dispatcher = options.dispatcher;
     // Every method goes to dispatch, which knows the command table; the library's own method map stays empty.
     server.applyMiddleware((_next, request, params) =>
-      dispatcher.call(params.connection, request.method, request.params, { bulkResults: true, nonIntegers: nonIntegersOf.get(request) }).then((result) =>
+      dispatcher.call(params.connection, request.method, request.params, { bulkResults: true, nonIntegers: params.nonIntegers, scope: params.scope }).then((result) =>
         request.id === undefined ? null : createJSONRPCSuccessResponse(request.id, result)));
     const push = options.push;
     const client = new JSONRPCClient<void>((payload) => {
@@ -116,47 +142,93 @@ export class JsonRpcSession {
    * UTF-8 bytes when it carries bulk data; null when nothing is to be answered (notifications only).
    */
   handle(text: string): Promise<string | Buffer | null> {
-    return this.track(() => this.handleParsed(text));
+    const scope = new CallScope(this.account);
+    return this.track(scope, () => this.handleParsed(text, scope));
   }
 
   /**
    * Handles one message from its bytes: a request carrying long base64 data is parsed without
-   * becoming a string (bulk-json.ts); any other is decoded and handled as text.
+   * becoming a string (bulk-json.ts); any other is decoded and handled as text. A large message
+   * is charged to the budget until its reply is built (its bytes, then its decoded data).
    */
   handleBytes(bytes: Buffer): Promise<string | Buffer | null> {
-    const bulk = parseBulkMessage(bytes, 'params');
-    if (bulk !== null) return this.track(() => this.handleOne(bulk));
-    const text = decodeUtf8(bytes);
-    return text === null ? this.track(() => Promise.resolve(notUtf8Response())) : this.handle(text);
+    const scope = new CallScope(this.account);
+    if (this.account && bytes.length >= CHARGED_BYTES) scope.hold(this.account.charge(bytes.length));
+    return this.track(scope, () => {
+      const bulk = parseBulkMessage(bytes, 'params');
+      if (bulk !== null) return this.handleOne(bulk, false, scope);
+      const text = decodeUtf8(bytes);
+      return text === null ? Promise.resolve(notUtf8Response()) : this.handleParsed(text, scope);
+    });
   }
 
-  private track(work: () => Promise<JSONRPCResponse | JSONRPCResponse[] | string | null>): Promise<string | Buffer | null> {
+  private track(scope: CallScope, work: () => Promise<Reply>): Promise<string | Buffer | null> {
     this.pending++;
-    let started: Promise<JSONRPCResponse | JSONRPCResponse[] | string | null>;
+    let started: Promise<Reply>;
     try {
       started = work();
     } catch (e) {
-      started = Promise.reject(e); // still counted done, in `failed`
+      started = Promise.reject(e); // still counted done, below
     }
-    return started.then(this.answered, this.failed);
+    return started.then(
+      (reply) => this.answered(reply, scope),
+      (e: unknown) => {
+        this.done();
+        scope.end();
+        throw e;
+      },
+    );
   }
 
-  // One continuation per message: count it done and turn the reply into text, or into bytes when
-  // its result carries attached data (rpc/bulk-data.ts).
-  private readonly answered = (reply: JSONRPCResponse | JSONRPCResponse[] | string | null): string | Buffer | null => {
+  /**
+   * One continuation per message: count it done and turn the reply into text, or into bytes when
+   * its result carries attached data (rpc/bulk-data.ts); then what the call reserved to build it
+   * is given back. A reply that cannot be built is an error reply, never silence.
+   */
+  private answered(reply: Reply, scope: CallScope): string | Buffer | null {
     this.done();
-    if (reply === null || typeof reply === 'string') return reply;
-    if (Array.isArray(reply)) {
-      for (const r of reply) materializeBulkData(r.result);
-      return JSON.stringify(reply);
+    try {
+      if (reply === null || typeof reply === 'string') return reply;
+      if (Array.isArray(reply)) return this.batchReply(reply);
+      return this.memberReply(reply);
+    } finally {
+      scope.end();
     }
-    return encodeMessageData(reply as unknown as Record<string, unknown>, 'result') ?? JSON.stringify(reply);
-  };
+  }
 
-  private readonly failed = (e: unknown): never => {
-    this.done();
-    throw e;
-  };
+  /** One response's text (or bytes); an InternalError response when it cannot be built. */
+  private memberReply(reply: JSONRPCResponse): string | Buffer {
+    try {
+      return encodeMessageData(reply as unknown as Record<string, unknown>, 'result') ?? JSON.stringify(reply);
+    } catch (e) {
+      const logId = randomUUID();
+      this.log.error({ err: e, logId, connection: this.connection.id }, 'a reply could not be built');
+      const mapped = toJsonRpcError(new InternalError(logId));
+      return JSON.stringify(createJSONRPCErrorResponse(reply.id ?? null, mapped.code, mapped.message, mapped.data));
+    }
+  }
+
+  /**
+   * A batch's reply, member by member: the same text JSON.stringify gives the array, but no
+   * member's failure (or size) can cost the others their answers, and a large one is put
+   * together as bytes rather than as one string.
+   */
+  private batchReply(replies: JSONRPCResponse[]): string | Buffer {
+    const parts = replies.map((r) => this.memberReply(r));
+    let bytes = 2 + parts.length;
+    let text = true;
+    for (const p of parts) {
+      bytes += p.length;
+      if (typeof p !== 'string') text = false;
+    }
+    if (text && bytes < BATCH_TEXT_BYTES) return `[${(parts as string[]).join(',')}]`;
+    const pieces: Buffer[] = [];
+    for (let i = 0; i < parts.length; i++) {
+      pieces.push(Buffer.from(i === 0 ? '[' : ','), typeof parts[i] === 'string' ? Buffer.from(parts[i] as string) : (parts[i] as Buffer));
+    }
+    pieces.push(Buffer.from(']'));
+    return Buffer.concat(pieces);
+  }
 
   private done(): void {
     this.pending--;
@@ -187,27 +259,34 @@ export class JsonRpcSession {
   }
 
   /** The reply to a message: response objects, an error text already serialised, or null. */
-  private handleParsed(text: string): Promise<JSONRPCResponse | JSONRPCResponse[] | string | null> {
+  private handleParsed(text: string, scope: CallScope): Promise<Reply> {
     const parsed = parseStrictJson(text);
     if ('error' in parsed) return Promise.resolve(JSON.stringify(parseErrorResponse(`Parse error: ${parsed.error}`)));
     const payload = parsed.value;
     const marked = parsed.nonIntegers;
-    if (!Array.isArray(payload)) return this.handleOne(payload, marked);
+    if (!Array.isArray(payload)) return this.handleOne(payload, marked, scope);
     if (payload.length === 0) return Promise.resolve(JSON.stringify(invalidRequestResponse('Invalid request: an empty batch')));
-    return Promise.all(payload.map((item) => this.handleOne(item, marked))).then((replies) => {
+    if (payload.length > MAX_BATCH) {
+      return Promise.resolve(JSON.stringify(invalidRequestResponse(`Invalid request: a batch holds at most ${MAX_BATCH} requests; found ${payload.length}`)));
+    }
+    // The members share one scope: their data counts as one call's, and what they reserve stays
+    // reserved until the whole batch is answered.
+    scope.batch = true;
+    return Promise.all(payload.map((item) => this.handleOne(item, marked, scope))).then((replies) => {
       const present = replies.filter((r): r is JSONRPCResponse => r !== null);
       return present.length === 0 ? null : present;
     });
   }
 
   /** `marked`: the item may hold markers where numbers with a fraction or an exponent stood (strict-json.ts). */
-  private handleOne(item: unknown, marked = false): Promise<JSONRPCResponse | null> {
+  private handleOne(item: unknown, marked: boolean, scope: CallScope): Promise<JSONRPCResponse | null> {
+    let nonIntegers: NonIntegerNumber[] | undefined;
     if (marked) {
-      const nonIntegers: NonIntegerNumber[] = [];
+      const found: NonIntegerNumber[] = [];
       settleNonIntegers(item, (pointer, text) => {
-        if (pointer.startsWith('/params/')) nonIntegers.push({ pointer: pointer.slice('/params'.length), text });
+        if (pointer.startsWith('/params/')) found.push({ pointer: pointer.slice('/params'.length), text });
       });
-      if (nonIntegers.length > 0 && typeof item === 'object' && item !== null) nonIntegersOf.set(item, nonIntegers);
+      if (found.length > 0) nonIntegers = found;
     }
     const bad = checkRequest(item);
     if (bad) return Promise.resolve(bad);
@@ -220,7 +299,8 @@ export class JsonRpcSession {
       return createJSONRPCErrorResponse(id, mapped.code, mapped.message, mapped.data);
     };
     try {
-      return Promise.resolve(this.rpc.server.receive(item as JSONRPCRequest, this.serverParams)).then(undefined, unexpected);
+      const params: ServerParams = { connection: this.connection, scope, nonIntegers };
+      return Promise.resolve(this.rpc.server.receive(item as JSONRPCRequest, params)).then(undefined, unexpected);
     } catch (e) {
       return Promise.resolve(unexpected(e));
     }

@@ -55,6 +55,8 @@ const JSON_KEYWORD = 108;
 const JSON_STRING = 109;
 
 const LOOKAHEAD = 0x80;
+/** The split-token buffer kept between tokens; a larger one is given back once its token is done. */
+const KEPT_CARRY_BYTES = 256 * 1024;
 const MAX_NESTING = 1 << 10;
 const MAX_TOKEN_COUNT = 2 << 20;
 
@@ -198,6 +200,8 @@ export class QmpJsonStream {
   private bulk = false;
   /** An item was emitted since the feed loop last looked. */
   private emitted = false;
+  /** The size in bytes of the message behind the last item (its tokens), for memory accounting. */
+  lastItemBytes = 0;
 
   constructor(private readonly options: QmpJsonStreamOptions) {}
 
@@ -273,6 +277,8 @@ export class QmpJsonStream {
       }
     }
     this.state = state;
+    // A long token's buffer is not kept past it: every connection would hold its largest token.
+    if (this.carryLen === 0 && this.carry.length > KEPT_CARRY_BYTES) this.carry = Buffer.allocUnsafe(64);
     if (start < n && state !== IN_START && state !== IN_RECOVERY) {
       if (this.carryLen + n - start > max) {
         this.oversize();
@@ -370,8 +376,14 @@ export class QmpJsonStream {
     this.emit(item);
   }
 
+  /** Bytes of an unfinished message held: its tokens so far and the token being read. */
+  get buffered(): number {
+    return this.tokenSize + this.carryLen;
+  }
+
   private emit(item: QmpStreamItem): void {
     this.emitted = true;
+    this.lastItemBytes = this.tokenSize;
     this.bulk = false;
     this.braces = 0;
     this.brackets = 0;

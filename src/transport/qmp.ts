@@ -7,7 +7,7 @@
  */
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { QzonedError } from '../errors.js';
+import { InternalError, QzonedError } from '../errors.js';
 import type { Dispatcher } from '../rpc/dispatch.js';
 import type { EventBus } from '../rpc/events.js';
 import type { Connection, NonIntegerNumber, QzonedEvent } from '../rpc/types.js';
@@ -18,7 +18,8 @@ import { QmpJsonStream, toPlain, type QmpStreamItem, type QmpValue } from './qmp
 import { qmpLine, toQmpJson } from './qmp-json-output.js';
 import { encodeMessageData } from '../rpc/bulk-data.js';
 import { SocketTransport } from './socket-transport.js';
-import { flowLimitsFor, MeteredInput } from './transport.js';
+import { chargedInput, flowLimitsFor, MeteredInput, watchBudget } from './transport.js';
+import { CallScope, CHARGED_BYTES, DEFAULT_MEMORY_BUDGET, MemoryBudget, minimumBudget, type Account, type Charge } from '../rpc/memory-budget.js';
 import { listenUnix, type SessionRegistry } from './unix.js';
 
 /** monitor/qmp.c QMP_REQ_QUEUE_LEN_MAX: input is suspended while this many requests wait. */
@@ -32,6 +33,8 @@ export interface QmpListenerOptions {
   maxMessageSize: number;
   version: { major: number; minor: number; micro: number; package: string };
   sessions: SessionRegistry;
+  /** The daemon's memory budget; absent: one of the default size for this listener alone. */
+  budget?: MemoryBudget;
 }
 
 const genericError = (desc: string): QzonedError => new QzonedError('GenericError', undefined, desc);
@@ -55,8 +58,14 @@ export function qmpEventLine(ev: QzonedEvent): string {
   return qmpLine({ timestamp: ev.timestamp, event: ev.event, data: ev.data });
 }
 
+interface Queued {
+  item: QmpStreamItem;
+  /** A large message's bytes, charged to the budget until its reply is built. */
+  charge: Charge | null;
+}
+
 class QmpSession {
-  private readonly queue: QmpStreamItem[] = [];
+  private readonly queue: Queued[] = [];
   private running = false;
   private negotiated = false;
   private unsubscribe: (() => void) | null = null;
@@ -69,10 +78,12 @@ class QmpSession {
     private readonly transport: SocketTransport,
     private readonly options: QmpListenerOptions,
     private readonly log: Logger,
+    private readonly account: Account,
   ) {}
 
-  enqueue(item: QmpStreamItem): void {
-    this.queue.push(item);
+  /** `bytes`: the message's size, charged to the budget when large. */
+  enqueue(item: QmpStreamItem, bytes = 0): void {
+    this.queue.push({ item, charge: bytes >= CHARGED_BYTES ? this.account.charge(bytes) : null });
     if (!this.heldBack && this.queue.length > QUEUE_MAX) {
       this.heldBack = true;
       this.transport.pauseInput('queue');
@@ -98,19 +109,32 @@ class QmpSession {
   private async pump(): Promise<void> {
     this.running = true;
     while (this.queue.length > 0) {
-      const item = this.queue.shift()!;
+      const { item, charge } = this.queue.shift()!;
       if (this.heldBack && this.queue.length <= QUEUE_MAX / 2) {
         this.heldBack = false;
         this.transport.resumeInput('queue');
       }
+      const scope = new CallScope(this.account);
+      if (charge) scope.hold(charge);
       let reply: Record<string, unknown>;
       try {
-        reply = await this.handle(item);
+        reply = await this.handle(item, scope);
       } catch (e) {
         this.log.error({ err: e }, 'unexpected failure in the QMP session');
         reply = errorReply(e, undefined);
       }
-      this.transport.send(replyMessage(reply));
+      let message: string | Buffer;
+      try {
+        message = replyMessage(reply);
+      } catch (e) {
+        // A reply that cannot be built is an error reply, never silence.
+        const logId = randomUUID();
+        this.log.error({ err: e, logId }, 'a reply could not be built');
+        message = qmpLine(errorReply(new InternalError(logId), reply.id as QmpValue | undefined));
+      } finally {
+        scope.end();
+      }
+      this.transport.send(message);
     }
     this.running = false;
     if (this.closeAfterQueue) {
@@ -121,7 +145,7 @@ class QmpSession {
     }
   }
 
-  private async handle(item: QmpStreamItem): Promise<Record<string, unknown>> {
+  private async handle(item: QmpStreamItem, scope: CallScope): Promise<Record<string, unknown>> {
     if ('error' in item) return errorReply(genericError(item.error), undefined);
     const checked = checkEnvelope(item.value);
     if ('error' in checked) return errorReply(genericError(checked.error), checked.id);
@@ -133,7 +157,7 @@ class QmpSession {
     try {
       const nonIntegers: NonIntegerNumber[] = [];
       const args = toPlain(checked.request.arguments, (pointer, text) => nonIntegers.push({ pointer, text }));
-      result = await this.options.dispatcher.call(this.connection, command, args, { bulkResults: true, nonIntegers });
+      result = await this.options.dispatcher.call(this.connection, command, args, { bulkResults: true, nonIntegers, scope });
     } catch (e) {
       return errorReply(e, id);
     }
@@ -154,20 +178,35 @@ export function qmpGreeting(version: QmpListenerOptions['version']): string {
 
 export async function startQmp(options: QmpListenerOptions): Promise<net.Server> {
   const { log, maxMessageSize, sessions } = options;
-  const limits = flowLimitsFor(maxMessageSize);
+  const budget = options.budget ?? new MemoryBudget(Math.max(DEFAULT_MEMORY_BUDGET, minimumBudget(maxMessageSize)));
+  const limits = flowLimitsFor(maxMessageSize, budget.share);
   const server = net.createServer((socket) => {
     const connection: Connection = { id: randomUUID(), dialect: 'qmp', peer: 'unix' };
     const clog = log.child({ connection: connection.id, listener: 'qmp' });
     let accepting = true;
-    // The lexer stops once the session's queue is full and goes on a turn later (MeteredInput).
-    const input = new MeteredInput(socket, (chunk) => (accepting ? stream.feed(chunk) : chunk.length));
-    const transport = new SocketTransport(socket, limits, clog, 'unix', input);
-    const session = new QmpSession(connection, transport, options, clog);
+    const account = budget.open(connection.id);
+    // The lexer stops once the session's queue is full and goes on a turn later (MeteredInput);
+    // an unfinished message is charged to the budget while it grows.
+    const input = new MeteredInput(socket, (chunk) => {
+      if (!accepting) return chunk.length;
+      const taken = stream.feed(chunk);
+      account.setInput(chargedInput(stream.buffered));
+      return taken;
+    });
+    const transport = new SocketTransport(socket, limits, clog, 'unix', input, account);
+    const session = new QmpSession(connection, transport, options, clog, account);
+    watchBudget(account, transport, (why) => {
+      accepting = false;
+      clog.warn({ why }, 'input held back for the memory budget too long; closing the connection');
+      session.enqueue({ error: `Cannot take this input: ${why}` });
+      socket.pause();
+      void session.finish();
+    });
     const stream: QmpJsonStream = new QmpJsonStream({
       maxMessageSize,
       attachData: true,
       shouldPause: () => input.shouldStop(),
-      onItem: (item) => session.enqueue(item),
+      onItem: (item) => session.enqueue(item, stream.lastItemBytes),
       onOversize: () => {
         accepting = false;
         clog.warn({ limit: maxMessageSize }, 'QMP input above the size limit; closing the connection');
@@ -189,6 +228,7 @@ export async function startQmp(options: QmpListenerOptions): Promise<net.Server>
     socket.on('close', () => {
       session.dispose();
       unregister();
+      account.close();
     });
   });
   await listenUnix(server, options.path);

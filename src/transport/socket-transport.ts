@@ -6,6 +6,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { InputPauses, TurnCork, type FlowLimits, type Transport } from './transport.js';
+import { CHARGED_BYTES, type Account } from '../rpc/memory-budget.js';
 
 export class SocketTransport implements Transport {
   readonly peer: string;
@@ -20,6 +21,8 @@ export class SocketTransport implements Transport {
     peer = 'unix',
     /** What pausing input pauses: the socket, or a MeteredInput in front of it. */
     input: { pause(): void; resume(): void } = socket,
+    /** The connection's part of the memory budget: large replies are charged until written. */
+    private readonly account?: Account,
   ) {
     this.peer = peer;
     this.pauses = new InputPauses(input);
@@ -40,7 +43,11 @@ export class SocketTransport implements Transport {
     }
     // Pipelined requests read in one chunk are answered in one write.
     this.cork.hold();
-    const flushed = this.socket.write(message);
+    let flushed: boolean;
+    if (this.account && message.length >= CHARGED_BYTES) {
+      const charge = this.account.charge(typeof message === 'string' ? Buffer.byteLength(message) : message.length);
+      flushed = this.socket.write(message, () => charge.release());
+    } else flushed = this.socket.write(message);
     if (!flushed && this.socket.writableLength > this.limits.highWaterMark) this.pauseInput('output');
   }
 

@@ -1,3 +1,5 @@
+import { CHARGED_BYTES, type Account } from '../rpc/memory-budget.js';
+
 /**
  * What a protocol session needs from a connection: send a message, hold input back while the
  * peer is slow, close. Sockets, framing and TLS stay below this line; commands stay above it.
@@ -6,7 +8,10 @@
 export interface Transport {
   /** Who is on the other end, for logs ("unix", "127.0.0.1:53422"). */
   readonly peer: string;
-  /** Queues one outgoing message (text, or its UTF-8 bytes); a no-op once the connection is gone. */
+  /**
+   * Queues one outgoing message (text, or its UTF-8 bytes); a no-op once the connection is gone.
+   * A large one is charged to the connection's memory budget account until the socket has it.
+   */
   send(message: string | Buffer): void;
   /** Stops reading input for `why` until resumeInput(why); counted per reason. */
   pauseInput(why: string): void;
@@ -24,10 +29,12 @@ export interface FlowLimits {
   outputLimit: number;
 }
 
-export function flowLimitsFor(maxMessageSize: number): FlowLimits {
+export function flowLimitsFor(maxMessageSize: number, share = 0): FlowLimits {
   // A single reply may legitimately be ~30 MB (a full zone report), so the drop limit leaves room
-  // for a few of those before a non-reading peer is cut off.
-  return { highWaterMark: 1 << 20, outputLimit: Math.max(4 * maxMessageSize, 64 << 20) };
+  // for a few of those before a non-reading peer is cut off. Large replies are also held to the
+  // connection's share of the memory budget, so a reader that is only slower than the daemon
+  // never comes near the limit: it stays above twice the share.
+  return { highWaterMark: 1 << 20, outputLimit: Math.max(4 * maxMessageSize, 64 << 20, 2 * share) };
 }
 
 /**
@@ -56,6 +63,21 @@ export class InputPauses {
     else this.reasons.set(why, n - 1);
     if (this.reasons.size === 0 && !closing) this.stream.resume();
   }
+}
+
+/** What of an unfinished message is charged to the budget: nothing below CHARGED_BYTES. */
+export function chargedInput(bytes: number): number {
+  return bytes >= CHARGED_BYTES ? bytes : 0;
+}
+
+/**
+ * Lets the budget hold a connection's input back (over its share, or receiving while the budget
+ * is full) and let it go on; `stuck` refuses the message and closes the connection when it was
+ * held back too long.
+ */
+export function watchBudget(account: Account, transport: Transport, stuck: (why: string) => void): void {
+  account.onPressure = (paused) => (paused ? transport.pauseInput('memory') : transport.resumeInput('memory'));
+  account.onStuck = stuck;
 }
 
 /** The longest one connection's input is parsed in one turn of the event loop before others get theirs. */

@@ -12,9 +12,10 @@ import type { EventBus } from '../rpc/events.js';
 import type { Connection } from '../rpc/types.js';
 import type { Logger } from '../log.js';
 import { LineDecoder, encodeLine } from './framing.js';
-import { JsonRpcSession, oversizeResponse } from './jsonrpc.js';
+import { budgetRefusalText, JsonRpcSession, oversizeResponse } from './jsonrpc.js';
 import { SocketTransport } from './socket-transport.js';
-import { flowLimitsFor, MeteredInput } from './transport.js';
+import { chargedInput, flowLimitsFor, MeteredInput, watchBudget } from './transport.js';
+import type { MemoryBudget } from '../rpc/memory-budget.js';
 
 /** Requests one connection may have running before its input is paused. */
 const MAX_IN_FLIGHT = 256;
@@ -84,18 +85,25 @@ export interface UnixJsonRpcOptions {
   log: Logger;
   maxMessageSize: number;
   sessions: SessionRegistry;
+  budget: MemoryBudget;
 }
 
 export async function startUnixJsonRpc(options: UnixJsonRpcOptions): Promise<net.Server> {
-  const { dispatcher, events, log, maxMessageSize, sessions } = options;
-  const limits = flowLimitsFor(maxMessageSize);
+  const { dispatcher, events, log, maxMessageSize, sessions, budget } = options;
+  const limits = flowLimitsFor(maxMessageSize, budget.share);
   const server = net.createServer((socket) => {
     const connection: Connection = { id: randomUUID(), dialect: 'json-rpc', peer: 'unix' };
     const clog = log.child({ connection: connection.id, listener: 'unix' });
-    // The decoder stops once input is paused and goes on a turn later (MeteredInput).
-    const input = new MeteredInput(socket, (chunk) => decoder.push(chunk));
-    const transport = new SocketTransport(socket, limits, clog, 'unix', input);
-    const session = new JsonRpcSession({ connection, dispatcher, log: clog, push: (m) => transport.send(encodeLine(m)) });
+    const account = budget.open(connection.id);
+    // The decoder stops once input is paused and goes on a turn later (MeteredInput); an
+    // unfinished line is charged to the budget while it grows.
+    const input = new MeteredInput(socket, (chunk) => {
+      const taken = decoder.push(chunk);
+      account.setInput(chargedInput(decoder.buffered));
+      return taken;
+    });
+    const transport = new SocketTransport(socket, limits, clog, 'unix', input, account);
+    const session = new JsonRpcSession({ connection, dispatcher, log: clog, push: (m) => transport.send(encodeLine(m)), account });
     const unsubscribe = events.subscribe((ev) => session.notify(ev));
     let draining = false;
     let heldBack = false;
@@ -113,6 +121,15 @@ export async function startUnixJsonRpc(options: UnixJsonRpcOptions): Promise<net
         transport.resumeInput('in-flight');
       }
     };
+    const refuse = (text: string): void => {
+      reply(text);
+      socket.pause();
+      void session.idle().then(() => transport.close());
+    };
+    watchBudget(account, transport, (why) => {
+      clog.warn({ why }, 'input held back for the memory budget too long; closing the connection');
+      refuse(budgetRefusalText(why));
+    });
     const decoder: LineDecoder = new LineDecoder(maxMessageSize, {
       shouldPause: () => input.shouldStop(),
       line: (bytes) => {
@@ -142,6 +159,7 @@ export async function startUnixJsonRpc(options: UnixJsonRpcOptions): Promise<net
     socket.on('close', () => {
       unsubscribe();
       unregister();
+      account.close();
     });
     clog.debug('client connected');
   });

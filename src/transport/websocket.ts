@@ -11,8 +11,9 @@ import type { Dispatcher } from '../rpc/dispatch.js';
 import type { EventBus } from '../rpc/events.js';
 import type { Connection } from '../rpc/types.js';
 import type { Logger } from '../log.js';
-import { JsonRpcSession, invalidRequestResponse, oversizeResponse } from './jsonrpc.js';
-import { flowLimitsFor, InputPauses, MeteredInput, TurnCork, type FlowLimits, type Transport } from './transport.js';
+import { budgetRefusalText, JsonRpcSession, invalidRequestResponse, oversizeResponse } from './jsonrpc.js';
+import { chargedInput, flowLimitsFor, InputPauses, MeteredInput, TurnCork, watchBudget, type FlowLimits, type Transport } from './transport.js';
+import { CHARGED_BYTES, type Account, type MemoryBudget } from '../rpc/memory-budget.js';
 import type { SessionRegistry } from './unix.js';
 
 const CLOSE_TOO_BIG = 1009;
@@ -32,6 +33,8 @@ class WsTransport implements Transport {
     private readonly log: Logger,
     /** What pausing input pauses: a MeteredInput in front of the WebSocket. */
     input: { pause(): void; resume(): void },
+    /** The connection's part of the memory budget: large replies are charged until written. */
+    private readonly account: Account,
   ) {
     this.pauses = new InputPauses(input);
     this.cork = new TurnCork(socket);
@@ -49,7 +52,11 @@ class WsTransport implements Transport {
       return;
     }
     this.cork.hold();
-    this.ws.send(message, { binary: false }); // JSON-RPC replies are text frames, bytes or not
+    // JSON-RPC replies are text frames, bytes or not.
+    if (message.length >= CHARGED_BYTES) {
+      const charge = this.account.charge(typeof message === 'string' ? Buffer.byteLength(message) : message.length);
+      this.ws.send(message, { binary: false }, () => charge.release());
+    } else this.ws.send(message, { binary: false });
     if (this.ws.bufferedAmount > this.limits.highWaterMark && !this.pauses.has('output')) {
       this.pauseInput('output');
       // ws has no drain event of its own; the connection it writes to has.
@@ -78,6 +85,18 @@ export interface WebSocketOptions {
   log: Logger;
   maxMessageSize: number;
   sessions: SessionRegistry;
+  budget: MemoryBudget;
+}
+
+/**
+ * Bytes of an unfinished message inside ws: its receiver's buffered input and the fragments of
+ * the current message so far. ws has no public figure for it; these fields are its Receiver's
+ * (ws 8), read defensively, so a ws without them charges nothing rather than failing.
+ */
+function wsBufferedInput(ws: WebSocket): number {
+  const receiver = (ws as unknown as { _receiver?: { _bufferedBytes?: unknown; _messageLength?: unknown } })._receiver;
+  const n = (v: unknown): number => (typeof v === 'number' ? v : 0);
+  return n(receiver?._bufferedBytes) + n(receiver?._messageLength);
 }
 
 export class WebSocketListener {
@@ -93,7 +112,7 @@ export class WebSocketListener {
   }
 
   private accept(ws: WebSocket, req: IncomingMessage, socket: Duplex): void {
-    const { dispatcher, events, log, maxMessageSize, sessions } = this.options;
+    const { dispatcher, events, log, maxMessageSize, sessions, budget } = this.options;
     const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
     const connection: Connection = { id: randomUUID(), dialect: 'json-rpc', peer };
     const clog = log.child({ connection: connection.id, listener: 'ws', peer });
@@ -104,8 +123,17 @@ export class WebSocketListener {
       input.shouldStop(); // a used slice holds the messages after this one for a later turn
       return bytes.length;
     });
-    const transport = new WsTransport(ws, socket, peer, flowLimitsFor(maxMessageSize), clog, input);
-    const session = new JsonRpcSession({ connection, dispatcher, log: clog, push: (m) => transport.send(m) });
+    const account = budget.open(connection.id);
+    const transport = new WsTransport(ws, socket, peer, flowLimitsFor(maxMessageSize, budget.share), clog, input, account);
+    const session = new JsonRpcSession({ connection, dispatcher, log: clog, push: (m) => transport.send(m), account });
+    // After ws has read each chunk (its listener came first): what it holds of a message not yet whole.
+    socket.on('data', () => account.setInput(chargedInput(wsBufferedInput(ws))));
+    watchBudget(account, transport, (why) => {
+      clog.warn({ why }, 'input held back for the memory budget too long; closing the connection');
+      draining = true;
+      if (ws.readyState === ws.OPEN) ws.send(budgetRefusalText(why));
+      void session.idle().then(() => transport.close('memory budget'));
+    });
     const unsubscribe = events.subscribe((ev) => session.notify(ev));
     let draining = false;
     let heldBack = false;
@@ -134,6 +162,7 @@ export class WebSocketListener {
         transport.send(JSON.stringify(invalidRequestResponse('Invalid request: JSON-RPC goes in text frames, not binary ones')));
         return;
       }
+      account.setInput(chargedInput(wsBufferedInput(ws)));
       const work = session.handleBytes(bytes);
       if (!heldBack && session.inFlight >= MAX_IN_FLIGHT) {
         heldBack = true;
@@ -159,6 +188,7 @@ export class WebSocketListener {
     ws.on('close', () => {
       unsubscribe();
       unregister();
+      account.close();
     });
   }
 }
