@@ -159,9 +159,18 @@ export class MemoryBudget {
         this.watchdog = null;
         return;
       }
-      if (Date.now() - this.lastGive < this.waitMs) return;
+      const quiet = Date.now() - this.lastGive;
+      if (quiet < this.waitMs) return;
+      // Messages held back half-received hold memory that nothing else frees: refuse the largest
+      // of them, which gives its bytes back, and let the others go on (and finish, if they can).
+      // Only when none is left is the budget held by others for good, and the waits end.
+      const largest = [...this.stalled].sort((a, b) => b.held - a.held)[0];
+      if (largest) {
+        this.lastGive = Date.now();
+        largest.stuck(quiet);
+        return;
+      }
       for (const w of this.waiters.splice(0)) w.refuse(this.refusal(w.bytes, w.why));
-      for (const a of [...this.stalled]) a.stuck(Date.now() - this.lastGive);
     }, Math.min(1000, Math.max(10, this.waitMs / 4)));
     this.watchdog.unref();
   }
@@ -222,7 +231,7 @@ export class Account {
   /** Everything this account holds: charges and granted reservations. */
   held = 0;
   /** The part of `held` that is input still being received (a partial message). */
-  private input: Charge | null = null;
+  private input = 0;
   private pressed = false;
   private closed = false;
   /** Set by the transport: pause (true) or resume (false) the connection's input. */
@@ -235,9 +244,11 @@ export class Account {
     readonly label: string,
   ) {}
 
-  /** Charges bytes that are already in memory; never waits. */
+  /** Charges bytes that are already in memory; never waits, but holds input back while over. */
   charge(bytes: number): Charge {
-    return this.take(bytes);
+    const charge = this.take(bytes);
+    this.checkPressure();
+    return charge;
   }
 
   /**
@@ -245,10 +256,12 @@ export class Account {
    * connection while it cannot have them.
    */
   setInput(bytes: number): void {
-    if (this.closed || (this.input?.bytes ?? 0) === bytes) return;
-    const old = this.input;
-    this.input = bytes > 0 ? this.take(bytes) : null;
-    old?.release();
+    if (this.closed || this.input === bytes) return;
+    const delta = bytes - this.input;
+    this.input = bytes;
+    this.held += delta;
+    if (delta > 0) this.budget.took(delta);
+    else this.budget.gave(-delta);
     this.checkPressure();
   }
 
@@ -293,12 +306,12 @@ export class Account {
   /** @internal: pause input while over the share, or while receiving with the budget full. */
   checkPressure(): void {
     if (this.closed) return;
-    const over = this.held > this.budget.share || (this.budget.full && this.input !== null);
+    const over = this.held > this.budget.share || (this.budget.full && this.input > 0);
     if (over === this.pressed) return;
     this.pressed = over;
     // Only input held back for others' sake can be stuck for good: over its own share, the
     // connection waits for its own replies, which its peer reads or does not.
-    this.budget.stall(this, over && this.input !== null);
+    this.budget.stall(this, over && this.input > 0);
     this.onPressure(over);
   }
 
@@ -307,7 +320,7 @@ export class Account {
     if (!this.pressed || this.closed) return;
     this.budget.stall(this, false);
     this.onStuck(
-      `the message being received (${mib(this.input?.bytes ?? 0)} so far) found no room in the daemon's budget for bytes in flight (--memory-budget ${mib(this.budget.limit)}), and nothing held in it was given back for ${Math.round(quietMs / 1000)} s; closing the connection`,
+      `the message being received (${mib(this.input)} so far) found no room in the daemon's budget for bytes in flight (--memory-budget ${mib(this.budget.limit)}), and nothing held in it was given back for ${Math.round(quietMs / 1000)} s; closing the connection`,
     );
   }
 
@@ -321,7 +334,7 @@ export class Account {
       this.held = 0;
       this.budget.gave(n);
     }
-    this.input = null;
+    this.input = 0;
   }
 }
 

@@ -103,11 +103,16 @@ export class LineDecoder {
   }
 
   private fail(seen: number): void {
+    this.discard();
+    this.on.oversize(seen);
+  }
+
+  /** Drops what is held and takes nothing more (the connection is being refused). */
+  discard(): void {
     this.failed = true;
     this.pending = [];
     this.assembly = Buffer.alloc(0);
     this.pendingBytes = 0;
-    this.on.oversize(seen);
   }
 }
 

@@ -24,6 +24,8 @@ export interface ListenerConfig {
   maxMessageSize: number; // bytes; default 32 MiB
   /** Bytes in flight across all clients (rpc/memory-budget.ts); default DEFAULT_MEMORY_BUDGET. */
   memoryBudget?: number;
+  /** How long the budget may stand still before waits on it are refused (tests shorten it). */
+  memoryWaitMs?: number;
 }
 
 export interface ServerContext {
@@ -76,7 +78,7 @@ export async function startListeners(config: ListenerConfig, ctx: ServerContext)
       `The memory budget must be at least ${needed} bytes (${needed / 1048576} MiB), so that a connection's share (a quarter) holds one message of the maximum message size (${maxMessageSize} bytes) and one 16 MiB read; found ${memoryBudget}`,
     );
   }
-  const budget = new MemoryBudget(memoryBudget);
+  const budget = new MemoryBudget(memoryBudget, config.memoryWaitMs);
   if (config.ws) checkBindSecurity(config.ws.host, config.token);
   if (config.tls && !config.ws) throw new QzonedError('GenericError', undefined, 'TLS options need the WebSocket/HTTP listener (--ws)');
   const tls = config.tls ? loadTls(config.tls) : undefined;

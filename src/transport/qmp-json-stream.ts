@@ -338,11 +338,18 @@ export class QmpJsonStream {
   }
 
   private oversize(): void {
+    this.discard();
+    this.options.onOversize();
+  }
+
+  /** Drops the unfinished message and takes nothing more (the connection is being refused). */
+  discard(): void {
     this.dead = true;
     this.types = [];
     this.values = [];
     this.carryLen = 0;
-    this.options.onOversize();
+    this.tokenSize = 0;
+    this.carry = Buffer.allocUnsafe(0);
   }
 
   /** json_message_process_token(): bracket counting, limits, and parsing a complete value. */

@@ -197,6 +197,8 @@ export async function startQmp(options: QmpListenerOptions): Promise<net.Server>
     const session = new QmpSession(connection, transport, options, clog, account);
     watchBudget(account, transport, (why) => {
       accepting = false;
+      stream.discard();
+      account.setInput(0);
       clog.warn({ why }, 'input held back for the memory budget too long; closing the connection');
       session.enqueue({ error: `Cannot take this input: ${why}` });
       socket.pause();

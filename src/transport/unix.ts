@@ -128,6 +128,8 @@ export async function startUnixJsonRpc(options: UnixJsonRpcOptions): Promise<net
     };
     watchBudget(account, transport, (why) => {
       clog.warn({ why }, 'input held back for the memory budget too long; closing the connection');
+      decoder.discard();
+      account.setInput(0);
       refuse(budgetRefusalText(why));
     });
     const decoder: LineDecoder = new LineDecoder(maxMessageSize, {

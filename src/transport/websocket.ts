@@ -127,10 +127,14 @@ export class WebSocketListener {
     const transport = new WsTransport(ws, socket, peer, flowLimitsFor(maxMessageSize, budget.share), clog, input, account);
     const session = new JsonRpcSession({ connection, dispatcher, log: clog, push: (m) => transport.send(m), account });
     // After ws has read each chunk (its listener came first): what it holds of a message not yet whole.
-    socket.on('data', () => account.setInput(chargedInput(wsBufferedInput(ws))));
+    socket.on('data', () => {
+      if (!draining) account.setInput(chargedInput(wsBufferedInput(ws)));
+    });
     watchBudget(account, transport, (why) => {
       clog.warn({ why }, 'input held back for the memory budget too long; closing the connection');
       draining = true;
+      // ws drops what it holds when the connection closes, moments from now.
+      account.setInput(0);
       if (ws.readyState === ws.OPEN) ws.send(budgetRefusalText(why));
       void session.idle().then(() => transport.close('memory budget'));
     });
