@@ -165,7 +165,7 @@ function ok(reply: unknown): unknown {
 
 const warmed = new WeakMap<Conn, Set<unknown>>();
 
-async function sequential(conn: Conn, body: Record<string, unknown>, n: number): Promise<number> {
+async function sequential(conn: Conn, body: Record<string, unknown>, n: number, cpu?: { pid: number; perRequest: number[] }): Promise<number> {
   // Warm up: the daemon is long-running, so what matters is its JIT-compiled steady state. The
   // first block of a kind warms the JIT; later ones only bring the caches back after the switch.
   const kind = body.method ?? body.execute;
@@ -174,8 +174,19 @@ async function sequential(conn: Conn, body: Record<string, unknown>, n: number):
   const warmUp = seen.has(kind) ? 500 : 3000;
   seen.add(kind);
   for (let i = 0; i < warmUp; i++) ok(await conn.request(body));
+  const cpu0 = cpu ? mainThreadCpuUs(cpu.pid) : 0;
   const t = await timeAsync(async () => { for (let i = 0; i < n; i++) ok(await conn.request(body)); });
+  if (cpu) cpu.perRequest.push((mainThreadCpuUs(cpu.pid) - cpu0) / n);
   return n / t;
+}
+
+/**
+ * CPU time a process's main thread (the event loop) has used, in microseconds, from Linux's
+ * schedstat: unlike a rate, it hardly moves when other work shares the machine, so it shows what
+ * a request costs the daemon even where wall-clock rows are noise.
+ */
+function mainThreadCpuUs(pid: number): number {
+  return Number(fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1000;
 }
 
 async function pipelined(conn: Conn, body: () => Record<string, unknown>, n: number, depth: number): Promise<number> {
@@ -248,9 +259,10 @@ export async function rpcBenchmarks(): Promise<void> {
     // after the other, the first measured ran on a daemon whose JIT had not settled (its first
     // blocks came out ~20% slower), which read as a gap between the sockets that was not theirs.
     const versionRates = { unix: [] as number[], qmp: [] as number[], nothing: [] as number[], qsd: [] as number[] };
+    const versionCpu = { unix: { pid: daemon.pid!, perRequest: [] as number[] }, qmp: { pid: daemon.pid!, perRequest: [] as number[] } };
     for (let k = 0; k < BLOCKS; k++) {
-      versionRates.unix.push(await sequential(unix, jr('query-version'), N));
-      versionRates.qmp.push(await sequential(qmp, qm('query-version'), N));
+      versionRates.unix.push(await sequential(unix, jr('query-version'), N, versionCpu.unix));
+      versionRates.qmp.push(await sequential(qmp, qm('query-version'), N, versionCpu.qmp));
       versionRates.nothing.push(await sequential(none, jr('query-version'), N));
       if (qsdConn) versionRates.qsd.push(await sequential(qsdConn, qm('query-version'), N));
     }
@@ -260,6 +272,8 @@ export async function rpcBenchmarks(): Promise<void> {
     }
     report('query-version round trips, JSON-RPC unix socket against the QMP socket', median(versionRates.unix), median(versionRates.qmp), 'QMP socket', 'req/s',
       { min: 0.9, text: '>= 0.9x QMP socket' }, false);
+    report('query-version, the daemon\'s CPU time per request (event-loop thread): JSON-RPC unix socket against the QMP socket', median(versionCpu.unix.perRequest),
+      median(versionCpu.qmp.perRequest), 'QMP socket', 'us', { max: 1.1, text: '<= 1.1x QMP socket' });
     let noneWs: Conn | null = null;
     for (let i = 0; i < 50 && !noneWs; i++) noneWs = await wsConn(`ws://127.0.0.1:${wsPort}/`).catch(async () => { await new Promise((r) => setTimeout(r, 100)); return null; });
     await measure('query-version round trips, WebSocket', () => sequential(ws, jr('query-version'), N),
