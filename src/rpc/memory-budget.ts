@@ -15,8 +15,9 @@
  *   first come, first served; a connection receiving a large message while the budget is full is
  *   paused until there is room. Waiting lasts as long as the budget moves; once nothing held in it
  *   has been given back for RESERVE_WAIT_MS (holders that keep it, e.g. clients that do not read
- *   their replies), waiting reservations are refused with reason memory-budget and connections
- *   held back mid-message are refused and closed, instead of waiting for ever.
+ *   their replies, messages left unfinished), the largest unfinished message is refused with
+ *   reason memory-budget and its connection closed, one at a time while any message is held
+ *   back, and then waiting reservations are refused, instead of waiting for ever.
  * - Messages and replies below CHARGED_BYTES are not charged: they are bounded by count instead
  *   (requests in flight per connection, QMP's queue, the output high-water mark), which keeps
  *   the small request's path free of bookkeeping.
@@ -161,14 +162,18 @@ export class MemoryBudget {
       }
       const quiet = Date.now() - this.lastGive;
       if (quiet < this.waitMs) return;
-      // Messages held back half-received hold memory that nothing else frees: refuse the largest
-      // of them, which gives its bytes back, and let the others go on (and finish, if they can).
-      // Only when none is left is the budget held by others for good, and the waits end.
-      const largest = [...this.stalled].sort((a, b) => b.held - a.held)[0];
-      if (largest) {
-        this.lastGive = Date.now();
-        largest.stuck(quiet);
-        return;
+      // Unfinished messages hold memory that nothing else frees: while one is held back for
+      // room, refuse the largest unfinished message (held back, or idle with its sender gone
+      // quiet), which gives its bytes back, and let the others go on and finish if they can.
+      // Only when none is held back is the budget held by others for good, and the waits end.
+      if (this.stalled.size > 0) {
+        let largest: Account | null = null;
+        for (const a of this.accounts) if (a.receiving > (largest?.receiving ?? 0)) largest = a;
+        if (largest) {
+          this.lastGive = Date.now();
+          largest.stuck(quiet);
+          return;
+        }
       }
       for (const w of this.waiters.splice(0)) w.refuse(this.refusal(w.bytes, w.why));
     }, Math.min(1000, Math.max(10, this.waitMs / 4)));
@@ -315,9 +320,14 @@ export class Account {
     this.onPressure(over);
   }
 
-  /** @internal for MemoryBudget: held back while the budget did not move for `quietMs`. */
+  /** Bytes of a message still being received. */
+  get receiving(): number {
+    return this.input;
+  }
+
+  /** @internal for MemoryBudget: its unfinished message is refused, the budget having stood still `quietMs`. */
   stuck(quietMs: number): void {
-    if (!this.pressed || this.closed) return;
+    if (this.closed) return;
     this.budget.stall(this, false);
     this.onStuck(
       `the message being received (${mib(this.input)} so far) found no room in the daemon's budget for bytes in flight (--memory-budget ${mib(this.budget.limit)}), and nothing held in it was given back for ${Math.round(quietMs / 1000)} s; closing the connection`,

@@ -166,3 +166,42 @@ test('a call moves at most 16 MiB of data; a batch counts as one call; end() giv
   batch.end();
   t.is(b.stats.used, 0);
 });
+
+test('a budget held by unfinished messages: the largest is refused first, one at a time, the sender gone quiet included', async (t) => {
+  const alive = setInterval(() => {}, 1000);
+  t.teardown(() => clearInterval(alive));
+  const b = new MemoryBudget(400 * MiB, 200);
+  const refused: string[] = [];
+  const open = (name: string): ReturnType<MemoryBudget['open']> => {
+    const a = b.open(name);
+    a.onStuck = () => {
+      refused.push(name);
+      a.close();
+    };
+    return a;
+  };
+  const reserved = [await b.open('r1').reserve(100 * MiB), await b.open('r2').reserve(100 * MiB)];
+  const idle = open('idle');
+  idle.setInput(100 * MiB); // a whole message so far, then its sender goes quiet: holding, not held back
+  const big = open('big');
+  const small = open('small');
+  big.setInput(99 * MiB);
+  small.setInput(2 * MiB); // 401 of 400: these two are held back
+  t.true(b.full);
+  await sleep(450);
+  t.deepEqual(refused, ['idle'], 'the largest unfinished message, though its sender is not one held back');
+  t.false(b.full);
+  await sleep(400);
+  t.deepEqual(refused, ['idle'], 'nothing more while nothing is held back');
+  // Over again: the largest goes, and only it.
+  const late = open('late');
+  late.setInput(100 * MiB);
+  t.true(b.full);
+  await sleep(450);
+  t.deepEqual(refused, ['idle', 'late']);
+  await sleep(400);
+  t.deepEqual(refused, ['idle', 'late']);
+  for (const r of reserved) r.release();
+  big.close();
+  small.close();
+});
