@@ -143,7 +143,14 @@ export class JsonRpcSession {
    */
   handle(text: string): Promise<string | Buffer | null> {
     const scope = new CallScope(this.account);
-    return this.track(scope, () => this.handleParsed(text, scope));
+    this.pending++;
+    let work: Promise<Reply>;
+    try {
+      work = this.handleParsed(text, scope);
+    } catch (e) {
+      work = Promise.reject(e); // still counted done, below
+    }
+    return this.track(work, scope);
   }
 
   /**
@@ -154,22 +161,23 @@ export class JsonRpcSession {
   handleBytes(bytes: Buffer): Promise<string | Buffer | null> {
     const scope = new CallScope(this.account);
     if (this.account && bytes.length >= CHARGED_BYTES) scope.hold(this.account.charge(bytes.length));
-    return this.track(scope, () => {
+    this.pending++;
+    let work: Promise<Reply>;
+    try {
       const bulk = parseBulkMessage(bytes, 'params');
-      if (bulk !== null) return this.handleOne(bulk, false, scope);
-      const text = decodeUtf8(bytes);
-      return text === null ? Promise.resolve(notUtf8Response()) : this.handleParsed(text, scope);
-    });
+      if (bulk !== null) work = this.handleOne(bulk, false, scope);
+      else {
+        const text = decodeUtf8(bytes);
+        work = text === null ? Promise.resolve(notUtf8Response()) : this.handleParsed(text, scope);
+      }
+    } catch (e) {
+      work = Promise.reject(e); // still counted done, below
+    }
+    return this.track(work, scope);
   }
 
-  private track(scope: CallScope, work: () => Promise<Reply>): Promise<string | Buffer | null> {
-    this.pending++;
-    let started: Promise<Reply>;
-    try {
-      started = work();
-    } catch (e) {
-      started = Promise.reject(e); // still counted done, below
-    }
+  /** One continuation per message: the reply built, the message counted done, the scope ended. */
+  private track(started: Promise<Reply>, scope: CallScope): Promise<string | Buffer | null> {
     return started.then(
       (reply) => this.answered(reply, scope),
       (e: unknown) => {

@@ -43,8 +43,41 @@ function closingQuote(text: string, open: number): number {
   }
 }
 
+/** Below this length one pass over every character beats jumping from quote to quote with indexOf. */
+const SHORT_TEXT = 512;
+
+/** outline() for a short text: one pass over every character, escapes followed in place. */
+function outlineShort(text: string): Outline {
+  let members = 0;
+  let depth = 0;
+  let maxDepth = 0;
+  let nonInteger = false;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === QUOTE) break;
+        if (d === BACKSLASH) i++;
+      }
+      if (i >= n) return { members, depth: maxDepth, nonInteger, complete: false };
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > maxDepth) maxDepth = depth;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+    else if (c === 0x3a) members++;
+    else if (c === 0x2e) nonInteger = true;
+    else if ((c === 0x65 || c === 0x45) && i > 0) {
+      const before = text.charCodeAt(i - 1);
+      if (before >= 0x30 && before <= 0x39) nonInteger = true;
+    }
+  }
+  return { members, depth: maxDepth, nonInteger, complete: true };
+}
+
 /** The structure of `text` outside string literals. Meaningful for valid JSON only. */
 function outline(text: string): Outline {
+  if (text.length < SHORT_TEXT) return outlineShort(text);
   let members = 0;
   let depth = 0;
   let maxDepth = 0;
@@ -75,23 +108,35 @@ function outline(text: string): Outline {
 /** String.prototype.isWellFormed (node 20; the compiler's library predates it). */
 const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 
-/** Counts the members of every object in a parsed value; false if a string is not well formed (when asked). */
-function census(value: unknown, checkStrings: boolean, found: { members: number; badString: string | null }): void {
-  if (typeof value === 'string') {
-    if (checkStrings && found.badString === null && !isWellFormed(value)) found.badString = value;
-    return;
-  }
-  if (typeof value !== 'object' || value === null) return;
+/** The members of every object in a parsed value (JSON.parse's objects have only own, enumerable ones). */
+function countMembers(value: unknown): number {
+  if (typeof value !== 'object' || value === null) return 0;
+  let n = 0;
   if (Array.isArray(value)) {
-    for (const v of value) census(v, checkStrings, found);
-    return;
+    for (let i = 0; i < value.length; i++) n += countMembers(value[i]);
+    return n;
   }
-  const keys = Object.keys(value);
-  found.members += keys.length;
-  for (const k of keys) {
-    if (checkStrings && found.badString === null && !isWellFormed(k)) found.badString = k;
-    census((value as Record<string, unknown>)[k], checkStrings, found);
+  for (const k in value) n += 1 + countMembers((value as Record<string, unknown>)[k]);
+  return n;
+}
+
+/** The first string (key or value) that is not well-formed UTF-16, or null. */
+function firstIllFormed(value: unknown): string | null {
+  if (typeof value === 'string') return isWellFormed(value) ? null : value;
+  if (typeof value !== 'object' || value === null) return null;
+  if (Array.isArray(value)) {
+    for (const v of value) {
+      const bad = firstIllFormed(v);
+      if (bad !== null) return bad;
+    }
+    return null;
   }
+  for (const k in value) {
+    if (!isWellFormed(k)) return k;
+    const bad = firstIllFormed((value as Record<string, unknown>)[k]);
+    if (bad !== null) return bad;
+  }
+  return null;
 }
 
 /** The first key that appears twice in one object of (valid JSON) `text`. */
@@ -233,15 +278,13 @@ export function parseStrictJson(text: string): StrictJson {
   } catch (e) {
     return { error: `the message is not valid JSON (${(e as Error).message})` };
   }
-  const escapes = text.includes('\\u');
-  const found = { members: 0, badString: null as string | null };
-  census(value, escapes, found);
-  if (found.members !== shape.members) {
+  if (countMembers(value) !== shape.members) {
     const key = firstDuplicateKey(text);
     return { error: `the key ${quote(key ?? '?')} appears twice in one object; each key may appear once` };
   }
-  if (found.badString !== null) {
-    const bad = found.badString;
+  // Bytes that are valid UTF-8 make well-formed strings: only an escape can make a lone surrogate.
+  const bad = text.includes('\\u') ? firstIllFormed(value) : null;
+  if (bad !== null) {
     return { error: `the string ${quote(bad)} holds ${loneSurrogate(bad)}, a lone UTF-16 surrogate, which is not a valid Unicode character` };
   }
   return { value, nonIntegers: shape.nonInteger };

@@ -101,8 +101,6 @@ export class MeteredInput {
   /** This turn's slice is used: the rest waits for the next turn. */
   private yielding = false;
   private scheduled = false;
-  /** A slice is open from the first chunk of a turn to the turn's end (process.nextTick). */
-  private sliceOpen = false;
   private sliceEnd = 0;
 
   constructor(
@@ -121,25 +119,24 @@ export class MeteredInput {
     return true;
   }
 
-  push(chunk: Buffer): void {
+  /**
+   * Takes the next chunk. A socket's chunk is a turn's input and starts a slice; messages that
+   * come several in one turn (a WebSocket's) pass `newSlice` false, after startSlice() was called
+   * for the turn's chunk.
+   */
+  push(chunk: Buffer, newSlice = true): void {
     if (this.paused || this.yielding || this.held.length > 0) {
       this.held.push(chunk);
       return;
     }
-    this.openSlice();
+    if (newSlice) this.startSlice();
     this.take(chunk);
   }
 
-  private openSlice(): void {
-    if (this.sliceOpen) return;
-    this.sliceOpen = true;
+  /** The turn's input begins: the consumer may parse for INPUT_SLICE_MS from now. */
+  startSlice(): void {
     this.sliceEnd = performance.now() + INPUT_SLICE_MS;
-    process.nextTick(this.closeSlice);
   }
-
-  private readonly closeSlice = (): void => {
-    this.sliceOpen = false;
-  };
 
   pause(): void {
     this.paused = true;
@@ -165,7 +162,7 @@ export class MeteredInput {
   private readonly drain = (): void => {
     this.scheduled = false;
     this.yielding = false;
-    this.openSlice();
+    this.startSlice();
     while (!this.paused && !this.yielding && this.held.length > 0) this.take(this.held.shift()!);
     if (!this.paused && !this.yielding) this.stream.resume();
   };

@@ -127,6 +127,9 @@ export class WebSocketListener {
     const transport = new WsTransport(ws, socket, peer, flowLimitsFor(maxMessageSize, budget.share), clog, input, account);
     const session = new JsonRpcSession({ connection, dispatcher, log: clog, push: (m) => transport.send(m), account });
     // After ws has read each chunk (its listener came first): what it holds of a message not yet whole.
+    // Before ws reads a chunk (and hands over its messages): the turn's slice starts. After
+    // it (its listener came first): what it holds of a message not yet whole.
+    socket.prependListener('data', () => input.startSlice());
     socket.on('data', () => {
       if (!draining) account.setInput(chargedInput(wsBufferedInput(ws)));
     });
@@ -158,7 +161,7 @@ export class WebSocketListener {
       // ws hands over a Buffer (binaryType nodebuffer); only the other shapes need building.
       const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
       if (isBinary) binaryFrames.add(bytes);
-      input.push(bytes);
+      input.push(bytes, false);
     });
     function handle(bytes: Buffer): void {
       if (draining) return;
