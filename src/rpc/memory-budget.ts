@@ -126,8 +126,16 @@ export class MemoryBudget {
   gave(n: number): void {
     this.used -= n;
     this.lastGive = Date.now();
-    this.grantWaiting();
-    if (!this.full) for (const a of this.accounts) a.checkPressure();
+    if (this.waiters.length > 0) this.grantWaiting();
+    if (!this.full && this.pressed.size > 0) for (const a of [...this.pressed]) a.checkPressure();
+  }
+
+  /** Accounts whose input is paused (over their share, or receiving while the budget is full). */
+  private readonly pressed = new Set<Account>();
+
+  press(a: Account, pressed: boolean): void {
+    if (pressed) this.pressed.add(a);
+    else this.pressed.delete(a);
   }
 
   enqueue(w: Waiter): void {
@@ -147,10 +155,10 @@ export class MemoryBudget {
   }
 
   /**
-   * While anything waits, checks once a second whether the budget still moves. A wait behind
-   * requests that are being answered goes on however long it takes; once nothing has been given
-   * back for waitMs, the holders are not giving it back (clients that do not read their replies,
-   * messages left unfinished), and every wait ends with a refusal instead of lasting for ever.
+   * While anything waits, checks (once a second at most) whether the budget still moves. A wait
+   * behind requests that are being answered goes on however long it takes; once nothing has been
+   * given back for waitMs, the holders are not giving it back (clients that do not read their
+   * replies, messages left unfinished), and waiting ends in a refusal instead of lasting for ever.
    */
   private watch(): void {
     if (this.watchdog) return;
@@ -208,6 +216,7 @@ export class MemoryBudget {
   forget(a: Account): void {
     this.accounts.delete(a);
     this.stalled.delete(a);
+    this.pressed.delete(a);
     const theirs = this.waiters.filter((x) => x.account === a);
     this.waiters = this.waiters.filter((x) => x.account !== a);
     for (const w of theirs) w.refuse(fail('io-error', 'the connection closed while its request waited for memory'));
@@ -314,6 +323,7 @@ export class Account {
     const over = this.held > this.budget.share || (this.budget.full && this.input > 0);
     if (over === this.pressed) return;
     this.pressed = over;
+    this.budget.press(this, over);
     // Only input held back for others' sake can be stuck for good: over its own share, the
     // connection waits for its own replies, which its peer reads or does not.
     this.budget.stall(this, over && this.input > 0);
