@@ -260,11 +260,16 @@ export async function rpcBenchmarks(): Promise<void> {
     // blocks came out ~20% slower), which read as a gap between the sockets that was not theirs.
     const versionRates = { unix: [] as number[], qmp: [] as number[], nothing: [] as number[], qsd: [] as number[] };
     const versionCpu = { unix: { pid: daemon.pid!, perRequest: [] as number[] }, qmp: { pid: daemon.pid!, perRequest: [] as number[] } };
+    const versionRuns: Array<() => Promise<void>> = [
+      async () => { versionRates.unix.push(await sequential(unix, jr('query-version'), N, versionCpu.unix)); },
+      async () => { versionRates.qmp.push(await sequential(qmp, qm('query-version'), N, versionCpu.qmp)); },
+      async () => { versionRates.nothing.push(await sequential(none, jr('query-version'), N)); },
+    ];
+    if (qsdConn) versionRuns.push(async () => { versionRates.qsd.push(await sequential(qsdConn, qm('query-version'), N)); });
+    // The order turns too, so no side always runs right after the same other one (after
+    // qemu-storage-daemon's block, for one, whose polling may still hold a core).
     for (let k = 0; k < BLOCKS; k++) {
-      versionRates.unix.push(await sequential(unix, jr('query-version'), N, versionCpu.unix));
-      versionRates.qmp.push(await sequential(qmp, qm('query-version'), N, versionCpu.qmp));
-      versionRates.nothing.push(await sequential(none, jr('query-version'), N));
-      if (qsdConn) versionRates.qsd.push(await sequential(qsdConn, qm('query-version'), N));
+      for (let j = 0; j < versionRuns.length; j++) await versionRuns[(j + k) % versionRuns.length]!();
     }
     for (const [label, key] of [['unix socket', 'unix'], ['QMP socket', 'qmp']] as const) {
       report(`query-version round trips, ${label}`, median(versionRates[key]), median(versionRates.nothing), 'do-nothing server', 'req/s', vsNothing, false);
