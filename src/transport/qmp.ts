@@ -208,7 +208,11 @@ export async function startQmp(options: QmpListenerOptions): Promise<net.Server>
       maxMessageSize,
       attachData: true,
       shouldPause: () => input.shouldStop(),
-      onItem: (item) => session.enqueue(item, stream.lastItemBytes),
+      onItem: (item) => {
+        // The message is whole: what was charged as input is now the request's (enqueue).
+        account.setInput(chargedInput(stream.buffered));
+        session.enqueue(item, stream.lastItemBytes);
+      },
       onOversize: () => {
         accepting = false;
         clog.warn({ limit: maxMessageSize }, 'QMP input above the size limit; closing the connection');

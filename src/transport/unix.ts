@@ -136,6 +136,8 @@ export async function startUnixJsonRpc(options: UnixJsonRpcOptions): Promise<net
       shouldPause: () => input.shouldStop(),
       line: (bytes) => {
         if (draining) return;
+        // The line is whole: what was charged as input is now the request's (handleBytes).
+        account.setInput(chargedInput(decoder.buffered));
         const work = session.handleBytes(bytes);
         if (!heldBack && session.inFlight >= MAX_IN_FLIGHT) {
           heldBack = true;
