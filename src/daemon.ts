@@ -57,9 +57,15 @@ export function createServices(options: { imageDir: string; log: Logger; events?
   return { graph, jobs: new JobList(events), events, log: options.log, version: qzonedVersion() };
 }
 
-/** Waits for running jobs, then flushes and closes every image. */
+/**
+ * Cancels the jobs still running (as QEMU does on quit: job_cancel_sync_all), waits for them to
+ * stop (a preallocation within one slice; what they wrote is removed), then flushes and closes
+ * every image.
+ */
 export async function closeServices(services: Services): Promise<void> {
-  await Promise.allSettled(services.jobs.unfinished().map((j) => j.finished));
+  const unfinished = services.jobs.unfinished();
+  for (const job of unfinished) job.requestCancel();
+  await Promise.allSettled(unfinished.map((j) => j.finished));
   try {
     await services.graph.closeAll();
   } finally {

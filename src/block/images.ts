@@ -15,6 +15,7 @@ import type { MgmtOp } from '../zoned/model.js';
 import type { ZoneCondition, ZoneDescriptor, ZoneInjectCondition } from '../generated/types.js';
 import { checkImage, type CheckResult } from '../qcow2/check.js';
 import { checkZonedImage } from '../zoned/check.js';
+import { preallocateInWorker, type OffloadControl } from './preallocation.js';
 
 export type { ZoneCondition, ZoneDescriptor, ZoneCreateOptions, ZoneInfo };
 
@@ -122,14 +123,31 @@ class ZonedBlockImage implements BlockImage, ZonedOps {
   onZonesChanged(listener: (zones: number[]) => void): () => void { return this.image.onZonesChanged(listener); }
 }
 
+export interface ImageCreateExtras {
+  /** Replace an existing file (blockdev-create, `qzoned img create`); default: refuse. */
+  overwrite?: boolean;
+  /** Who holds the image's lock while it is written, shown to a second opener. */
+  holder?: string;
+  /**
+   * Run a preallocation other than `off` in a worker thread with this progress and stop
+   * (src/block/preallocation.ts); without it, the slices run one after another in this process.
+   */
+  offload?: OffloadControl;
+}
+
 /**
  * Creates an image; a zoned one when `zone.mode` is host-managed. Nothing is written on bad
- * options. `target` is a path (the tools) or a file already open read-write (the daemon's node or
- * job descriptor), written through and left open.
+ * options; a creation that fails or is stopped later leaves no image behind. `target` is a path
+ * (the tools) or a file already open read-write (the daemon's node or job descriptor), written
+ * through and left open.
  */
-export async function createImage(target: string | NodeFile, options: ImageCreateOptions, extras: { overwrite?: boolean; holder?: string } = {}): Promise<void> {
+export async function createImage(target: string | NodeFile, options: ImageCreateOptions, extras: ImageCreateExtras = {}): Promise<void> {
   const { zone, ...qcow2 } = options;
-  await ZonedImage.create(target, qcow2, zone ?? { mode: 'non-zoned' }, extras);
+  await ZonedImage.create(target, qcow2, zone ?? { mode: 'non-zoned' }, {
+    overwrite: extras.overwrite,
+    holder: extras.holder,
+    runPreallocation: extras.offload ? preallocateInWorker(extras.offload) : undefined,
+  });
 }
 
 /** Does the header say zoned (bit 5, or a zoned extension with a non-zero model)? */

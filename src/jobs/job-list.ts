@@ -45,7 +45,7 @@ export class JobList {
   cancel(id: string): void {
     const job = this.get(id);
     job.checkVerb('cancel');
-    job.cancelRequested = true;
+    job.requestCancel();
   }
 
   /** Jobs that have not concluded: the daemon waits for them before closing images. */

@@ -62,6 +62,7 @@ export class Job {
   /** The machine-readable reason of `error`; unset only when the failure was a bug. */
   reason: Reason | undefined;
   cancelRequested = false;
+  private readonly cancelController = new AbortController();
   /** QEMU's create job counts its one unit of progress whatever the outcome; copy jobs keep theirs. */
   progressOnFailure: 'full' | 'as-is' = 'as-is';
   /** Settles when the job's work is over (concluded), whatever the outcome. */
@@ -77,6 +78,26 @@ export class Job {
 
   get status(): JobStatus {
     return this.currentStatus;
+  }
+
+  /**
+   * Aborted by job-cancel, with the job's cancel error as its reason: work that runs in slices
+   * (a preallocation in its worker thread) stops before its next slice instead of at the end.
+   */
+  get cancelSignal(): AbortSignal {
+    return this.cancelController.signal;
+  }
+
+  /** job-cancel: the job aborts at its next checkpoint, or finishes if already past the last one. */
+  requestCancel(): void {
+    this.cancelRequested = true;
+    this.cancelController.abort(cancelledError());
+  }
+
+  /** Work done so far, in the unit of totalProgress (a create's preallocation counts bytes). */
+  setProgress(done: number, total: number): void {
+    this.totalProgress = total;
+    this.currentProgress = Math.min(done, total);
   }
 
   /** Moves to `to` if JobSTT allows it, and tells every client. A disallowed move is a bug. */

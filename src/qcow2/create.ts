@@ -1,10 +1,13 @@
 /**
  * Image creation (QEMU's qcow2_co_create): a minimal valid image is written (header, one-cluster
  * refcount table, one refcount block, empty L1), then opened with the engine, which grows the L1
- * table to the virtual size through the same code that grows it later, and preallocates.
+ * table to the virtual size through the same code that grows it later, and preallocates
+ * (preallocate.ts: in slices, here or in a worker thread). A creation that fails or is stopped
+ * after its first write leaves no image behind: a new file is removed, an existing one emptied.
  */
 import fs from 'node:fs';
-import { NodeFile, type BlockFile } from '../io/file.js';
+import { NodeFile } from '../io/file.js';
+import { removeCreated, truncateOffLoop } from '../io/created-file.js';
 import { LOCK_NEEDS, type ImageLock } from '../io/lock.js';
 import { encodeHeader, type HeaderExtension, type Qcow2Header } from './header.js';
 import {
@@ -12,6 +15,7 @@ import {
 } from './format.js';
 import { Qcow2Image, type OpenOptions } from './image.js';
 import { fail, fromSystemError } from '../errors.js';
+import { runPreallocation, type PreallocationTask } from './preallocate.js';
 
 export type Preallocation = 'off' | 'metadata' | 'full';
 
@@ -37,6 +41,12 @@ export interface CreateExtras {
   finish?: (image: Qcow2Image) => void | Promise<void>;
   /** Passed to the engine's open (the zoned layer allows its bit). */
   openOptions?: OpenOptions;
+  /**
+   * Runs the L1 growth and a preallocation other than `off` on the new file. Default: in this
+   * process, slice after slice (the offline tools); the daemon passes one that runs the same
+   * slices in a worker thread, with progress and cancel (src/block/preallocation.ts).
+   */
+  runPreallocation?: (task: PreallocationTask) => Promise<void>;
 }
 
 /** Checks every option before anything is written; returns the cluster bits. */
@@ -107,42 +117,58 @@ export async function createQcow2(target: string | NodeFile, options: Qcow2Creat
   } catch (e) {
     throw fromSystemError(e, path, 'create');
   }
-  const file: BlockFile = given ? given.lend() : owned!;
+  const file = given ?? owned!;
   // An existing image is overwritten only under its lock, taken before the first byte.
   let lock: ImageLock;
   try {
-    lock = await (given ?? owned!).locks.acquire(LOCK_NEEDS.readWrite, holder);
+    lock = await file.locks.acquire(LOCK_NEEDS.readWrite, holder);
   } catch (e) {
-    file.close();
-    if (!given && !existed) fs.rmSync(path, { force: true });
+    owned?.close();
+    if (owned && !existed) await removeCreated(path, owned.identity);
     throw e;
   }
+  // From here on a failure (a stop included) leaves no image: the file is emptied (its old
+  // contents went with the first write, and a partial image must not pass for one), and a file
+  // this call created is removed. A caller that created the file it passes removes it itself.
+  let lockHandedOver = false;
+  let image: Qcow2Image | null = null;
   try {
-    if (existed) file.truncate(0);
-    const reftable = Buffer.alloc(cs);
-    reftable.writeBigUInt64BE(BigInt(2 * cs), 0);
-    const refblock = Buffer.alloc(cs);
-    for (let c = 0; c < 3; c++) refblock.writeUInt16BE(1, c * 2);
-    file.pwrite(refblock, 2 * cs);
-    file.pwrite(reftable, cs);
-    file.sync();
-    // The header last: until it is written, the file is not a qcow2 image at all.
-    file.pwrite(cluster0, 0);
-    file.sync();
-  } catch (e) {
-    file.close();
-    lock.release();
-    if (!given && !existed) fs.rmSync(path, { force: true });
-    throw fromSystemError(e, path, 'write');
-  }
-  // The image goes on on the same descriptor, under the same lock.
-  const image = await Qcow2Image.open(file, { ...extras.openOptions, creating: true, heldLock: lock, holder });
-  try {
-    image.growL1ForSize();
-    const p = options.preallocation ?? 'off';
-    if (p !== 'off') image.preallocate(p);
+    try {
+      if (existed) await truncateOffLoop(file.descriptor, 0);
+      const reftable = Buffer.alloc(cs);
+      reftable.writeBigUInt64BE(BigInt(2 * cs), 0);
+      const refblock = Buffer.alloc(cs);
+      for (let c = 0; c < 3; c++) refblock.writeUInt16BE(1, c * 2);
+      file.pwrite(refblock, 2 * cs);
+      file.pwrite(reftable, cs);
+      // Synced on the thread pool: an fdatasync can wait for a journal commit that carries other
+      // files' data (ext4 data=ordered), which is no reason for the daemon's clients to wait.
+      await file.syncOffLoop();
+      // The header last: until it is written, the file is not a qcow2 image at all.
+      file.pwrite(cluster0, 0);
+      await file.syncOffLoop();
+    } catch (e) {
+      throw fromSystemError(e, path, 'write');
+    }
+    const mode = options.preallocation ?? 'off';
+    const task: PreallocationTask = { fd: file.descriptor, path, mode, allowIncompatible: extras.openOptions?.allowIncompatible };
+    await (mode === 'off' ? runPreallocation(task) : (extras.runPreallocation ?? runPreallocation)(task));
+    // The image goes on on the same descriptor, under the same lock, which it releases on close
+    // (or when this open fails).
+    lockHandedOver = true;
+    image = await Qcow2Image.open(file.lend(), { ...extras.openOptions, heldLock: lock, holder });
     await extras.finish?.(image);
-  } finally {
     await image.close();
+  } catch (e) {
+    if (image) await image.close().catch(() => {});
+    else if (!lockHandedOver) lock.release();
+    // On the thread pool: freeing the blocks of a large file takes longer than a turn of the loop.
+    await truncateOffLoop(file.descriptor, 0).catch(() => {});
+    if (owned) {
+      owned.close();
+      if (!existed) await removeCreated(path, owned.identity);
+    }
+    throw e;
   }
+  owned?.close();
 }

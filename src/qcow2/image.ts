@@ -842,40 +842,44 @@ export class Qcow2Image {
   }
 
   /**
-   * Preallocation: maps every guest cluster to a host cluster (metadata), and with `full` also
-   * writes zeros over them. Clusters are allocated one L2 table's worth at a time.
+   * One slice of preallocation (preallocate.ts drives the slices): maps guest clusters
+   * [first, first + count), all in one L2 table and not mapped yet, to one run of new host
+   * clusters. With `zeros`, the run is written with zeros first (data before the L2 entries that
+   * point at it, rule 1); without, the file is extended sparsely over it.
    */
-  preallocate(mode: 'metadata' | 'full'): void {
+  preallocateClusters(first: number, count: number, zeros: Buffer | null): void {
     try {
-      this.preallocateNow(mode);
+      this.preallocateClustersNow(first, count, zeros);
     } catch (e) {
       throw this.signal(e);
     }
   }
 
-  private preallocateNow(mode: 'metadata' | 'full'): void {
+  private preallocateClustersNow(first: number, count: number, zeros: Buffer | null): void {
     this.assertWritable();
     const cs = this.clusterSize;
-    const total = Math.ceil(this.virtualSize / cs);
     const per = this.map.l2Entries;
-    const zeros = mode === 'full' ? Buffer.alloc(Math.min(per * cs, 8 * 1024 * 1024)) : null;
-    for (let first = 0; first < total; first += per) {
-      const k = Math.min(per, total - first);
-      const host = this.refcounts.alloc(k);
-      if (zeros) {
-        for (let done = 0; done < k * cs; done += zeros.length) {
-          this.file.pwrite(zeros.subarray(0, Math.min(zeros.length, k * cs - done)), host + done);
-        }
-      } else if (host + k * cs > this.file.end) {
-        // Sparse extension: the clusters read as zeros without being written.
-        this.file.truncate(host + k * cs);
-      }
-      this.data.markWritten();
-      this.map.l2.dependsOn(this.data);
-      this.map.l2.dependsOn(this.refcounts);
-      for (let i = 0; i < k; i++) this.map.setEntry(first + i, BigInt(host + i * cs) | OFLAG_COPIED);
+    if (count <= 0 || Math.floor(first / per) !== Math.floor((first + count - 1) / per)) {
+      throw new Error(`internal: preallocation slice ${first}+${count} must lie in one L2 table`);
     }
-    this.flush();
+    const host = this.refcounts.alloc(count);
+    if (zeros) {
+      for (let done = 0; done < count * cs; done += zeros.length) {
+        this.file.pwrite(zeros.subarray(0, Math.min(zeros.length, count * cs - done)), host + done);
+      }
+    } else if (host + count * cs > this.file.end) {
+      // Sparse extension: the clusters read as zeros without being written.
+      this.file.truncate(host + count * cs);
+    }
+    this.data.markWritten();
+    this.map.l2.dependsOn(this.data);
+    this.map.l2.dependsOn(this.refcounts);
+    for (let i = 0; i < count; i++) this.map.setEntry(first + i, BigInt(host + i * cs) | OFLAG_COPIED);
+  }
+
+  /** Guest clusters per L2 table (preallocation slices never cross one). */
+  get l2Entries(): number {
+    return this.map.l2Entries;
   }
 
   /** Clusters the allocator has examined (tests check the search stays linear). */

@@ -9,7 +9,7 @@
  */
 import { Qcow2Image, type OpenOptions } from '../qcow2/image.js';
 import type { BlockFile, NodeFile } from '../io/file.js';
-import { createQcow2, type Qcow2CreateOptions } from '../qcow2/create.js';
+import { createQcow2, type CreateExtras, type Qcow2CreateOptions } from '../qcow2/create.js';
 import { findExtension, hasBit, type Qcow2Header } from '../qcow2/header.js';
 import { EXT, INCOMPAT } from '../qcow2/format.js';
 import { decodeZonedExtension, encodeZonedExtension, writeZoneEntry, ZONE_ENTRY_SIZE, type ZonedExtensionFields } from './format.js';
@@ -62,7 +62,8 @@ export class ZonedImage {
   }
 
   /** Creates a zoned image: every rule is checked before the file is created. */
-  static async create(path: string | NodeFile, options: Qcow2CreateOptions, zone: ZoneCreateOptions, extras: { overwrite?: boolean; holder?: string } = {}): Promise<void> {
+  static async create(path: string | NodeFile, options: Qcow2CreateOptions, zone: ZoneCreateOptions,
+    extras: Pick<CreateExtras, 'overwrite' | 'holder' | 'runPreallocation'> = {}): Promise<void> {
     const clusterSize = options.clusterSize ?? 65536;
     const fields = zonedHeaderForCreate(zone, options.size, clusterSize);
     if (!fields) {
