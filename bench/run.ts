@@ -6,11 +6,13 @@ import { printSummary } from './lib.js';
 import { qcow2Benchmarks } from './qcow2.js';
 import { zoneBenchmarks } from './zones.js';
 import { rpcBenchmarks } from './rpc.js';
+import { stallBenchmarks } from './stalls.js';
 
 const groups: Record<string, () => Promise<void>> = {
   qcow2: qcow2Benchmarks,
   zones: zoneBenchmarks,
   rpc: rpcBenchmarks,
+  stalls: stallBenchmarks,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -1310,7 +1310,7 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
   "blockdev-create": {
     "name": "blockdev-create",
     "module": "block-create",
-    "description": "Starts a job that creates an image. Auto-finalized; dismiss it with job-dismiss. Argument errors (the schema, a duplicate job id) fail the command and leave no job; failures found while running (a missing file node, a broken format rule: invalid-zone-geometry, unsupported-feature, file-exists, path-outside-image-dir, image-locked) conclude the job with an error in query-jobs. A rejected create leaves no file behind and an existing file untouched.",
+    "description": "Starts a job that creates an image. Auto-finalized; dismiss it with job-dismiss. Argument errors (the schema, a duplicate job id) fail the command and leave no job; failures found while running (a missing file node, a broken format rule: invalid-zone-geometry, unsupported-feature, file-exists, path-outside-image-dir, image-locked) conclude the job with an error in query-jobs. A rejected create leaves no file behind and an existing file untouched. A preallocation (metadata or full) runs off the event loop, so other commands are answered meanwhile; query-jobs counts its progress in bytes of the size (a create without preallocation counts 0 of 1, then 1 of 1, as QEMU). A create that fails or is cancelled after it began writing leaves no image: a file it created is removed, an existing file (a file node's) is left empty. Whatever the outcome, current-progress ends at total-progress.",
     "dialects": [
       "qmp",
       "json-rpc"
@@ -1504,7 +1504,7 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
   "job-cancel": {
     "name": "job-cancel",
     "module": "job",
-    "description": "Cancels a running job: it goes through aborting to concluded, with the error \"Operation canceled\" and reason job-cancelled. A job that has already concluded cannot be cancelled (job-concluded, in QEMU's words: \"Job 'ID' in state 'concluded' cannot accept command verb 'cancel'\").",
+    "description": "Cancels a running job: it goes through aborting to concluded, with the error \"Operation canceled\" and reason job-cancelled. Jobs stop between two slices of their work (a create's preallocation, a zloop copy's chunk), within milliseconds, and remove what they wrote. A job that has already concluded cannot be cancelled (job-concluded, in QEMU's words: \"Job 'ID' in state 'concluded' cannot accept command verb 'cancel'\").",
     "dialects": [
       "qmp",
       "json-rpc"

@@ -132,8 +132,8 @@ async function cancelMidway(s: Setup, id: string, options: Record<string, unknow
 
 test.serial('job-cancel during a full preallocation concludes the job at once and removes the new file', async (t) => {
   const s = await setup(t);
-  // 64 GiB would take minutes to write: only a prompt stop lets this test end in time.
-  const r = await cancelMidway(s, 'c', { driver: 'qcow2', file: { driver: 'file', filename: 'c.qcow2' }, size: 64 * GiB, preallocation: 'full' });
+  // 16 GiB take a minute to write here: only a prompt stop lets this test end in time.
+  const r = await cancelMidway(s, 'c', { driver: 'qcow2', file: { driver: 'file', filename: 'c.qcow2' }, size: 16 * GiB, preallocation: 'full' });
   t.log(`cancel to concluded: ${r.cancelToConcludedMs.toFixed(1)} ms; progress was ${r.samples.at(-2)!.current} of ${r.samples.at(-2)!.total}`);
   t.true(r.cancelToConcludedMs > 0 && r.cancelToConcludedMs < CANCEL_BOUND_MS, `concluded ${r.cancelToConcludedMs.toFixed(1)} ms after job-cancel`);
   t.deepEqual(r.statuses, ['created', 'running', 'aborting', 'concluded']);
@@ -159,7 +159,7 @@ test.serial('job-cancel during a metadata preallocation on a file node leaves th
 
 test.serial('job-cancel during a driver-file full preallocation removes the file', async (t) => {
   const s = await setup(t);
-  const r = await cancelMidway(s, 'r', { driver: 'file', filename: 'r.raw', size: 64 * GiB, preallocation: 'full' });
+  const r = await cancelMidway(s, 'r', { driver: 'file', filename: 'r.raw', size: 16 * GiB, preallocation: 'full' });
   t.true(r.cancelToConcludedMs > 0 && r.cancelToConcludedMs < CANCEL_BOUND_MS, `concluded ${r.cancelToConcludedMs.toFixed(1)} ms after job-cancel`);
   t.is((await s.client.call('query-jobs'))[0]!.error, 'Operation canceled');
   t.false(fs.existsSync(path.join(s.images, 'r.raw')));
@@ -167,14 +167,14 @@ test.serial('job-cancel during a driver-file full preallocation removes the file
 
 test.serial('a daemon stopped during a preallocation cancels it, removes the file and exits at once', async (t) => {
   const s = await setup(t);
-  await s.client.call('blockdev-create', { 'job-id': 'q', options: { driver: 'qcow2', file: { driver: 'file', filename: 'q.qcow2' }, size: 64 * GiB, preallocation: 'full' } });
+  await s.client.call('blockdev-create', { 'job-id': 'q', options: { driver: 'qcow2', file: { driver: 'file', filename: 'q.qcow2' }, size: 16 * GiB, preallocation: 'full' } });
   for (;;) {
     const [job] = await s.client.call('query-jobs');
     if (job!['current-progress'] > 0) break;
     await new Promise((r) => setTimeout(r, 10));
   }
   const t0 = performance.now();
-  t.is(await s.daemon.stop(), 0, s.daemon.output());
+  t.is(await s.daemon.stop(5000), 0, s.daemon.output());
   t.true(performance.now() - t0 < 5000, `stopped in ${(performance.now() - t0).toFixed(0)} ms`);
   t.false(fs.existsSync(path.join(s.images, 'q.qcow2')));
 });

@@ -16,8 +16,11 @@ export interface DaemonProcess {
   proc: ChildProcess;
   /** What the daemon wrote on stdout and stderr. */
   output(): string;
-  /** SIGTERM, then waits for the exit (the daemon cancels its jobs and closes its images). */
-  stop(): Promise<number | null>;
+  /**
+   * SIGTERM, then waits for the exit (the daemon cancels its jobs and closes its images); a
+   * daemon that has not exited after `graceMs` (its loop held) is killed, and null returned.
+   */
+  stop(graceMs?: number): Promise<number | null>;
 }
 
 export async function startDaemonProcess(dir: string, imageDir: string): Promise<DaemonProcess> {
@@ -33,9 +36,12 @@ export async function startDaemonProcess(dir: string, imageDir: string): Promise
     sock,
     proc,
     output: () => out,
-    async stop() {
-      if (proc.exitCode === null) proc.kill('SIGTERM');
-      return exited;
+    async stop(graceMs = 10_000) {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
     },
   };
 }
