@@ -236,6 +236,31 @@ export class ClusterMap {
     this.l2.cache.markDirty(off);
   }
 
+  /**
+   * Maps guest clusters [first, first + count), all in one L2 table, to the host run starting at
+   * `host`, with OFLAG_COPIED: setEntry's effect for each, with one table lookup and one dirty
+   * mark for the run. Preallocation maps whole tables this way (an 8 TiB `metadata` image is
+   * 134 million entries). The caller has recorded the dependencies, as for setEntry.
+   */
+  setCopiedRun(first: number, count: number, host: number): void {
+    if (count <= 0) return;
+    if (Math.floor(first / this.l2Entries) !== Math.floor((first + count - 1) / this.l2Entries)) {
+      throw new Error(`internal: an L2 run ${first}+${count} crosses a table`);
+    }
+    // The first entry through setEntry, which allocates the table if it does not exist yet.
+    this.setEntry(first, BigInt(host) | OFLAG_COPIED);
+    const off = this.l2Offset(Math.floor(first / this.l2Entries));
+    const table = this.l2.cache.view(off);
+    const cs = this.clusterSize;
+    for (let i = 1; i < count; i++) {
+      const h = host + i * cs;
+      const at = ((first + i) % this.l2Entries) * 8;
+      table.setUint32(at, (Math.floor(h / 2 ** 32) | OFLAG_COPIED_HI) >>> 0);
+      table.setUint32(at + 4, h % 2 ** 32);
+    }
+    this.l2.cache.markDirty(off);
+  }
+
   /** Allocated guest clusters' L2 tables, for scans (dirty-image repair, preallocation). */
   l2TableOffsets(): number[] {
     const out: number[] = [];

@@ -251,6 +251,8 @@ export class Qcow2Image {
   /** Corrupt data (a compressed cluster that does not inflate), which QEMU reports without marking. */
   private readonly dataOnly = new WeakSet<object>();
   private readonly offLoopSyncs = new Set<Promise<void>>();
+  /** A cluster of zeros for partial-cluster zeroing; read-only once made. */
+  private zeros: Buffer | null = null;
   /** Last decompressed cluster: sequential reads of a compressed image decompress each once. */
   private inflated: { entry: bigint; data: Buffer } | null = null;
 
@@ -670,7 +672,11 @@ export class Qcow2Image {
     if (to <= from) return;
     const m = this.map.lookup(Math.floor(from / this.clusterSize));
     if (m.kind === 'unallocated' || m.kind === 'zero') return;
-    this.write(from, Buffer.alloc(to - from));
+    // One cluster of zeros, never changed, serves every call (write-behind may keep it queued):
+    // the zoned open-time cleanup calls this once per written zone, and fresh buffers for each
+    // were a third of its time (allocation, page faults, garbage collection).
+    this.zeros ??= Buffer.alloc(this.clusterSize);
+    this.write(from, this.zeros.subarray(0, to - from));
   }
 
   // ---- durability ----------------------------------------------------------------------------
@@ -874,7 +880,7 @@ export class Qcow2Image {
     this.data.markWritten();
     this.map.l2.dependsOn(this.data);
     this.map.l2.dependsOn(this.refcounts);
-    for (let i = 0; i < count; i++) this.map.setEntry(first + i, BigInt(host + i * cs) | OFLAG_COPIED);
+    this.map.setCopiedRun(first, count, host);
   }
 
   /** Guest clusters per L2 table (preallocation slices never cross one). */

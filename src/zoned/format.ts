@@ -157,10 +157,13 @@ export function writeZoneEntry(buf: Buffer, byteOffset: number, e: ZoneEntry): v
 export function decodeZoneEntry(raw: bigint, zone?: number): ZoneEntry;
 export function decodeZoneEntry(buf: Buffer, byteOffset: number, zone?: number): ZoneEntry;
 export function decodeZoneEntry(src: bigint | Buffer, a?: number, b?: number): ZoneEntry {
-  const raw = typeof src === 'bigint' ? src : src.readBigUInt64BE(a ?? 0);
+  // As two u32 halves: an open decodes every entry (262,144 of them took 160-400 ms through
+  // BigInt and a search of the condition names; this way ~10 ms).
+  const hi = typeof src === 'bigint' ? Number(src >> 32n) : src.readUInt32BE(a ?? 0);
+  const lo = typeof src === 'bigint' ? Number(src & 0xffffffffn) : src.readUInt32BE((a ?? 0) + 4);
   const zone = typeof src === 'bigint' ? a : b;
-  const code = Number(raw >> ZONE_ENTRY_COND_SHIFT);
-  const cond = (Object.keys(PERSISTENT_COND) as PersistentCondition[]).find((k) => PERSISTENT_COND[k] === code);
+  const code = hi >>> (Number(ZONE_ENTRY_COND_SHIFT) - 32);
+  const cond = CONDITION_OF_CODE.get(code);
   if (cond === undefined) {
     const who = zone === undefined ? 'A zone metadata entry' : `The metadata entry of zone ${zone}`;
     throw corrupt(
@@ -169,8 +172,15 @@ export function decodeZoneEntry(src: bigint | Buffer, a?: number, b?: number): Z
     );
   }
   return {
-    wp: Number(raw & ZONE_ENTRY_WP_MASK),
-    conventional: (raw & ZONE_ENTRY_CONVENTIONAL) !== 0n,
+    wp: (hi & WP_MASK_HI) * 2 ** 32 + lo,
+    conventional: (hi & CONVENTIONAL_HI) !== 0,
     persistentCondition: cond,
   };
 }
+
+/** The upper halves of ZONE_ENTRY_WP_MASK and ZONE_ENTRY_CONVENTIONAL, derived from them. */
+const WP_MASK_HI = Number(ZONE_ENTRY_WP_MASK >> 32n);
+const CONVENTIONAL_HI = Number(ZONE_ENTRY_CONVENTIONAL >> 32n);
+const CONDITION_OF_CODE = new Map(
+  (Object.keys(PERSISTENT_COND) as PersistentCondition[]).map((k) => [PERSISTENT_COND[k] as number, k]),
+);
