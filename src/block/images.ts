@@ -91,7 +91,12 @@ class PlainImage implements BlockImage {
     await this.qcow2.writeBackOffLoop();
     this.qcow2.flush();
   }
-  async close(): Promise<void> { await this.qcow2.close(); }
+  async close(): Promise<void> {
+    // As flush(): the bulk of the dirty data goes back on the thread pool, so the close's own
+    // ordered syncs on the loop find little left (512 MiB written since the last flush: 300-600 ms).
+    await this.qcow2.writeBackOffLoop();
+    await this.qcow2.close();
+  }
   info(): Qcow2Info { return this.qcow2.info(); }
 }
 
@@ -111,7 +116,10 @@ class ZonedBlockImage implements BlockImage, ZonedOps {
     await this.qcow2.writeBackOffLoop();
     this.image.flushSync();
   }
-  async close(): Promise<void> { await this.image.close(); }
+  async close(): Promise<void> {
+    await this.qcow2.writeBackOffLoop();
+    await this.image.close();
+  }
   info(): Qcow2Info & { zone: ZoneInfo } { return { ...this.image.qcow2.info(), zone: this.image.zoneInfo() }; }
   zoneInfo(): ZoneInfo { return this.image.zoneInfo(); }
   zoneReport(offset?: number, nrZones?: number, conditions?: ZoneCondition[]): ZoneDescriptor[] {
