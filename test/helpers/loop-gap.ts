@@ -22,3 +22,40 @@ export async function longestLoopGap<T>(fn: () => Promise<T>): Promise<{ result:
     clearInterval(timer);
   }
 }
+
+import { NodeFile } from '../../src/io/file.js';
+
+/**
+ * Records, for every NodeFile of this process, how many bytes each sync() on the event loop made
+ * durable (written since the file's previous sync, counting a syncOffLoop as covering what was
+ * written before it began). A large one means the loop waited for the disk. restore() undoes it.
+ */
+export function trackOnLoopSyncs(): { largestBytes(): number; syncs(): number; restore(): void } {
+  const proto = NodeFile.prototype;
+  const original = { pwrite: proto.pwrite, sync: proto.sync, syncOffLoop: proto.syncOffLoop };
+  const unsynced = new WeakMap<NodeFile, number>();
+  let largest = 0;
+  let count = 0;
+  proto.pwrite = function (this: NodeFile, buf: Buffer, pos: number) {
+    original.pwrite.call(this, buf, pos);
+    unsynced.set(this, (unsynced.get(this) ?? 0) + buf.length);
+  };
+  proto.sync = function (this: NodeFile) {
+    original.sync.call(this);
+    count++;
+    largest = Math.max(largest, unsynced.get(this) ?? 0);
+    unsynced.set(this, 0);
+  };
+  proto.syncOffLoop = async function (this: NodeFile) {
+    const covered = unsynced.get(this) ?? 0;
+    await original.syncOffLoop.call(this);
+    unsynced.set(this, Math.max(0, (unsynced.get(this) ?? 0) - covered));
+  };
+  return {
+    largestBytes: () => largest,
+    syncs: () => count,
+    restore() {
+      Object.assign(proto, original);
+    },
+  };
+}

@@ -1,7 +1,8 @@
 /**
  * Measuring how long the daemon keeps a client waiting: a daemon in its own process (so the
  * measuring side's event loop is not the one measured), a client that sends a query-version a
- * millisecond after the previous reply, and a recorder of a job's progress. Free of ava, so the benchmarks use it too.
+ * millisecond after the previous reply, the same against an idle daemon as a control for the
+ * machine's own hiccups, and a recorder of a job's progress. Free of ava, so the benchmarks use it too.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -46,28 +47,35 @@ export async function startDaemonProcess(dir: string, imageDir: string): Promise
   };
 }
 
+export interface RoundTrip {
+  /** performance.now() when the query-version was sent and when its reply arrived. */
+  sent: number;
+  answered: number;
+}
+
 export interface StallReport {
   /** The longest a query-version waited for its reply, in ms. */
   maxMs: number;
   /** Round trips completed. */
   count: number;
   medianMs: number;
+  trips: RoundTrip[];
 }
 
 /**
- * Keeps one query-version in flight until stop(); stop() resolves with the waits seen. It resolves
- * after `warmupMs` of round trips that are not counted: the first ones pay for connecting and for
- * compiling the code both sides run (up to ~70 ms here on an idle daemon).
+ * Keeps sending query-version, gapMs after each reply, until stop(); stop() resolves with the
+ * round trips. It resolves after `warmupMs` of round trips that are not counted: the first ones
+ * pay for connecting and for compiling the code both sides run (up to ~70 ms on an idle daemon).
  */
 export async function probeStalls(sock: string, warmupMs = 300, gapMs = 1): Promise<{ stop(): Promise<StallReport> }> {
   const client = await connectUnix(sock);
-  const waits: number[] = [];
+  const trips: RoundTrip[] = [];
   let running = true;
   const loop = (async () => {
     while (running) {
-      const t0 = performance.now();
+      const sent = performance.now();
       await client.call('query-version');
-      waits.push(performance.now() - t0);
+      trips.push({ sent, answered: performance.now() });
       // A pause of gapMs between round trips: a stall of the daemon still meets a request within
       // gapMs of its start, and the probe does not keep a core busy itself (on 2 cores a busy
       // probe, the daemon and the worker starve each other, which is noise, not the daemon).
@@ -75,16 +83,39 @@ export async function probeStalls(sock: string, warmupMs = 300, gapMs = 1): Prom
     }
   })();
   await new Promise((r) => setTimeout(r, warmupMs));
-  waits.length = 0;
+  trips.length = 0;
   return {
     async stop() {
       running = false;
       await loop;
       await client.close();
-      const sorted = [...waits].sort((a, b) => a - b);
-      return { maxMs: sorted.at(-1) ?? 0, count: sorted.length, medianMs: sorted[Math.floor(sorted.length / 2)] ?? 0 };
+      const waits = trips.map((r) => r.answered - r.sent).sort((a, b) => a - b);
+      return { maxMs: waits.at(-1) ?? 0, count: waits.length, medianMs: waits[Math.floor(waits.length / 2)] ?? 0, trips };
     },
   };
+}
+
+/**
+ * The longest wait of `busy` beyond what `control` (an idle daemon, probed by the same process at
+ * the same time) went through at the same moments. The control's unavailability is measured
+ * between two consecutive replies, so a hiccup of this process between its requests counts too.
+ * For each busy round trip: its wait minus the longest interval between control replies that
+ * overlaps it. A wait both saw at once is the machine's (this process or both daemons
+ * descheduled, the file system stalling everyone), not the busy daemon's; a daemon whose loop
+ * is held makes its own clients wait alone.
+ */
+export function longestExcessMs(busy: StallReport, control: StallReport): number {
+  const replies = control.trips.map((r) => r.answered);
+  let longest = 0;
+  let i = 0;
+  for (const trip of busy.trips) {
+    // Skip the control intervals [replies[i], replies[i + 1]] that ended before this trip began.
+    while (i + 1 < replies.length && replies[i + 1]! < trip.sent) i++;
+    let shared = 0;
+    for (let j = i; j + 1 < replies.length && replies[j]! <= trip.answered; j++) shared = Math.max(shared, replies[j + 1]! - replies[j]!);
+    longest = Math.max(longest, trip.answered - trip.sent - shared);
+  }
+  return longest;
 }
 
 export interface ProgressSample {
