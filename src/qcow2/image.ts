@@ -253,6 +253,8 @@ export class Qcow2Image {
   private readonly offLoopSyncs = new Set<Promise<void>>();
   /** A cluster of zeros for partial-cluster zeroing; read-only once made. */
   private zeros: Buffer | null = null;
+  /** A cluster-sized buffer zeroPartial reads into; never kept past the call. */
+  private scratch: Buffer | null = null;
   /** Last decompressed cluster: sequential reads of a compressed image decompress each once. */
   private inflated: { entry: bigint; data: Buffer } | null = null;
 
@@ -676,7 +678,15 @@ export class Qcow2Image {
     // the zoned open-time cleanup calls this once per written zone, and fresh buffers for each
     // were a third of its time (allocation, page faults, garbage collection).
     this.zeros ??= Buffer.alloc(this.clusterSize);
-    this.write(from, this.zeros.subarray(0, to - from));
+    const zeros = this.zeros.subarray(0, to - from);
+    // Read first: after a clean close the tail above every write pointer is zeros already, and
+    // rewriting it on each open (60 KiB per written zone) dirtied the page cache until the
+    // kernel throttled the writer (100+ ms for one write), for nothing. Reads see queued writes.
+    this.scratch ??= Buffer.alloc(this.clusterSize);
+    const current = this.scratch.subarray(0, to - from);
+    this.readInto(current, from);
+    if (current.equals(zeros)) return;
+    this.write(from, zeros);
   }
 
   // ---- durability ----------------------------------------------------------------------------
