@@ -1,23 +1,25 @@
 /**
  * The loop never stalls: the largest creations CI can afford run in a daemon process while
  * another client sends query-version a millisecond after each reply, and no reply waits longer
- * than STALL_BOUND_MS beyond what an idle control daemon, probed by the same client at the same
- * moments, waited. The work happens off the event loop (a worker thread), so on a quiet machine
- * the longest wait is a few milliseconds; the bound is twice the project's 50 ms goal, room for
- * a 2-core CI that deschedules one daemon now and then, while a preallocation held on the loop
- * makes clients wait seconds (1 GiB of `full` took 1-9 s on the code before). The control
- * subtracts what the machine does to every process at once: under load 13-17 on 2 cores, an idle
- * daemon's clients alone waited up to 70-120 ms now and then, and the raw longest wait during a
- * creation reached 150-225 ms while the full test suite ran beside it. Both raw figures are
- * logged. Progress moves through query-jobs and ends at the total; job-cancel during the
- * preallocation concludes the job within CANCEL_BOUND_MS and leaves no image: a new file is
- * removed, an existing file node's file is left empty.
+ * than STALL_BOUND_MS for the daemon. The work happens off the event loop (a worker thread), so
+ * on a quiet machine the longest wait is a few milliseconds; the bound is twice the project's
+ * 50 ms goal, room for a CI that is not quiet, while a preallocation held on the loop makes
+ * clients wait seconds (1 GiB of `full` took 1-9 s on the code before).
+ *
+ * What the machine does to every process is taken out of each wait: the time the daemon's main
+ * thread and the client's were runnable but waiting for a CPU (the kernel's schedstat run delay,
+ * read before and after each round trip). On 2 cores under load 13-17 from other work, an idle
+ * daemon's clients waited up to 70-330 ms now and then for that alone; a loop held by the daemon
+ * (running JavaScript, or blocked in a system call) is not run delay and stays in the figure.
+ * Raw waits are logged too. Progress moves through query-jobs and ends at the total; job-cancel
+ * during the preallocation concludes the job within CANCEL_BOUND_MS and leaves no image: a new
+ * file is removed, an existing file node's file is left empty.
  */
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { connectUnix, type QzonedClient } from '../../clients/client/index.js';
-import { longestExcessMs, probeStalls, recordProgress, startDaemonProcess, type DaemonProcess, type ProgressSample } from '../helpers/stall-probe.js';
+import { probeStalls, recordProgress, startDaemonProcess, type DaemonProcess, type ProgressSample } from '../helpers/stall-probe.js';
 import { tempDir } from '../helpers/tmp.js';
 import { hasQemuImg, runTool } from '../helpers/qemu.js';
 
@@ -47,30 +49,24 @@ async function setup(t: { teardown(fn: () => unknown): void }): Promise<Setup> {
 }
 
 interface ProbedCreate {
-  /** The longest wait beyond the control daemon's at the same moments. */
-  excessMs: number;
+  /** The longest wait less the run delays during it. */
+  ownMs: number;
   maxMs: number;
-  controlMaxMs: number;
   count: number;
   samples: ProgressSample[];
 }
 
-/** Runs a create while probing its daemon and an idle control daemon; returns the waits and the progress samples. */
-async function createWhileProbing(t: { teardown(fn: () => unknown): void }, s: Setup, id: string, options: Record<string, unknown>): Promise<ProbedCreate> {
-  const controlDir = tempDir(t);
-  fs.mkdirSync(path.join(controlDir, 'images'));
-  const control = await startDaemonProcess(controlDir, path.join(controlDir, 'images'));
-  t.teardown(() => control.stop());
-  const [busyProbe, controlProbe] = await Promise.all([probeStalls(s.daemon.sock), probeStalls(control.sock)]);
+/** Runs a create while probing its daemon; returns the waits and the progress samples. */
+async function createWhileProbing(s: Setup, id: string, options: Record<string, unknown>): Promise<ProbedCreate> {
+  const probe = await probeStalls(s.daemon.sock, s.daemon.proc.pid);
   await s.client.call('blockdev-create', { 'job-id': id, options } as never);
   const samples = await recordProgress(s.client, id);
-  const busy = await busyProbe.stop();
-  const idle = await controlProbe.stop();
-  return { excessMs: longestExcessMs(busy, idle), maxMs: busy.maxMs, controlMaxMs: idle.maxMs, count: busy.count, samples };
+  const stalls = await probe.stop();
+  return { ownMs: stalls.maxOwnMs, maxMs: stalls.maxMs, count: stalls.count, samples };
 }
 
 function logWaits(t: { log(...v: unknown[]): void }, r: ProbedCreate): void {
-  t.log(`longest query-version wait ${r.maxMs.toFixed(1)} ms over ${r.count} round trips (idle control daemon: ${r.controlMaxMs.toFixed(1)} ms); beyond the control ${r.excessMs.toFixed(1)} ms`);
+  t.log(`longest query-version wait ${r.ownMs.toFixed(1)} ms without the machine's run delays (${r.maxMs.toFixed(1)} ms raw) over ${r.count} round trips`);
 }
 
 function assertProgress(t: { true(v: boolean, m?: string): void; is(a: unknown, b: unknown, m?: string): void }, samples: ProgressSample[], total: number): void {
@@ -85,10 +81,10 @@ function assertProgress(t: { true(v: boolean, m?: string): void; is(a: unknown, 
 
 test.serial('1 GiB preallocation=full: no client waits, progress moves to the total, QEMU checks the image', async (t) => {
   const s = await setup(t);
-  const r = await createWhileProbing(t, s, 'full', { driver: 'qcow2', file: { driver: 'file', filename: 'full.qcow2' }, size: GiB, preallocation: 'full' });
+  const r = await createWhileProbing(s, 'full', { driver: 'qcow2', file: { driver: 'file', filename: 'full.qcow2' }, size: GiB, preallocation: 'full' });
   logWaits(t, r);
   t.is(r.samples.at(-1)!.status, 'concluded');
-  t.true(r.excessMs < STALL_BOUND_MS, `a client waited ${r.excessMs.toFixed(1)} ms longer than an idle daemon's`);
+  t.true(r.ownMs < STALL_BOUND_MS, `a client waited ${r.ownMs.toFixed(1)} ms for the daemon`);
   assertProgress(t, r.samples, GiB);
   const jobs = await s.client.call('query-jobs');
   t.is(jobs[0]!.error, undefined);
@@ -103,9 +99,9 @@ test.serial('1 GiB preallocation=full: no client waits, progress moves to the to
 test.serial('8 TiB preallocation=metadata (2 MiB clusters): no client waits, progress moves to the total', async (t) => {
   const s = await setup(t);
   const size = 8 * TiB;
-  const r = await createWhileProbing(t, s, 'meta', { driver: 'qcow2', file: { driver: 'file', filename: 'meta.qcow2' }, size, 'cluster-size': 2 * MiB, preallocation: 'metadata' });
+  const r = await createWhileProbing(s, 'meta', { driver: 'qcow2', file: { driver: 'file', filename: 'meta.qcow2' }, size, 'cluster-size': 2 * MiB, preallocation: 'metadata' });
   logWaits(t, r);
-  t.true(r.excessMs < STALL_BOUND_MS, `a client waited ${r.excessMs.toFixed(1)} ms longer than an idle daemon's`);
+  t.true(r.ownMs < STALL_BOUND_MS, `a client waited ${r.ownMs.toFixed(1)} ms for the daemon`);
   assertProgress(t, r.samples, size);
   t.is((await s.client.call('query-jobs'))[0]!.error, undefined);
   if (hasQemuImg) {
@@ -117,9 +113,9 @@ test.serial('8 TiB preallocation=metadata (2 MiB clusters): no client waits, pro
 
 test.serial('driver file, 1 GiB preallocation=full: no client waits, progress moves to the total', async (t) => {
   const s = await setup(t);
-  const r = await createWhileProbing(t, s, 'raw', { driver: 'file', filename: 'full.raw', size: GiB, preallocation: 'full' });
+  const r = await createWhileProbing(s, 'raw', { driver: 'file', filename: 'full.raw', size: GiB, preallocation: 'full' });
   logWaits(t, r);
-  t.true(r.excessMs < STALL_BOUND_MS, `a client waited ${r.excessMs.toFixed(1)} ms longer than an idle daemon's`);
+  t.true(r.ownMs < STALL_BOUND_MS, `a client waited ${r.ownMs.toFixed(1)} ms for the daemon`);
   assertProgress(t, r.samples, GiB);
   const st = fs.statSync(path.join(s.images, 'full.raw'));
   t.is(st.size, GiB);

@@ -1,14 +1,15 @@
 /**
  * Measuring how long the daemon keeps a client waiting: a daemon in its own process (so the
  * measuring side's event loop is not the one measured), a client that sends a query-version a
- * millisecond after the previous reply, the same against an idle daemon as a control for the
- * machine's own hiccups, and a recorder of a job's progress. Free of ava, so the benchmarks use it too.
+ * millisecond after the previous reply and notes how long the daemon and itself waited for a
+ * CPU meanwhile (the machine's share of each wait), and a recorder of a job's progress. Free of ava, so the benchmarks use it too.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectUnix, type QzonedClient } from '../../clients/client/index.js';
 import { waitUntilListening } from './listening.js';
+import { runDelayNs } from './run-delay.js';
 
 const QZONED = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'qzoned.js');
 
@@ -51,11 +52,18 @@ export interface RoundTrip {
   /** performance.now() when the query-version was sent and when its reply arrived. */
   sent: number;
   answered: number;
+  /**
+   * How long, during the round trip, the daemon's and this process's main threads were runnable
+   * but waiting for a CPU (the kernel's schedstat run delay): the machine's share of the wait.
+   */
+  runDelayMs: number;
 }
 
 export interface StallReport {
   /** The longest a query-version waited for its reply, in ms. */
   maxMs: number;
+  /** The longest wait less the run delays during it: what the daemon itself made a client wait. */
+  maxOwnMs: number;
   /** Round trips completed. */
   count: number;
   medianMs: number;
@@ -66,16 +74,20 @@ export interface StallReport {
  * Keeps sending query-version, gapMs after each reply, until stop(); stop() resolves with the
  * round trips. It resolves after `warmupMs` of round trips that are not counted: the first ones
  * pay for connecting and for compiling the code both sides run (up to ~70 ms on an idle daemon).
+ * `daemonPid` lets it read how long the daemon's main thread waited for a CPU during each trip.
  */
-export async function probeStalls(sock: string, warmupMs = 300, gapMs = 1): Promise<{ stop(): Promise<StallReport> }> {
+export async function probeStalls(sock: string, daemonPid?: number, warmupMs = 300, gapMs = 1): Promise<{ stop(): Promise<StallReport> }> {
   const client = await connectUnix(sock);
   const trips: RoundTrip[] = [];
+  const delays = (): number => (daemonPid === undefined ? 0 : runDelayNs(daemonPid)) + runDelayNs(process.pid);
   let running = true;
   const loop = (async () => {
     while (running) {
+      const before = delays();
       const sent = performance.now();
       await client.call('query-version');
-      trips.push({ sent, answered: performance.now() });
+      const answered = performance.now();
+      trips.push({ sent, answered, runDelayMs: (delays() - before) / 1e6 });
       // A pause of gapMs between round trips: a stall of the daemon still meets a request within
       // gapMs of its start, and the probe does not keep a core busy itself (on 2 cores a busy
       // probe, the daemon and the worker starve each other, which is noise, not the daemon).
@@ -90,32 +102,16 @@ export async function probeStalls(sock: string, warmupMs = 300, gapMs = 1): Prom
       await loop;
       await client.close();
       const waits = trips.map((r) => r.answered - r.sent).sort((a, b) => a - b);
-      return { maxMs: waits.at(-1) ?? 0, count: waits.length, medianMs: waits[Math.floor(waits.length / 2)] ?? 0, trips };
+      const own = trips.map((r) => Math.max(0, r.answered - r.sent - r.runDelayMs));
+      return {
+        maxMs: waits.at(-1) ?? 0,
+        maxOwnMs: Math.max(0, ...own),
+        count: waits.length,
+        medianMs: waits[Math.floor(waits.length / 2)] ?? 0,
+        trips,
+      };
     },
   };
-}
-
-/**
- * The longest wait of `busy` beyond what `control` (an idle daemon, probed by the same process at
- * the same time) went through at the same moments. The control's unavailability is measured
- * between two consecutive replies, so a hiccup of this process between its requests counts too.
- * For each busy round trip: its wait minus the longest interval between control replies that
- * overlaps it. A wait both saw at once is the machine's (this process or both daemons
- * descheduled, the file system stalling everyone), not the busy daemon's; a daemon whose loop
- * is held makes its own clients wait alone.
- */
-export function longestExcessMs(busy: StallReport, control: StallReport): number {
-  const replies = control.trips.map((r) => r.answered);
-  let longest = 0;
-  let i = 0;
-  for (const trip of busy.trips) {
-    // Skip the control intervals [replies[i], replies[i + 1]] that ended before this trip began.
-    while (i + 1 < replies.length && replies[i + 1]! < trip.sent) i++;
-    let shared = 0;
-    for (let j = i; j + 1 < replies.length && replies[j]! <= trip.answered; j++) shared = Math.max(shared, replies[j + 1]! - replies[j]!);
-    longest = Math.max(longest, trip.answered - trip.sent - shared);
-  }
-  return longest;
 }
 
 export interface ProgressSample {

@@ -15,13 +15,11 @@ const MiB = 1024 * 1024;
 const ZONES = 4096;
 const ZONE = 16 * MiB;
 /**
- * The loop turns at least this often on average during the open (it is meant to turn every
- * ~10 ms). An average, not the longest gap: the cleanup reads the file on the loop, and on a busy
- * machine one read can wait 100+ ms for the disk now and then (the longest gap is logged, with
- * what an idle process beside it went through at the same moments), while an unsliced cleanup
- * turns once or twice in the whole open.
+ * The longest the loop may go without turning, less the time the thread waited for a CPU (on 2
+ * busy cores that alone reached 100+ ms now and then): the same bound as the daemon's stall test
+ * (test/e2e/create-stall.test.ts says why). An unsliced cleanup holds it for the whole open.
  */
-const MEAN_GAP_BOUND_MS = 50;
+const GAP_BOUND_MS = 100;
 /** What one sync on the loop may make durable at the end of the open: metadata, not the zeros. */
 const ON_LOOP_SYNC_BOUND = 4 * MiB;
 // Serial: the sync tracking watches every file of this process, and the timing wants a quiet one.
@@ -41,10 +39,10 @@ test.serial('opening 4,096 written zones of 16 MiB: the event loop turns through
   } finally {
     syncs.restore();
   }
-  const { result: reopened, longestMs, excessMs, turns, tookMs } = gap;
+  const { result: reopened, longestMs, longestOwnMs, turns, tookMs } = gap;
   t.teardown(() => reopened.close());
-  t.log(`open took ${tookMs.toFixed(0)} ms; the loop turned ${turns} times, the longest gap ${longestMs.toFixed(1)} ms, ${excessMs.toFixed(1)} ms beyond an idle process's; the largest sync on the loop after ${syncs.largestBytes()} bytes`);
-  t.true(tookMs / Math.max(turns, 1) < MEAN_GAP_BOUND_MS, `the loop turned ${turns} times in ${tookMs.toFixed(0)} ms`);
+  t.log(`open took ${tookMs.toFixed(0)} ms; the loop turned ${turns} times, the longest gap ${longestMs.toFixed(1)} ms (${longestOwnMs.toFixed(1)} ms without waits for a CPU); the largest sync on the loop after ${syncs.largestBytes()} bytes`);
+  t.true(longestOwnMs < GAP_BOUND_MS, `the loop waited ${longestOwnMs.toFixed(1)} ms at once (${turns} turns in ${tookMs.toFixed(0)} ms)`);
   t.true(syncs.largestBytes() <= ON_LOOP_SYNC_BOUND, `a sync on the loop made ${syncs.largestBytes()} bytes durable`);
   if (!isZoned(reopened)) throw new Error('not zoned');
   const lastZone = (ZONES - 1) * ZONE;
