@@ -247,6 +247,7 @@ export class Refcounts extends FlushNode {
       }
       const used = n + missing.length;
       this.assertFree(start, used);
+      this.assertReachable(start, used);
       missing.forEach((b, i) => {
         const loc = (start + n + i) * this.clusterSize;
         this.blocks.create(loc);
@@ -275,6 +276,18 @@ export class Refcounts extends FlushNode {
     if (kind === null) return;
     const at = this.guard.firstOverlap(offset, length, kind);
     throw corrupt(`Preventing invalid write on metadata (overlaps with ${kind}): the refcount of host offset ${hexOffset(at)} is 0, yet the ${kind} lives there`);
+  }
+
+  /**
+   * A run that starts past the file's end (the refcounts call clusters beyond it used: leaks of a
+   * crash, or a crafted image) extends the file first, before any refcount changes: a file system
+   * that cannot hold the offset (EFBIG) then refuses the write that asked for it, instead of the
+   * write being acknowledged behind and its flush failing. Runs at the end, the usual case, are
+   * extended by their own writes.
+   */
+  private assertReachable(first: number, n: number): void {
+    if (first * this.clusterSize <= this.extent.end) return;
+    this.file.truncate((first + n) * this.clusterSize);
   }
 
   private setTableEntry(blockIndex: number, offset: number): void {
