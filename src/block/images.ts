@@ -50,6 +50,8 @@ export interface ZonedOps {
  */
 export interface SyncDataPath {
   read(offset: number, length: number): Buffer;
+  /** Reads out.length bytes at offset into `out`, filling every byte (a reply buffer, no copy). */
+  readInto(out: Buffer, offset: number): void;
   write(offset: number, data: Buffer): void;
 }
 

@@ -3,6 +3,7 @@
 import type { ZoneCondition, ZoneDescriptor } from '../block/images.js';
 import { fail, isQzonedError } from '../errors.js';
 import { formatIoSize, formatIoTime, tryParseSize } from './size.js';
+import { ZONE_CONDITION_NUMBER } from '../zoned/transitions.js';
 
 export type ZoneMgmtOp = 'open' | 'close' | 'finish' | 'reset';
 export type InjectCondition = 'read-only' | 'offline' | 'none';
@@ -49,11 +50,7 @@ export const MAX_REQUEST_BYTES = 2147483136;
 const SECTOR = 512;
 const DEFAULT_WRITE_PATTERN = 0xcd;
 
-/** QEMU's BlockZoneState numbers, as qemu-io prints them after "zcond:". */
-export const ZONE_CONDITION_NUMBER: Record<ZoneCondition, number> = {
-  'not-write-pointer': 0, empty: 1, 'implicit-open': 2, 'explicit-open': 3, closed: 4,
-  'read-only': 13, full: 14, offline: 15,
-};
+export { ZONE_CONDITION_NUMBER };
 /** QEMU's BlockZoneType numbers. */
 export const ZONE_TYPE_NUMBER: Record<ZoneDescriptor['type'], number> = {
   conventional: 1, 'sequential-write-required': 2,

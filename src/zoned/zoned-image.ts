@@ -193,11 +193,18 @@ export class ZonedImage {
   }
 
   read(offset: number, length: number): Buffer {
-    const out = Buffer.alloc(length);
-    for (const seg of this.model.readLimit(offset, length)) {
-      if (!seg.zero) this.qcow2.readInto(out.subarray(seg.offset - offset, seg.offset - offset + seg.length), seg.offset);
-    }
+    const out = Buffer.allocUnsafe(length);
+    this.readInto(out, offset);
     return out;
+  }
+
+  /** Fills every byte of `out` (zeros at or above a write pointer), so it may start uninitialized. */
+  readInto(out: Buffer, offset: number): void {
+    for (const seg of this.model.readLimit(offset, out.length)) {
+      const part = out.subarray(seg.offset - offset, seg.offset - offset + seg.length);
+      if (seg.zero) part.fill(0);
+      else this.qcow2.readInto(part, seg.offset);
+    }
   }
 
   write(offset: number, data: Buffer): void {
