@@ -15,6 +15,7 @@ import { qzonedVersion } from './version.js';
 import { Dispatcher } from './rpc/dispatch.js';
 import { EventBus } from './rpc/events.js';
 import { createLogger, type Logger } from './log.js';
+import { BlockExports } from './nbd/exports.js';
 import { startListeners, type ListenerConfig, type Listeners } from './transport/index.js';
 
 export { DEFAULT_MAX_MESSAGE_SIZE, type ListenerConfig, type Listeners } from './transport/index.js';
@@ -27,6 +28,8 @@ export interface DaemonOptions {
   logLevel?: string;
   /** Shortest time between two BLOCK_ZONES_CHANGED events of one node (tests shorten it). */
   zoneEventIntervalMs?: number;
+  /** How long an NBD client may take to negotiate (default 10 s; tests shorten it). */
+  nbdHandshakeTimeoutMs?: number;
 }
 
 export interface Daemon {
@@ -40,7 +43,7 @@ export interface Daemon {
 export { qzonedVersion };
 
 /** Everything but the listeners: what a handler test builds in-process. */
-export function createServices(options: { imageDir: string; log: Logger; events?: EventBus; zoneEventIntervalMs?: number }): Services {
+export function createServices(options: { imageDir: string; log: Logger; events?: EventBus; zoneEventIntervalMs?: number; nbdHandshakeTimeoutMs?: number }): Services {
   const { addon, why } = nativeAddon();
   if (!addon) {
     throw fail('unsupported-feature',
@@ -54,15 +57,17 @@ export function createServices(options: { imageDir: string; log: Logger; events?
     log: options.log,
     zoneEventIntervalMs: options.zoneEventIntervalMs,
   });
-  return { graph, jobs: new JobList(events), events, log: options.log, version: qzonedVersion() };
+  const exports = new BlockExports({ graph, events, log: options.log, handshakeTimeoutMs: options.nbdHandshakeTimeoutMs });
+  return { graph, exports, jobs: new JobList(events), events, log: options.log, version: qzonedVersion() };
 }
 
 /**
- * Cancels the jobs still running (as QEMU does on quit: job_cancel_sync_all), waits for them to
- * stop (a preallocation within one slice; what they wrote is removed), then flushes and closes
- * every image.
+ * Stops the NBD server (its clients' requests finish), cancels the jobs still running (as QEMU
+ * does on quit: job_cancel_sync_all), waits for them to stop (a preallocation within one slice;
+ * what they wrote is removed), then flushes and closes every image.
  */
 export async function closeServices(services: Services): Promise<void> {
+  await services.exports.close();
   const unfinished = services.jobs.unfinished();
   for (const job of unfinished) job.requestCancel();
   await Promise.allSettled(unfinished.map((j) => j.finished));
@@ -75,7 +80,9 @@ export async function closeServices(services: Services): Promise<void> {
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const log = options.log ?? createLogger({ level: options.logLevel });
-  const services = createServices({ imageDir: options.imageDir, log, zoneEventIntervalMs: options.zoneEventIntervalMs });
+  const services = createServices({
+    imageDir: options.imageDir, log, zoneEventIntervalMs: options.zoneEventIntervalMs, nbdHandshakeTimeoutMs: options.nbdHandshakeTimeoutMs,
+  });
   const dispatcher = new Dispatcher(createHandlers(services), log);
   const listeners = await startListeners(options.listeners, { dispatcher, events: services.events, log, version: services.version });
   services.httpUrl = listeners.addresses.http;

@@ -46,6 +46,8 @@ export interface Qcow2Node {
   readonly image: AnyImage;
   readonly readOnly: boolean;
   readonly zoneEvents: ZoneEventCoalescer | null;
+  /** Exports serving this node (src/nbd/exports.ts): while any does, the node cannot go. */
+  users: number;
 }
 
 export type BlockNode = FileNode | Qcow2Node;
@@ -123,6 +125,8 @@ export class BlockGraph {
         node.file.close();
         return;
       }
+      // QEMU's text for a node a block export holds.
+      if (node.users > 0) throw fail('node-in-use', `Node ${name} is in use`);
       await this.closeQcow2(node);
     });
   }
@@ -211,7 +215,7 @@ export class BlockGraph {
       const zoneEvents = isZoned(image)
         ? new ZoneEventCoalescer(name, image, this.options.events, this.options.zoneEventIntervalMs ?? ZONE_EVENT_INTERVAL_MS)
         : null;
-      const node: Qcow2Node = { kind: 'qcow2', name, file, image, readOnly, zoneEvents };
+      const node: Qcow2Node = { kind: 'qcow2', name, file, image, readOnly, zoneEvents, users: 0 };
       file.users++;
       this.nodes.set(name, node);
       return node;

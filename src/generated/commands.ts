@@ -518,6 +518,220 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
       }
     ]
   },
+  "SocketAddressType": {
+    "description": "The kind of address the NBD server listens on (the members of QEMU's SocketAddressType that qzoned serves).",
+    "type": "string",
+    "enum": [
+      "inet",
+      "unix"
+    ],
+    "x-descriptions": {
+      "inet": "A TCP address: a loopback host only (see nbd-server-start).",
+      "unix": "A unix domain socket, created mode 0600."
+    }
+  },
+  "InetSocketAddress": {
+    "description": "A TCP address, as QEMU's InetSocketAddress.",
+    "type": "object",
+    "properties": {
+      "host": {
+        "description": "The host name or IP address to listen on; it must be a loopback address (127.0.0.0/8, ::1 or localhost).",
+        "type": "string",
+        "minLength": 1,
+        "x-expected": "a host name or IP address"
+      },
+      "port": {
+        "description": "The port, as a decimal string (QEMU's type; 10809 is NBD's registered port).",
+        "type": "string",
+        "pattern": "^[0-9]{1,5}$",
+        "x-expected": "a port number as a decimal string, such as \"10809\""
+      }
+    },
+    "required": [
+      "host",
+      "port"
+    ],
+    "additionalProperties": false
+  },
+  "UnixSocketAddress": {
+    "description": "A unix domain socket address, as QEMU's UnixSocketAddress.",
+    "type": "object",
+    "properties": {
+      "path": {
+        "$ref": "#/definitions/Filename",
+        "description": "The socket file, resolved inside --image-dir like every file name the service is given. A stale socket file left there is replaced; any other file is refused."
+      }
+    },
+    "required": [
+      "path"
+    ],
+    "additionalProperties": false
+  },
+  "InetSocketAddressWrapper": {
+    "description": "SocketAddressLegacy's inet member.",
+    "type": "object",
+    "properties": {
+      "type": {
+        "description": "Selects a TCP address.",
+        "const": "inet"
+      },
+      "data": {
+        "$ref": "#/definitions/InetSocketAddress"
+      }
+    },
+    "required": [
+      "type",
+      "data"
+    ],
+    "additionalProperties": false
+  },
+  "UnixSocketAddressWrapper": {
+    "description": "SocketAddressLegacy's unix member.",
+    "type": "object",
+    "properties": {
+      "type": {
+        "description": "Selects a unix socket.",
+        "const": "unix"
+      },
+      "data": {
+        "$ref": "#/definitions/UnixSocketAddress"
+      }
+    },
+    "required": [
+      "type",
+      "data"
+    ],
+    "additionalProperties": false
+  },
+  "SocketAddressLegacy": {
+    "description": "Where the NBD server listens: QEMU's SocketAddressLegacy, a union on type whose address sits in data, e.g. {\"type\": \"unix\", \"data\": {\"path\": \"nbd.sock\"}}.",
+    "type": "object",
+    "discriminator": {
+      "propertyName": "type"
+    },
+    "required": [
+      "type"
+    ],
+    "oneOf": [
+      {
+        "$ref": "#/definitions/InetSocketAddressWrapper"
+      },
+      {
+        "$ref": "#/definitions/UnixSocketAddressWrapper"
+      }
+    ]
+  },
+  "ExportId": {
+    "description": "The identifier of a block export, chosen by the client, as QEMU spells identifiers: a letter, then letters, digits, '-', '.' or '_'.",
+    "type": "string",
+    "pattern": "^[A-Za-z][A-Za-z0-9_.-]*$",
+    "maxLength": 128,
+    "x-expected": "an export id (a letter, then letters, digits, '-', '.' or '_'; at most 128 characters)"
+  },
+  "BlockExportType": {
+    "description": "The kind of export (the member of QEMU's BlockExportType that qzoned serves).",
+    "type": "string",
+    "enum": [
+      "nbd"
+    ],
+    "x-descriptions": {
+      "nbd": "An export on the NBD server started by nbd-server-start."
+    }
+  },
+  "BlockExportOptionsNbd": {
+    "description": "An NBD export of a qcow2 node (QEMU's BlockExportOptions with its nbd member).",
+    "type": "object",
+    "properties": {
+      "type": {
+        "description": "Selects an NBD export.",
+        "const": "nbd"
+      },
+      "id": {
+        "$ref": "#/definitions/ExportId",
+        "description": "The export's identifier for block-export-del and query-block-exports; unique among exports."
+      },
+      "node-name": {
+        "$ref": "#/definitions/NodeName",
+        "description": "The qcow2 node to export (zoned or not). While exported it cannot be deleted (node-in-use)."
+      },
+      "writable": {
+        "description": "Whether clients may write (default false). Needs a read-write node. On a zoned node every write follows the zone rules of blockdev-write.",
+        "type": "boolean"
+      },
+      "writethrough": {
+        "description": "Flush the node (data, then write pointers) after every write request before answering it (default false: writes are durable after the client's flush, as with blockdev-write).",
+        "type": "boolean"
+      },
+      "name": {
+        "description": "The export name clients ask for (default: the node name). At most 4096 bytes of UTF-8, the NBD string limit.",
+        "type": "string"
+      },
+      "description": {
+        "description": "A free-form description clients see (nbdinfo --list). At most 4096 bytes of UTF-8.",
+        "type": "string"
+      }
+    },
+    "required": [
+      "type",
+      "id",
+      "node-name"
+    ],
+    "additionalProperties": false
+  },
+  "BlockExportOptions": {
+    "description": "Options of block-export-add: a union discriminated on type, as QEMU's.",
+    "type": "object",
+    "discriminator": {
+      "propertyName": "type"
+    },
+    "required": [
+      "type"
+    ],
+    "oneOf": [
+      {
+        "$ref": "#/definitions/BlockExportOptionsNbd"
+      }
+    ]
+  },
+  "BlockExportRemoveMode": {
+    "description": "How block-export-del treats connected clients.",
+    "type": "string",
+    "enum": [
+      "safe",
+      "hard"
+    ],
+    "x-descriptions": {
+      "safe": "Refuse while clients are connected (export-in-use).",
+      "hard": "Disconnect every client of the export: requests in flight finish, nothing new is read."
+    }
+  },
+  "BlockExportInfo": {
+    "description": "One export, as query-block-exports lists it.",
+    "type": "object",
+    "properties": {
+      "type": {
+        "$ref": "#/definitions/BlockExportType"
+      },
+      "id": {
+        "$ref": "#/definitions/ExportId"
+      },
+      "node-name": {
+        "$ref": "#/definitions/NodeName",
+        "description": "The exported node."
+      },
+      "shutting-down": {
+        "description": "True once block-export-del (hard) has been asked and connected clients are still being disconnected.",
+        "type": "boolean"
+      }
+    },
+    "required": [
+      "type",
+      "id",
+      "node-name",
+      "shutting-down"
+    ],
+    "additionalProperties": false
+  },
   "Size": {
     "description": "A byte count: a JSON integer from 0 to 2^53-1. Marked `x-size`, so the shell accepts suffixes (64k, 1G) here.",
     "type": "integer",
@@ -772,7 +986,14 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
       "invalid-zone-geometry",
       "corrupt-image",
       "io-error",
-      "memory-budget"
+      "memory-budget",
+      "nbd-server-running",
+      "nbd-server-not-running",
+      "insecure-address",
+      "export-id-in-use",
+      "export-name-in-use",
+      "export-not-found",
+      "export-in-use"
     ],
     "x-descriptions": {
       "zone-full": "The zone is full: its write pointer is at its capacity.",
@@ -808,7 +1029,14 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
       "invalid-zone-geometry": "The zone geometry breaks a rule of the format spec.",
       "corrupt-image": "The image's metadata is inconsistent.",
       "io-error": "The operating system reported an I/O error.",
-      "memory-budget": "The daemon's budget for bytes in flight (--memory-budget) had no room for the request within 10 s: other requests hold it. Retry, or move less per call."
+      "memory-budget": "The daemon's budget for bytes in flight (--memory-budget) had no room for the request within 10 s: other requests hold it. Retry, or move less per call.",
+      "nbd-server-running": "nbd-server-start was asked while the NBD server runs (nbd-server-stop first).",
+      "nbd-server-not-running": "The command needs the NBD server, which is not running (nbd-server-start first).",
+      "insecure-address": "Listening there would serve images without authentication: NBD over TCP is allowed on loopback only.",
+      "export-id-in-use": "An export with this id exists.",
+      "export-name-in-use": "An export with this export name exists on the NBD server.",
+      "export-not-found": "No export has this id.",
+      "export-in-use": "Clients are connected to the export (block-export-del mode hard disconnects them)."
     }
   },
   "ErrorData": {
@@ -1039,6 +1267,11 @@ export interface CommandTypes {
   "blockdev-write": { params: T.BlockdevWriteArguments; result: T.BlockdevWriteResult };
   "blockdev-flush": { params: T.BlockdevFlushArguments; result: T.BlockdevFlushResult };
   "blockdev-create": { params: T.BlockdevCreateArguments; result: T.BlockdevCreateResult };
+  "nbd-server-start": { params: T.NbdServerStartArguments; result: T.NbdServerStartResult };
+  "nbd-server-stop": { params: T.NbdServerStopArguments; result: T.NbdServerStopResult };
+  "block-export-add": { params: T.BlockExportAddArguments; result: T.BlockExportAddResult };
+  "block-export-del": { params: T.BlockExportDelArguments; result: T.BlockExportDelResult };
+  "query-block-exports": { params: T.QueryBlockExportsArguments; result: T.QueryBlockExportsResult };
   "qmp_capabilities": { params: T.QmpCapabilitiesArguments; result: T.QmpCapabilitiesResult };
   "query-version": { params: T.QueryVersionArguments; result: T.QueryVersionResult };
   "query-commands": { params: T.QueryCommandsArguments; result: T.QueryCommandsResult };
@@ -1059,6 +1292,7 @@ export type CommandParams<C extends CommandName> = CommandTypes[C]['params'];
 export type CommandResult<C extends CommandName> = CommandTypes[C]['result'];
 
 export interface EventTypes {
+  "BLOCK_EXPORT_DELETED": T.BlockExportDeletedEventData;
   "JOB_STATUS_CHANGE": T.JobStatusChangeEventData;
   "BLOCK_ZONES_CHANGED": T.BlockZonesChangedEventData;
 }
@@ -1338,6 +1572,151 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
     },
     "result": {
       "$ref": "#/definitions/Empty"
+    }
+  },
+  "nbd-server-start": {
+    "name": "nbd-server-start",
+    "module": "block-export",
+    "description": "Starts the NBD server: fixed newstyle negotiation, structured replies, the metadata contexts base:allocation and (on zoned nodes) qzoned:zones. A unix socket is created mode 0600 inside --image-dir. A TCP address must be loopback: NBD without TLS has no authentication, and qzoned does not offer NBD TLS, so any other host is refused (insecure-address) rather than opening a port that serves images to anyone who reaches it; tls-creds is refused for the same reason. Exports are added with block-export-add.",
+    "dialects": [
+      "qmp",
+      "json-rpc"
+    ],
+    "reasons": [
+      "nbd-server-running",
+      "insecure-address",
+      "unsupported-feature",
+      "path-outside-image-dir",
+      "io-error"
+    ],
+    "classes": [],
+    "params": {
+      "type": "object",
+      "properties": {
+        "addr": {
+          "$ref": "#/definitions/SocketAddressLegacy",
+          "description": "Where to listen."
+        },
+        "tls-creds": {
+          "description": "QEMU's TLS credentials object; qzoned has none, so giving it is refused (unsupported-feature).",
+          "type": "string"
+        },
+        "max-connections": {
+          "description": "The most clients connected at once (default 0: no limit); a client beyond it is disconnected as it connects. 1 also stops the server advertising that one export may be used over several connections, as QEMU.",
+          "type": "integer",
+          "minimum": 0,
+          "maximum": 4294967295
+        }
+      },
+      "required": [
+        "addr"
+      ],
+      "additionalProperties": false
+    },
+    "result": {
+      "$ref": "#/definitions/Empty"
+    }
+  },
+  "nbd-server-stop": {
+    "name": "nbd-server-stop",
+    "module": "block-export",
+    "description": "Stops the NBD server: stops listening, disconnects every client (requests in flight finish first) and deletes every NBD export, each with BLOCK_EXPORT_DELETED.",
+    "dialects": [
+      "qmp",
+      "json-rpc"
+    ],
+    "reasons": [
+      "nbd-server-not-running"
+    ],
+    "classes": [],
+    "params": {
+      "type": "object",
+      "properties": {},
+      "additionalProperties": false
+    },
+    "result": {
+      "$ref": "#/definitions/Empty"
+    }
+  },
+  "block-export-add": {
+    "name": "block-export-add",
+    "module": "block-export",
+    "description": "Exports a qcow2 node on the NBD server under an export name. Every client of the export works on the node's open image, as blockdev-read and blockdev-write do: one cache, so a flush on any connection covers every connection's writes.",
+    "dialects": [
+      "qmp",
+      "json-rpc"
+    ],
+    "reasons": [
+      "nbd-server-not-running",
+      "export-id-in-use",
+      "export-name-in-use",
+      "read-only-node",
+      "unsupported-feature"
+    ],
+    "classes": [
+      "DeviceNotFound"
+    ],
+    "params": {
+      "$ref": "#/definitions/BlockExportOptions"
+    },
+    "result": {
+      "$ref": "#/definitions/Empty"
+    }
+  },
+  "block-export-del": {
+    "name": "block-export-del",
+    "module": "block-export",
+    "description": "Deletes an export. Its name disappears from the server at once; BLOCK_EXPORT_DELETED is sent once its last client has gone, and only then may the node be deleted.",
+    "dialects": [
+      "qmp",
+      "json-rpc"
+    ],
+    "reasons": [
+      "export-not-found",
+      "export-in-use"
+    ],
+    "classes": [],
+    "params": {
+      "type": "object",
+      "properties": {
+        "id": {
+          "$ref": "#/definitions/ExportId",
+          "description": "The export to delete."
+        },
+        "mode": {
+          "$ref": "#/definitions/BlockExportRemoveMode",
+          "description": "What to do with connected clients (default safe)."
+        }
+      },
+      "required": [
+        "id"
+      ],
+      "additionalProperties": false
+    },
+    "result": {
+      "$ref": "#/definitions/Empty"
+    }
+  },
+  "query-block-exports": {
+    "name": "query-block-exports",
+    "module": "block-export",
+    "description": "Lists the exports, newest first, including those still shutting down.",
+    "dialects": [
+      "qmp",
+      "json-rpc"
+    ],
+    "reasons": [],
+    "classes": [],
+    "params": {
+      "type": "object",
+      "properties": {},
+      "additionalProperties": false
+    },
+    "result": {
+      "type": "array",
+      "items": {
+        "$ref": "#/definitions/BlockExportInfo"
+      }
     }
   },
   "qmp_capabilities": {
@@ -1863,6 +2242,23 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
 };
 
 export const EVENTS: Readonly<Record<EventName, EventSpec>> = {
+  "BLOCK_EXPORT_DELETED": {
+    "name": "BLOCK_EXPORT_DELETED",
+    "module": "block-export",
+    "description": "An export is gone: deleted with block-export-del (after its last client disconnected) or by nbd-server-stop.",
+    "data": {
+      "type": "object",
+      "properties": {
+        "id": {
+          "$ref": "#/definitions/ExportId"
+        }
+      },
+      "required": [
+        "id"
+      ],
+      "additionalProperties": false
+    }
+  },
   "JOB_STATUS_CHANGE": {
     "name": "JOB_STATUS_CHANGE",
     "module": "job",

@@ -36,6 +36,13 @@ export const REASONS = [
   "corrupt-image",
   "io-error",
   "memory-budget",
+  "nbd-server-running",
+  "nbd-server-not-running",
+  "insecure-address",
+  "export-id-in-use",
+  "export-name-in-use",
+  "export-not-found",
+  "export-in-use",
 ] as const;
 export type Reason = (typeof REASONS)[number];
 
@@ -83,6 +90,13 @@ export const REASON_DESCRIPTIONS: Readonly<Record<Reason, string>> = {
   "corrupt-image": "The image's metadata is inconsistent.",
   "io-error": "The operating system reported an I/O error.",
   "memory-budget": "The daemon's budget for bytes in flight (--memory-budget) had no room for the request within 10 s: other requests hold it. Retry, or move less per call.",
+  "nbd-server-running": "nbd-server-start was asked while the NBD server runs (nbd-server-stop first).",
+  "nbd-server-not-running": "The command needs the NBD server, which is not running (nbd-server-start first).",
+  "insecure-address": "Listening there would serve images without authentication: NBD over TCP is allowed on loopback only.",
+  "export-id-in-use": "An export with this id exists.",
+  "export-name-in-use": "An export with this export name exists on the NBD server.",
+  "export-not-found": "No export has this id.",
+  "export-in-use": "Clients are connected to the export (block-export-del mode hard disconnects them).",
 };
 
 export const ERROR_CLASS_DESCRIPTIONS: Readonly<Record<ErrorClass, string>> = {

@@ -71,6 +71,48 @@ export type ZoneCreateOptions = ZoneCreateOptionsNonZoned | ZoneCreateOptionsHos
  */
 export type BlockdevCreateOptions = BlockdevCreateOptionsFile | BlockdevCreateOptionsQcow2;
 /**
+ * The kind of address the NBD server listens on (the members of QEMU's SocketAddressType that qzoned serves).
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "SocketAddressType".
+ */
+export type SocketAddressType = 'inet' | 'unix';
+/**
+ * Where the NBD server listens: QEMU's SocketAddressLegacy, a union on type whose address sits in data, e.g. {"type": "unix", "data": {"path": "nbd.sock"}}.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "SocketAddressLegacy".
+ */
+export type SocketAddressLegacy = InetSocketAddressWrapper | UnixSocketAddressWrapper;
+/**
+ * The identifier of a block export, chosen by the client, as QEMU spells identifiers: a letter, then letters, digits, '-', '.' or '_'.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "ExportId".
+ */
+export type ExportId = string;
+/**
+ * The kind of export (the member of QEMU's BlockExportType that qzoned serves).
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockExportType".
+ */
+export type BlockExportType = 'nbd';
+/**
+ * Options of block-export-add: a union discriminated on type, as QEMU's.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockExportOptions".
+ */
+export type BlockExportOptions = BlockExportOptionsNbd;
+/**
+ * How block-export-del treats connected clients.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockExportRemoveMode".
+ */
+export type BlockExportRemoveMode = 'safe' | 'hard';
+/**
  * A byte count: a JSON integer from 0 to 2^53-1. Marked `x-size`, so the shell accepts suffixes (64k, 1G) here.
  *
  * This interface was referenced by `QzonedSchema`'s JSON-Schema
@@ -166,7 +208,14 @@ export type Reason =
   | 'invalid-zone-geometry'
   | 'corrupt-image'
   | 'io-error'
-  | 'memory-budget';
+  | 'memory-budget'
+  | 'nbd-server-running'
+  | 'nbd-server-not-running'
+  | 'insecure-address'
+  | 'export-id-in-use'
+  | 'export-name-in-use'
+  | 'export-not-found'
+  | 'export-in-use';
 /**
  * A job's state, QEMU's JobStatus. Success runs created, running, waiting, pending, concluded; failure runs created, running, aborting, concluded; job-dismiss ends in null.
  *
@@ -270,6 +319,48 @@ export type BlockdevFlushResult = Empty;
  * via the `definition` "BlockdevCreateResult".
  */
 export type BlockdevCreateResult = Empty;
+/**
+ * What nbd-server-start returns.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "NbdServerStartResult".
+ */
+export type NbdServerStartResult = Empty;
+/**
+ * What nbd-server-stop returns.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "NbdServerStopResult".
+ */
+export type NbdServerStopResult = Empty;
+/**
+ * Arguments of block-export-add.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockExportAddArguments".
+ */
+export type BlockExportAddArguments = BlockExportOptions;
+/**
+ * What block-export-add returns.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockExportAddResult".
+ */
+export type BlockExportAddResult = Empty;
+/**
+ * What block-export-del returns.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockExportDelResult".
+ */
+export type BlockExportDelResult = Empty;
+/**
+ * What query-block-exports returns.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "QueryBlockExportsResult".
+ */
+export type QueryBlockExportsResult = BlockExportInfo[];
 /**
  * What qmp_capabilities returns.
  *
@@ -679,6 +770,114 @@ export interface BlockdevCreateOptionsQcow2 {
   zone?: ZoneCreateOptions;
 }
 /**
+ * A TCP address, as QEMU's InetSocketAddress.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "InetSocketAddress".
+ */
+export interface InetSocketAddress {
+  /**
+   * The host name or IP address to listen on; it must be a loopback address (127.0.0.0/8, ::1 or localhost).
+   */
+  host: string;
+  /**
+   * The port, as a decimal string (QEMU's type; 10809 is NBD's registered port).
+   */
+  port: string;
+}
+/**
+ * A unix domain socket address, as QEMU's UnixSocketAddress.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "UnixSocketAddress".
+ */
+export interface UnixSocketAddress {
+  /**
+   * The socket file, resolved inside --image-dir like every file name the service is given. A stale socket file left there is replaced; any other file is refused.
+   */
+  path: Filename;
+}
+/**
+ * SocketAddressLegacy's inet member.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "InetSocketAddressWrapper".
+ */
+export interface InetSocketAddressWrapper {
+  /**
+   * Selects a TCP address.
+   */
+  type: 'inet';
+  data: InetSocketAddress;
+}
+/**
+ * SocketAddressLegacy's unix member.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "UnixSocketAddressWrapper".
+ */
+export interface UnixSocketAddressWrapper {
+  /**
+   * Selects a unix socket.
+   */
+  type: 'unix';
+  data: UnixSocketAddress;
+}
+/**
+ * An NBD export of a qcow2 node (QEMU's BlockExportOptions with its nbd member).
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockExportOptionsNbd".
+ */
+export interface BlockExportOptionsNbd {
+  /**
+   * Selects an NBD export.
+   */
+  type: 'nbd';
+  /**
+   * The export's identifier for block-export-del and query-block-exports; unique among exports.
+   */
+  id: ExportId;
+  /**
+   * The qcow2 node to export (zoned or not). While exported it cannot be deleted (node-in-use).
+   */
+  'node-name': NodeName;
+  /**
+   * Whether clients may write (default false). Needs a read-write node. On a zoned node every write follows the zone rules of blockdev-write.
+   */
+  writable?: boolean;
+  /**
+   * Flush the node (data, then write pointers) after every write request before answering it (default false: writes are durable after the client's flush, as with blockdev-write).
+   */
+  writethrough?: boolean;
+  /**
+   * The export name clients ask for (default: the node name). At most 4096 bytes of UTF-8, the NBD string limit.
+   */
+  name?: string;
+  /**
+   * A free-form description clients see (nbdinfo --list). At most 4096 bytes of UTF-8.
+   */
+  description?: string;
+}
+/**
+ * One export, as query-block-exports lists it.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockExportInfo".
+ */
+export interface BlockExportInfo {
+  type: BlockExportType;
+  id: ExportId;
+  /**
+   * The exported node.
+   */
+  'node-name': NodeName;
+  /**
+   * True once block-export-del (hard) has been asked and connected clients are still being disconnected.
+   */
+  'shutting-down': boolean;
+}
+/**
  * When an event happened, as QMP sends it: seconds and microseconds since the Unix epoch.
  *
  * This interface was referenced by `QzonedSchema`'s JSON-Schema
@@ -959,6 +1158,56 @@ export interface BlockdevCreateArguments {
   options: BlockdevCreateOptions;
 }
 /**
+ * Arguments of nbd-server-start.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "NbdServerStartArguments".
+ */
+export interface NbdServerStartArguments {
+  /**
+   * Where to listen.
+   */
+  addr: SocketAddressLegacy;
+  /**
+   * QEMU's TLS credentials object; qzoned has none, so giving it is refused (unsupported-feature).
+   */
+  'tls-creds'?: string;
+  /**
+   * The most clients connected at once (default 0: no limit); a client beyond it is disconnected as it connects. 1 also stops the server advertising that one export may be used over several connections, as QEMU.
+   */
+  'max-connections'?: number;
+}
+/**
+ * Arguments of nbd-server-stop.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "NbdServerStopArguments".
+ */
+export interface NbdServerStopArguments {}
+/**
+ * Arguments of block-export-del.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockExportDelArguments".
+ */
+export interface BlockExportDelArguments {
+  /**
+   * The export to delete.
+   */
+  id: ExportId;
+  /**
+   * What to do with connected clients (default safe).
+   */
+  mode?: BlockExportRemoveMode;
+}
+/**
+ * Arguments of query-block-exports.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "QueryBlockExportsArguments".
+ */
+export interface QueryBlockExportsArguments {}
+/**
  * Arguments of qmp_capabilities.
  *
  * This interface was referenced by `QzonedSchema`'s JSON-Schema
@@ -1176,6 +1425,15 @@ export interface BlockdevZoneInjectArguments {
    */
   offset: Offset;
   condition: ZoneInjectCondition;
+}
+/**
+ * Data of BLOCK_EXPORT_DELETED.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockExportDeletedEventData".
+ */
+export interface BlockExportDeletedEventData {
+  id: ExportId;
 }
 /**
  * Data of JOB_STATUS_CHANGE.

@@ -2,13 +2,14 @@
 import type { HandlerTable } from '../rpc/dispatch.js';
 import { blockCoreHandlers } from './block-core.js';
 import { blockCreateHandlers } from './block-create.js';
+import { blockExportHandlers } from './block-export.js';
 import { controlHandlers } from './control.js';
 import { jobHandlers } from './job.js';
 import { zoneHandlers } from './zone.js';
 import { zloopHandlers } from './zloop.js';
 import type { Services } from './services.js';
 
-export type { Services, VersionNumbers } from './services.js';
+export type { ExportService, Services, VersionNumbers } from './services.js';
 
 export function createHandlers(services: Services): HandlerTable {
   return {
@@ -16,6 +17,7 @@ export function createHandlers(services: Services): HandlerTable {
     ...jobHandlers(services),
     ...blockCoreHandlers(services),
     ...blockCreateHandlers(services),
+    ...blockExportHandlers(services),
     ...zoneHandlers(services),
     ...zloopHandlers(services),
   };

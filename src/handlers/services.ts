@@ -3,6 +3,7 @@ import type { BlockGraph } from '../block/graph.js';
 import type { JobList } from '../jobs/job-list.js';
 import type { EventBus } from '../rpc/events.js';
 import type { Logger } from '../log.js';
+import type { BlockExportDelArguments, BlockExportInfo, BlockExportOptions, NbdServerStartArguments } from '../generated/types.js';
 
 export interface VersionNumbers {
   major: number;
@@ -12,8 +13,27 @@ export interface VersionNumbers {
   package: string;
 }
 
+/**
+ * The NBD server and its exports, as schema/block-export.json's commands need them. Declared here
+ * and implemented in src/nbd/exports.ts, which sits above the handlers; the daemon joins the two.
+ */
+export interface ExportService {
+  /**
+   * nbd-server-start. A unix socket path resolves inside --image-dir, as every file name a client
+   * gives; `anyPath` is for the operator's own `qzoned serve --nbd`, which places it anywhere.
+   */
+  startServer(args: NbdServerStartArguments, options?: { anyPath?: boolean }): Promise<void>;
+  stopServer(): Promise<void>;
+  add(options: BlockExportOptions): void;
+  del(args: BlockExportDelArguments): void;
+  list(): BlockExportInfo[];
+  /** Shutdown: the server stopped and every export gone, if any. */
+  close(): Promise<void>;
+}
+
 export interface Services {
   graph: BlockGraph;
+  exports: ExportService;
   jobs: JobList;
   events: EventBus;
   log: Logger;
