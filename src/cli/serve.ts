@@ -2,7 +2,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { reportError, type CliContext } from './context.js';
+import { collect, reportError, type CliContext } from './context.js';
+import { applyExportFlags } from './serve-exports.js';
 import { parseSize, usageError } from './size.js';
 import { HOST_PORT_EXAMPLES, matchHostPort } from './host-port.js';
 import { closeOnSignals, DEFAULT_MAX_MESSAGE_SIZE, startDaemon, type ListenerConfig } from '../daemon.js';
@@ -22,6 +23,10 @@ export interface ServeOptions {
   maxMessageSize: string;
   memoryBudget?: string;
   logLevel: string;
+  /** The NBD flags (serve-exports.ts); commander always fills the lists. */
+  blockdev?: string[];
+  nbd?: string;
+  export?: string[];
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -130,6 +135,9 @@ export function serveCommand(ctx: CliContext): Command {
     .option('--max-message-size <size>', 'largest message a client may send (suffixes allowed)', String(DEFAULT_MAX_MESSAGE_SIZE))
     .option('--memory-budget <size>', 'bytes in flight across all clients (messages being received, replies being built and sent); each connection may hold a quarter', `${DEFAULT_MEMORY_BUDGET / 1048576}M`)
     .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')}`, 'info')
+    .option('--blockdev <options>', 'add a node at start, as blockdev-add (key=value,... or JSON; file names inside --image-dir); repeatable', collect, [] as string[])
+    .option('--nbd <addr>', 'start the NBD server on unix:PATH or a loopback HOST:PORT, as nbd-server-start')
+    .option('--export <options>', 'export a node on the NBD server, as block-export-add (type=nbd,id=ID,node-name=NODE[,writable=on][,name=NAME]); repeatable', collect, [] as string[])
     .action(async (opts: ServeOptions) => {
       try {
         if (!LOG_LEVELS.includes(opts.logLevel)) {
@@ -145,6 +153,12 @@ export function serveCommand(ctx: CliContext): Command {
         if (malloc.applied) log.debug('malloc keeps freed memory for reuse (src/io/native/malloc.c)');
         else log.info({ why: malloc.why }, 'malloc left at its defaults: large buffers fault in page by page');
         const daemon = await startDaemon({ imageDir: path.resolve(opts.imageDir), listeners, log });
+        try {
+          await applyExportFlags(daemon, { blockdev: opts.blockdev ?? [], nbd: opts.nbd, export: opts.export ?? [] });
+        } catch (e) {
+          await daemon.close();
+          throw e;
+        }
         ctx.exitCode = await new Promise<number>((resolve) => {
           const detach = closeOnSignals(daemon, log, (status) => {
             detach();
