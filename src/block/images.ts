@@ -32,7 +32,7 @@ export interface ImageCreateOptions {
 export interface ZonedOps {
   readonly zoned: true;
   /** The synchronous data path, with zone append. */
-  readonly syncPath: SyncDataPath & { append(zoneStart: number, data: Buffer): number };
+  readonly syncPath: ZonedSyncPath;
   zoneInfo(): ZoneInfo;
   zoneReport(offset?: number, nrZones?: number, conditions?: ZoneCondition[]): ZoneDescriptor[];
   zoneMgmt(op: MgmtOp, range: { offset: number; length: number } | 'all'): Promise<void>;
@@ -53,6 +53,12 @@ export interface SyncDataPath {
   /** Reads out.length bytes at offset into `out`, filling every byte (a reply buffer, no copy). */
   readInto(out: Buffer, offset: number): void;
   write(offset: number, data: Buffer): void;
+}
+
+/** A zoned image's synchronous path: zone append, and write-zeroes under the same zone rules. */
+export interface ZonedSyncPath extends SyncDataPath {
+  append(zoneStart: number, data: Buffer): number;
+  writeZeroes(offset: number, length: number): void;
 }
 
 /** Data path common to plain and zoned images (zoned ones enforce zone rules on writes). */
@@ -106,7 +112,7 @@ class ZonedBlockImage implements BlockImage, ZonedOps {
   readonly zoned = true as const;
   constructor(readonly image: ZonedImage) {}
   get qcow2(): Qcow2Image { return this.image.qcow2; }
-  get syncPath(): SyncDataPath & { append(zoneStart: number, data: Buffer): number } { return this.image; }
+  get syncPath(): ZonedSyncPath { return this.image; }
   get path(): string { return this.image.qcow2.path; }
   get virtualSize(): number { return this.image.virtualSize; }
   get readOnly(): boolean { return this.image.qcow2.readOnly; }

@@ -130,13 +130,45 @@ export class NbdExport {
    * happens before this returns its promise, so requests reach the engine in arrival order.
    */
   async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
-    await this.image.write(offset, data);
+    const zoned = this.zoned;
+    if (zoned && this.crossesZones(zoned, offset, data.length)) {
+      for (const [at, end] of this.zonePieces(zoned, offset, data.length)) zoned.syncPath.write(at, data.subarray(at - offset, end - offset));
+    } else {
+      await this.image.write(offset, data);
+    }
     if (fua || this.writethrough) await this.image.flush();
   }
 
   async writeZeroes(offset: number, length: number, fua: boolean): Promise<void> {
-    await this.image.writeZeroes(offset, length);
+    const zoned = this.zoned;
+    if (zoned && this.crossesZones(zoned, offset, length)) {
+      for (const [at, end] of this.zonePieces(zoned, offset, length)) zoned.syncPath.writeZeroes(at, end - at);
+    } else {
+      await this.image.writeZeroes(offset, length);
+    }
     if (fua || this.writethrough) await this.image.flush();
+  }
+
+  /**
+   * A write that spans zones is done zone by zone, as Linux's block layer splits a bio at zone
+   * boundaries (chunk_sectors) before a zoned drive sees it: each piece follows blockdev-write's
+   * rules, the first refused piece fails the request, and the pieces before it stay written, as
+   * on the drive. Out of range stays one call, so it fails with the engine's sentence.
+   */
+  private crossesZones(zoned: ZonedOps, offset: number, length: number): boolean {
+    if (length === 0 || offset + length > this.size) return false;
+    const zs = zoned.zoneInfo().size;
+    return Math.floor(offset / zs) !== Math.floor((offset + length - 1) / zs);
+  }
+
+  private *zonePieces(zoned: ZonedOps, offset: number, length: number): Iterable<[number, number]> {
+    const zs = zoned.zoneInfo().size;
+    const end = offset + length;
+    for (let at = offset; at < end;) {
+      const next = Math.min(end, (Math.floor(at / zs) + 1) * zs);
+      yield [at, next];
+      at = next;
+    }
   }
 
   /** NBD's TRIM: a hint. On a zoned node only the part in conventional zones is discarded. */
