@@ -147,8 +147,7 @@ export async function nbdFixture(t: ExecutionContext, options: { startServer?: b
 
 /** A plain qcow2 node `name` on a new image of `size` bytes, exported writable under its name. */
 export async function exportPlain(f: NbdFixture, name: string, size: number, extra: Record<string, unknown> = {}): Promise<void> {
-  await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', f.file(`${name}.qcow2`), String(size)]);
-  await f.client.call('blockdev-add', { driver: 'qcow2', 'node-name': name, file: { driver: 'file', filename: `${name}.qcow2` } });
+  await addNode(f, name, size);
   await f.client.call('block-export-add', { type: 'nbd', id: name, 'node-name': name, writable: true, ...extra });
 }
 
@@ -172,9 +171,14 @@ export async function addZonedNode(f: NbdFixture, name: string, g: ZonedGeometry
   if (g.maxOpen !== undefined) zone['max-open-zones'] = g.maxOpen;
   if (g.maxActive !== undefined) zone['max-active-zones'] = g.maxActive;
   if (g.capacity !== undefined) zone.capacity = g.capacity;
+  await addNode(f, name, g.size, zone);
+}
+
+/** blockdev-create (a job) then blockdev-add of `name`.qcow2; zoned when `zone` is given. */
+export async function addNode(f: NbdFixture, name: string, size: number, zone?: Record<string, unknown>): Promise<void> {
   await f.client.call('blockdev-create', {
     'job-id': `create-${name}`,
-    options: { driver: 'qcow2', file: { driver: 'file', filename: `${name}.qcow2` }, size: g.size, zone: zone as { mode: 'host-managed' } },
+    options: { driver: 'qcow2', file: { driver: 'file', filename: `${name}.qcow2` }, size, ...(zone ? { zone: zone as { mode: 'host-managed' } } : {}) },
   });
   const job = await f.client.waitForJob(`create-${name}`);
   if (job.error) throw new Error(`creating ${name}: ${job.error}`);
