@@ -110,7 +110,7 @@ export interface NbdFixture {
  * A daemon with its JSON-RPC socket and a running NBD server, both in a fresh directory removed
  * afterwards; the daemon is closed (every image flushed) before the directory goes.
  */
-export async function nbdFixture(t: ExecutionContext, options: { startServer?: boolean; handshakeTimeoutMs?: number } = {}): Promise<NbdFixture> {
+export async function nbdFixture(t: ExecutionContext, options: { startServer?: boolean; handshakeTimeoutMs?: number; zoneEventIntervalMs?: number } = {}): Promise<NbdFixture> {
   const dir = tempDir(t, 'qzoned-nbd-');
   const images = path.join(dir, 'images');
   fs.mkdirSync(images);
@@ -119,7 +119,7 @@ export async function nbdFixture(t: ExecutionContext, options: { startServer?: b
     imageDir: images,
     listeners: { socket: sock, qmp: null, ws: null, maxMessageSize: 32 * MiB },
     log: silentLogger,
-    zoneEventIntervalMs: 10,
+    zoneEventIntervalMs: options.zoneEventIntervalMs ?? 10,
     nbdHandshakeTimeoutMs: options.handshakeTimeoutMs,
   });
   const client = await connectUnix(sock);

@@ -115,3 +115,56 @@ if (!hasQsd) {
     }
   });
 }
+
+const exportsTitle = 'query-qmp-schema: the NBD export commands and event have QEMU 7.2\'s member names and types';
+if (!hasQsd) {
+  test.skip(`${exportsTitle} (qemu-storage-daemon not installed)`, () => {});
+} else {
+  test(exportsTitle, async (t) => {
+    const theirs = index(await qemuSchema(tempDir(t)));
+    const ours = index(buildQmpSchema(loadSchemaDir(join(root, 'schema'))) as Entry[]);
+    /** Members of an object type and of its variants, by name. */
+    const allMembers = (m: Map<string, Entry>, typeName: string): Map<string, string> => {
+      const out = memberKinds(m, typeName);
+      for (const v of (m.get(typeName)!.variants ?? []) as Array<{ case: string; type: string }>) {
+        for (const [k, kind] of memberKinds(m, v.type)) out.set(`${v.case}.${k}`, kind);
+      }
+      return out;
+    };
+    for (const command of ['nbd-server-start', 'nbd-server-stop', 'block-export-add', 'block-export-del', 'query-block-exports']) {
+      const q = theirs.get(command);
+      const o = ours.get(command);
+      t.truthy(q, `${command} exists in QEMU`);
+      t.truthy(o, `${command} exists in qzoned`);
+      const qArgs = allMembers(theirs, q!['arg-type'] as string);
+      const flatQ = new Map([...qArgs].map(([k, v]) => [k.replace(/^[a-z-]+\./, ''), v]));
+      for (const [name, kind] of allMembers(ours, o!['arg-type'] as string)) {
+        t.is(flatQ.get(name.replace(/^[a-z-]+\./, '')), kind, `${command}: argument ${name}`);
+      }
+    }
+    // block-export-add is a union on type whose nbd variant carries name and description, as QEMU's.
+    const addArgs = (m: Map<string, Entry>) => m.get(m.get('block-export-add')!['arg-type'] as string)!;
+    t.is(addArgs(ours).tag, 'type');
+    t.deepEqual((addArgs(ours).variants as Array<{ case: string }>).map((v) => v.case), ['nbd']);
+    // nbd-server-start's addr: SocketAddressLegacy, a union on type with the address in data.
+    const addr = (m: Map<string, Entry>) => {
+      const args = m.get(m.get('nbd-server-start')!['arg-type'] as string)!;
+      return m.get((args.members as Array<{ name: string; type: string }>).find((x) => x.name === 'addr')!.type)!;
+    };
+    t.is(addr(ours).tag, addr(theirs).tag);
+    const variantData = (m: Map<string, Entry>, which: string) => {
+      const v = (addr(m).variants as Array<{ case: string; type: string }>).find((x) => x.case === which)!;
+      const data = (m.get(v.type)!.members as Array<{ name: string; type: string }>).find((x) => x.name === 'data')!;
+      return memberKinds(m, data.type);
+    };
+    for (const which of ['unix', 'inet']) {
+      const q = variantData(theirs, which);
+      for (const [name, kind] of variantData(ours, which)) t.is(q.get(name), kind, `addr ${which}: ${name}`);
+    }
+    // query-block-exports returns QEMU's BlockExportInfo members; BLOCK_EXPORT_DELETED carries id.
+    const retMembers = (m: Map<string, Entry>) => memberKinds(m, m.get(m.get('query-block-exports')!['ret-type'] as string)!['element-type'] as string);
+    t.deepEqual([...retMembers(ours).keys()].sort(), [...retMembers(theirs).keys()].sort());
+    const eventMembers = (m: Map<string, Entry>) => memberKinds(m, m.get('BLOCK_EXPORT_DELETED')!['arg-type'] as string);
+    t.deepEqual([...eventMembers(ours)], [...eventMembers(theirs)]);
+  });
+}
