@@ -1,18 +1,20 @@
 /**
  * `npm run bench`: every benchmark of the project, printed as ratios against references measured
- * in the same run. `npm run bench -- qcow2` or `-- zones` runs one group.
+ * in the same run. `npm run bench -- qcow2`, `-- zones`, `-- rpc` or `-- nbd` runs one group.
  */
 import { printSummary } from './lib.js';
 import { qcow2Benchmarks } from './qcow2.js';
 import { zoneBenchmarks } from './zones.js';
 import { rpcBenchmarks } from './rpc.js';
 import { stallBenchmarks } from './stalls.js';
+import { nbdBenchmarks } from './nbd.js';
 
 const groups: Record<string, () => Promise<void>> = {
   qcow2: qcow2Benchmarks,
   zones: zoneBenchmarks,
   rpc: rpcBenchmarks,
   stalls: stallBenchmarks,
+  nbd: nbdBenchmarks,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -17,7 +17,8 @@ import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { TurnCork } from '../transport/transport.js';
-import { ByteQueue } from './byte-queue.js';
+import { BufferPool } from './buffer-pool.js';
+import { NbdInput } from './input.js';
 import { nbdFailure, type RequestKind } from './errors.js';
 import type { ExportClient, NbdExport, ReadRun } from './export.js';
 import {
@@ -84,8 +85,8 @@ interface Selected {
 
 export class NbdConnection implements ExportClient {
   readonly peer: string;
-  private readonly queue = new ByteQueue();
   private readonly cork: TurnCork;
+  private readonly pool = new BufferPool();
   private readonly log: Logger;
   private phase: Phase = 'client-flags';
   private noZeroes = false;
@@ -106,11 +107,14 @@ export class NbdConnection implements ExportClient {
   private graceTimer: NodeJS.Timeout | null = null;
   private finished = false;
 
-  constructor(private readonly socket: Socket, private readonly host: ConnectionHost, peer: string) {
+  /**
+   * `input` is where the socket's reads land: the server wires the socket's onread to it and to
+   * onRead(), or, without onread, passes chunks to onData().
+   */
+  constructor(private readonly socket: Socket, private readonly host: ConnectionHost, peer: string, readonly input: NbdInput) {
     this.peer = peer;
     this.log = host.log.child({ peer });
     this.cork = new TurnCork(socket);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.resume('output'));
     socket.on('error', (e) => this.log.debug({ err: e }, 'NBD connection error'));
     socket.on('close', () => this.onClose());
@@ -131,17 +135,34 @@ export class NbdConnection implements ExportClient {
 
   // ---- input -----------------------------------------------------------------------------------
 
-  private onData(chunk: Buffer): void {
-    if (this.phase === 'closing') return;
-    this.queue.push(chunk);
+  /** n bytes landed where input.nextBuffer() said. */
+  onRead(n: number): void {
+    this.afterRead(this.input.arrived(n));
+  }
+
+  /** A chunk read without onread. */
+  onData(chunk: Buffer): void {
+    this.input.feed(chunk, (payload) => this.afterRead(payload));
+  }
+
+  private afterRead(payload: Buffer | null): void {
+    if (this.phase === 'closing') {
+      this.input.clear();
+      return;
+    }
+    if (payload) {
+      const request = this.pendingWrite!;
+      this.pendingWrite = null;
+      this.handleRequest(request, payload);
+    }
     this.pump();
   }
 
-  /** Parses and handles whatever complete messages the queue holds. */
+  /** Parses and handles whatever complete messages the input holds. */
   private pump(): void {
     while (this.phase !== 'closing' && this.pausedFor.size === 0) {
       if (this.skipping > 0) {
-        this.skipping -= this.queue.skip(this.skipping);
+        this.skipping -= this.input.skip(this.skipping);
         if (this.skipping > 0) return;
         const next = this.afterSkip;
         this.afterSkip = null;
@@ -149,8 +170,8 @@ export class NbdConnection implements ExportClient {
         continue;
       }
       if (this.phase === 'client-flags') {
-        if (this.queue.length < 4) return;
-        this.clientFlags(this.queue.take(4).readUInt32BE(0));
+        if (this.input.length < 4) return;
+        this.clientFlags(this.input.take(4).readUInt32BE(0));
       } else if (this.phase === 'options') {
         if (!this.optionStep()) return;
       } else if (!this.requestStep()) {
@@ -174,8 +195,8 @@ export class NbdConnection implements ExportClient {
   /** One option, if complete; false when more bytes are needed. */
   private optionStep(): boolean {
     if (!this.option) {
-      if (this.queue.length < OPTION_HEADER_SIZE) return false;
-      const h = this.queue.take(OPTION_HEADER_SIZE);
+      if (this.input.length < OPTION_HEADER_SIZE) return false;
+      const h = this.input.take(OPTION_HEADER_SIZE);
       if (h.readBigUInt64BE(0) !== IHAVEOPT) {
         this.log.info('NBD client sent an option without the IHAVEOPT magic; disconnecting');
         this.hardClose();
@@ -195,10 +216,11 @@ export class NbdConnection implements ExportClient {
       }
       this.option = { code, length };
     }
-    if (this.queue.length < this.option.length) return false;
+    if (this.input.length < this.option.length) return false;
     const { code, length } = this.option;
     this.option = null;
-    this.handleOption(code, length === 0 ? Buffer.alloc(0) : this.queue.take(length));
+    // A copy: the scratch the view points into is reused by the next read.
+    this.handleOption(code, Buffer.from(this.input.take(length)));
     return true;
   }
 
@@ -335,37 +357,39 @@ export class NbdConnection implements ExportClient {
 
   /** One request, if complete; false when more bytes are needed. */
   private requestStep(): boolean {
-    if (!this.pendingWrite) {
-      if (this.queue.length < REQUEST_HEADER_SIZE) return false;
-      const h = this.queue.take(REQUEST_HEADER_SIZE);
-      if (h.readUInt32BE(0) !== REQUEST_MAGIC) {
-        this.log.info('NBD request without the request magic; disconnecting');
-        this.hardClose();
-        return false;
-      }
-      const hi = h.readUInt32BE(16);
-      const request: Request = {
-        flags: h.readUInt16BE(4),
-        type: h.readUInt16BE(6),
-        cookie: h.subarray(8, 16),
-        offset: hi < 2 ** 21 ? hi * 2 ** 32 + h.readUInt32BE(20) : NaN,
-        length: h.readUInt32BE(24),
-      };
-      if (request.type !== CMD.WRITE) {
-        this.handleRequest(request, null);
-        return true;
-      }
-      if (request.length > MAX_PAYLOAD) {
-        // Read past the payload so the stream stays in step, then refuse.
-        this.skip(request.length, () => this.replyError(request, NBD_ERR.EINVAL, `a write of ${request.length} bytes is more than the maximum payload (${MAX_PAYLOAD} bytes)`));
-        return true;
-      }
-      this.pendingWrite = request;
+    // A payload being read into its own buffer: afterRead() takes it from here.
+    if (this.pendingWrite) return false;
+    if (this.input.length < REQUEST_HEADER_SIZE) return false;
+    const h = this.input.take(REQUEST_HEADER_SIZE);
+    if (h.readUInt32BE(0) !== REQUEST_MAGIC) {
+      this.log.info('NBD request without the request magic; disconnecting');
+      this.hardClose();
+      return false;
     }
-    if (this.queue.length < this.pendingWrite.length) return false;
-    const request = this.pendingWrite;
-    this.pendingWrite = null;
-    this.handleRequest(request, this.queue.take(request.length));
+    const hi = h.readUInt32BE(16);
+    const request: Request = {
+      flags: h.readUInt16BE(4),
+      type: h.readUInt16BE(6),
+      // A copy: replies may go out after the scratch holding the header was reused.
+      cookie: Buffer.from(h.subarray(8, 16)),
+      offset: hi < 2 ** 21 ? hi * 2 ** 32 + h.readUInt32BE(20) : NaN,
+      length: h.readUInt32BE(24),
+    };
+    if (request.type !== CMD.WRITE || request.length === 0) {
+      this.handleRequest(request, request.type === CMD.WRITE ? Buffer.alloc(0) : null);
+      return true;
+    }
+    if (request.length > MAX_PAYLOAD) {
+      // Read past the payload so the stream stays in step, then refuse.
+      this.skip(request.length, () => this.replyError(request, NBD_ERR.EINVAL, `a write of ${request.length} bytes is more than the maximum payload (${MAX_PAYLOAD} bytes)`));
+      return true;
+    }
+    const payload = this.input.payload(request.length);
+    if (payload === null) {
+      this.pendingWrite = request;
+      return false;
+    }
+    this.handleRequest(request, payload);
     return true;
   }
 
@@ -442,10 +466,11 @@ export class NbdConnection implements ExportClient {
       return;
     }
     const header = this.structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
-    const reply = Buffer.allocUnsafe(header + r.length);
+    const reply = this.pool.get(header + r.length);
     try {
       exp.readInto(reply.subarray(header), r.offset);
     } catch (e) {
+      this.pool.release(reply);
       this.replyFailure(r, 'read', e);
       return;
     }
@@ -455,7 +480,7 @@ export class NbdConnection implements ExportClient {
     } else {
       writeSimpleReply(reply, 0, r.cookie, 0);
     }
-    this.send(reply);
+    this.send(reply, true);
   }
 
   /** A structured read with holes: data chunks for stored runs, hole chunks for the zeros. */
@@ -472,7 +497,7 @@ export class NbdConnection implements ExportClient {
           chunks.push(b);
           return;
         }
-        const b = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + 8 + run.length);
+        const b = this.pool.get(STRUCTURED_HEADER_SIZE + 8 + run.length);
         exp.readInto(b.subarray(STRUCTURED_HEADER_SIZE + 8), run.offset);
         writeStructuredHeader(b, 0, flags, REPLY_TYPE.OFFSET_DATA, r.cookie, 8 + run.length);
         writeOffset(b, STRUCTURED_HEADER_SIZE, run.offset);
@@ -480,10 +505,11 @@ export class NbdConnection implements ExportClient {
       });
     } catch (e) {
       // Nothing has been sent: the whole reply is the error.
+      for (const c of chunks) this.pool.release(c);
       this.replyFailure(r, 'read', e);
       return;
     }
-    for (const c of chunks) this.send(c);
+    for (const c of chunks) this.send(c, true);
   }
 
   private blockStatus(r: Request, exp: NbdExport): void {
@@ -537,15 +563,21 @@ export class NbdConnection implements ExportClient {
   }
 
   private replyError(r: Request, errno: NbdErrno, message: string): void {
+    this.log.debug({ command: COMMAND_NAMES[r.type] ?? r.type, offset: r.offset, length: r.length, errno, message }, 'NBD request refused');
     this.send(this.structured ? encodeStructuredError(r.cookie, errno, message) : encodeSimpleReply(r.cookie, errno));
   }
 
   // ---- output and lifecycle --------------------------------------------------------------------
 
-  private send(bytes: Buffer): void {
-    if (this.socket.destroyed) return;
+  /** Queues bytes for the client; a `pooled` buffer goes back to the pool once written. */
+  private send(bytes: Buffer, pooled = false): void {
+    if (this.socket.destroyed) {
+      if (pooled) this.pool.release(bytes);
+      return;
+    }
     this.cork.hold();
-    this.socket.write(bytes);
+    if (pooled) this.socket.write(bytes, () => this.pool.release(bytes));
+    else this.socket.write(bytes);
     if (this.socket.writableLength > OUTPUT_HIGH_WATER) this.pause('output');
   }
 
@@ -570,7 +602,7 @@ export class NbdConnection implements ExportClient {
   private startClosing(): void {
     if (this.phase === 'closing') return;
     this.phase = 'closing';
-    this.queue.clear();
+    this.input.clear();
     this.pendingWrite = null;
     this.socket.pause();
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
@@ -592,7 +624,7 @@ export class NbdConnection implements ExportClient {
   /** A hard disconnect: nothing more is read or written. */
   private hardClose(): void {
     this.phase = 'closing';
-    this.queue.clear();
+    this.input.clear();
     this.socket.destroy();
   }
 
@@ -602,7 +634,7 @@ export class NbdConnection implements ExportClient {
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.phase = 'closing';
-    this.queue.clear();
+    this.input.clear();
     this.exp?.detach(this);
     this.host.closed(this);
     this.log.debug('NBD connection closed');

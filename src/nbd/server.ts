@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { QzonedError } from '../errors.js';
 import { listenUnix, removeSocketFile } from '../transport/unix.js';
 import { NbdConnection, type ConnectionHost } from './connection.js';
+import { NbdInput } from './input.js';
 import type { NbdExport } from './export.js';
 
 export type NbdAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
@@ -19,9 +20,27 @@ export interface NbdServerOptions {
   log: Logger;
   /** How long a client may take to reach the transmission phase (QEMU's default is 10 s too). */
   handshakeTimeoutMs?: number;
+  /** 'data' reads chunks Node allocates instead of reading into the connection's buffers (tests). */
+  readMode?: 'onread' | 'data';
 }
 
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * A socket that reads into the buffers `onread` hands it, made from one the server accepted:
+ * net.Server cannot be asked for onread, so the accepted socket's handle moves to a new Socket
+ * that has it (`_handle` is the one private field this uses). The emptied socket is destroyed,
+ * which releases it from the server's count; the NBD server counts its connections itself. Null
+ * where the handle cannot be taken; the caller then reads 'data' events.
+ */
+function withOnread(accepted: net.Socket, onread: { buffer: () => Buffer; callback: (n: number) => void }): net.Socket | null {
+  const shell = accepted as unknown as { _handle?: unknown };
+  const handle = shell._handle;
+  if (!handle) return null;
+  shell._handle = null;
+  accepted.destroy();
+  return new net.Socket({ handle, readable: true, writable: true, onread } as net.SocketConstructorOpts);
+}
 
 export class NbdServer implements ConnectionHost {
   readonly multiConn: boolean;
@@ -32,16 +51,21 @@ export class NbdServer implements ConnectionHost {
   private readonly whenEmpty = new Set<() => void>();
   private stopping: Promise<void> | null = null;
 
+  private readonly maxConnections: number;
+  private readonly readMode: 'onread' | 'data';
+
   private constructor(private readonly server: net.Server, readonly address: NbdAddress, options: NbdServerOptions) {
     this.log = options.log;
+    this.maxConnections = options.maxConnections;
+    this.readMode = options.readMode ?? 'onread';
     this.multiConn = options.maxConnections !== 1;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
   }
 
   /** Listens on a unix socket (mode 0600, a stale socket file replaced) or a TCP address. */
   static async listen(options: NbdServerOptions): Promise<NbdServer> {
-    const server = net.createServer({ noDelay: true });
-    if (options.maxConnections > 0) server.maxConnections = options.maxConnections;
+    // Paused, so no byte is read before the socket's reads are redirected (withOnread).
+    const server = net.createServer({ pauseOnConnect: true });
     const address = options.address;
     if (address.kind === 'unix') {
       await listenUnix(server, address.path);
@@ -62,7 +86,6 @@ export class NbdServer implements ConnectionHost {
       : address;
     const nbd = new NbdServer(server, bound, options);
     server.on('connection', (socket) => nbd.accept(socket));
-    server.on('drop', (data) => nbd.log.info({ peer: data?.remoteAddress, maxConnections: options.maxConnections }, 'NBD client refused: max-connections reached'));
     return nbd;
   }
 
@@ -104,15 +127,31 @@ export class NbdServer implements ConnectionHost {
 
   // ---- connections -----------------------------------------------------------------------------
 
-  private accept(socket: net.Socket): void {
+  private accept(accepted: net.Socket): void {
     if (this.stopping) {
-      socket.destroy();
+      accepted.destroy();
       return;
     }
-    const peer = this.address.kind === 'unix' ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`;
-    const connection = new NbdConnection(socket, this, peer);
+    const peer = this.address.kind === 'unix' ? 'unix' : `${accepted.remoteAddress}:${accepted.remotePort}`;
+    if (this.maxConnections > 0 && this.connections.size >= this.maxConnections) {
+      this.log.info({ peer, maxConnections: this.maxConnections }, 'NBD client refused: max-connections reached');
+      accepted.destroy();
+      return;
+    }
+    const input = new NbdInput();
+    let connection: NbdConnection | null = null;
+    const adopted = this.readMode === 'onread'
+      ? withOnread(accepted, { buffer: () => input.nextBuffer(), callback: (n) => { connection!.onRead(n); } })
+      : null;
+    const socket = adopted ?? accepted;
+    if (this.address.kind === 'tcp') socket.setNoDelay(true);
+    connection = new NbdConnection(socket, this, peer, input);
+    if (!adopted) {
+      socket.on('data', (chunk: Buffer) => connection!.onData(chunk));
+      socket.resume();
+    }
     this.connections.add(connection);
-    this.log.debug({ peer, connections: this.connections.size }, 'NBD client connected');
+    this.log.debug({ peer, connections: this.connections.size, reads: adopted ? 'onread' : 'data' }, 'NBD client connected');
   }
 
   closed(connection: NbdConnection): void {
