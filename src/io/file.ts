@@ -27,6 +27,8 @@ export interface BlockFile {
    * were done. Files without it are written at once.
    */
   pwriteBehind?(buf: Buffer, pos: number): void;
+  /** With pwriteBehind: runs `fn` once no buffer given to it so far is referenced any more. */
+  afterQueued?(fn: () => void): void;
   /** Makes every completed write durable (fdatasync). The only ordering point between writes. */
   sync(): void;
   /**

@@ -34,6 +34,8 @@ interface QueuedWrite {
 
 export class WriteBehindFile implements BlockFile {
   private queue: QueuedWrite[] = [];
+  /** Waiting for the queue to be performed (afterQueued). */
+  private released: Array<() => void> = [];
   private failure: QzonedError | null = null;
   private closed = false;
   private readonly drainAtTurnEnd = (): void => {
@@ -118,19 +120,35 @@ export class WriteBehindFile implements BlockFile {
     if (this.closed) throw fail('io-error', `'${this.name}' is closed`);
   }
 
+  /**
+   * Runs `fn` once every write queued so far has been performed, or dropped by a failure: from
+   * then on no buffer given to pwriteBehind() is referenced here, so its owner may reuse it. At
+   * once when nothing is queued.
+   */
+  afterQueued(fn: () => void): void {
+    if (this.queue.length === 0) fn();
+    else this.released.push(fn);
+  }
+
   private drain(): void {
     if (this.queue.length === 0 || this.failure || this.closed) return;
     const queue = this.queue;
     this.queue = [];
-    for (let i = 0; i < queue.length; i++) {
-      const { buf, pos } = queue[i]!;
-      try {
-        this.inner.pwrite(buf, pos);
-      } catch (e) {
-        this.failure = this.describe(e, buf.length, pos, queue.length - i - 1);
-        this.options.onFailure?.(this.failure);
-        return;
+    try {
+      for (let i = 0; i < queue.length; i++) {
+        const { buf, pos } = queue[i]!;
+        try {
+          this.inner.pwrite(buf, pos);
+        } catch (e) {
+          this.failure = this.describe(e, buf.length, pos, queue.length - i - 1);
+          this.options.onFailure?.(this.failure);
+          return;
+        }
       }
+    } finally {
+      const released = this.released;
+      this.released = [];
+      for (const fn of released) fn();
     }
   }
 

@@ -17,7 +17,6 @@ import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { TurnCork } from '../transport/transport.js';
-import { BufferPool } from './buffer-pool.js';
 import { NbdInput } from './input.js';
 import { nbdFailure, type RequestKind } from './errors.js';
 import type { ExportClient, NbdExport, ReadRun } from './export.js';
@@ -86,7 +85,6 @@ interface Selected {
 export class NbdConnection implements ExportClient {
   readonly peer: string;
   private readonly cork: TurnCork;
-  private readonly pool = new BufferPool();
   private readonly log: Logger;
   private phase: Phase = 'client-flags';
   private noZeroes = false;
@@ -407,7 +405,12 @@ export class NbdConnection implements ExportClient {
     const fua = (r.flags & CMD_FLAG.FUA) !== 0;
     switch (r.type) {
       case CMD.READ: return this.read(r, exp);
-      case CMD.WRITE: return this.track(r, 'write', () => exp.write(r.offset, payload!, fua));
+      case CMD.WRITE:
+        this.track(r, 'write', () => exp.write(r.offset, payload!, fua));
+        // The engine has the bytes (written, or queued behind the reply): the buffer goes back
+        // to the pool once it is written back.
+        exp.image.qcow2.afterWrittenBack(() => this.input.pool.release(payload!));
+        return;
       case CMD.WRITE_ZEROES: return this.track(r, 'write', () => exp.writeZeroes(r.offset, r.length, fua));
       case CMD.TRIM: return this.track(r, 'trim', () => exp.trim(r.offset, r.length, fua));
       case CMD.FLUSH: return this.track(r, 'write', () => exp.flush());
@@ -466,11 +469,11 @@ export class NbdConnection implements ExportClient {
       return;
     }
     const header = this.structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
-    const reply = this.pool.get(header + r.length);
+    const reply = this.input.pool.get(header + r.length);
     try {
       exp.readInto(reply.subarray(header), r.offset);
     } catch (e) {
-      this.pool.release(reply);
+      this.input.pool.release(reply);
       this.replyFailure(r, 'read', e);
       return;
     }
@@ -497,7 +500,7 @@ export class NbdConnection implements ExportClient {
           chunks.push(b);
           return;
         }
-        const b = this.pool.get(STRUCTURED_HEADER_SIZE + 8 + run.length);
+        const b = this.input.pool.get(STRUCTURED_HEADER_SIZE + 8 + run.length);
         exp.readInto(b.subarray(STRUCTURED_HEADER_SIZE + 8), run.offset);
         writeStructuredHeader(b, 0, flags, REPLY_TYPE.OFFSET_DATA, r.cookie, 8 + run.length);
         writeOffset(b, STRUCTURED_HEADER_SIZE, run.offset);
@@ -505,7 +508,7 @@ export class NbdConnection implements ExportClient {
       });
     } catch (e) {
       // Nothing has been sent: the whole reply is the error.
-      for (const c of chunks) this.pool.release(c);
+      for (const c of chunks) this.input.pool.release(c);
       this.replyFailure(r, 'read', e);
       return;
     }
@@ -572,11 +575,11 @@ export class NbdConnection implements ExportClient {
   /** Queues bytes for the client; a `pooled` buffer goes back to the pool once written. */
   private send(bytes: Buffer, pooled = false): void {
     if (this.socket.destroyed) {
-      if (pooled) this.pool.release(bytes);
+      if (pooled) this.input.pool.release(bytes);
       return;
     }
     this.cork.hold();
-    if (pooled) this.socket.write(bytes, () => this.pool.release(bytes));
+    if (pooled) this.socket.write(bytes, () => this.input.pool.release(bytes));
     else this.socket.write(bytes);
     if (this.socket.writableLength > OUTPUT_HIGH_WATER) this.pause('output');
   }

@@ -6,17 +6,22 @@
  * fresh buffer for every 64 KiB read (Node's default) made the garbage collector the largest
  * cost of a busy export.
  *
+ * Payload and reply buffers come from a pool and go back once the engine and the socket are done
+ * with them (the same garbage-collector pressure, on the other side).
+ *
  * Bytes reach it either through net.Socket's `onread` (nextBuffer() says where the kernel puts the
  * next read, arrived() says how many came) or, where that is not available, as chunks fed()
  * through the same two steps.
  */
 
+import { BufferPool } from './buffer-pool.js';
+
 /** Scratch size: room for the largest option (64 KiB) and many pipelined requests. */
 export const SCRATCH_SIZE = 256 * 1024;
-/** A payload at most this long is copied out of the scratch; a longer one is read in place. */
-const COPY_LIMIT = 16 * 1024;
 
 export class NbdInput {
+  /** Payload buffers, and the connection's reply buffers: given back once nothing uses them. */
+  readonly pool = new BufferPool();
   private scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
   /** Unconsumed bytes are scratch[start, end). */
   private start = 0;
@@ -92,13 +97,13 @@ export class NbdInput {
   }
 
   /**
-   * Starts a payload of n bytes (n > 0): the buffer if all of it is buffered already (copied out
-   * of the scratch), else null; the rest is then read in place and arrived() returns the buffer.
+   * Starts a payload of n bytes (n > 0) in a buffer from the pool: returned if all of it is
+   * buffered already (copied out of the scratch), else null; the rest is then read in place and
+   * arrived() returns the buffer. Its user gives it back to the pool.
    */
   payload(n: number): Buffer | null {
     const have = Math.min(n, this.end - this.start);
-    if (have === n && n <= COPY_LIMIT) return Buffer.from(this.take(n));
-    const buf = Buffer.allocUnsafe(n);
+    const buf = this.pool.get(n);
     this.scratch.copy(buf, 0, this.start, this.start + have);
     this.start += have;
     if (have === n) return buf;

@@ -155,6 +155,10 @@ class TrackedFile implements BlockFile {
     }
     this.end = Math.max(this.end, pos + buf.length);
   }
+  afterQueued(fn: () => void): void {
+    if (this.inner.afterQueued) this.inner.afterQueued(fn);
+    else fn();
+  }
   /**
    * A failed sync is kept and thrown by every later one (QEMU's page_cache_inconsistent): after
    * a failed fdatasync the kernel may have dropped the dirty pages and reports the error once,
@@ -687,6 +691,14 @@ export class Qcow2Image {
     this.readInto(current, from);
     if (current.equals(zeros)) return;
     this.write(from, zeros);
+  }
+
+  /**
+   * Runs `fn` once the engine holds no reference to any buffer given to write() so far (at once
+   * unless writes are queued behind the reply, src/io/write-behind.ts): the caller may reuse them.
+   */
+  afterWrittenBack(fn: () => void): void {
+    this.file.afterQueued(fn);
   }
 
   // ---- durability ----------------------------------------------------------------------------

@@ -229,7 +229,7 @@ toolTest(['fio'], "fio's nbd engine writes sequentially into a zoned export and 
   const f = await nbdFixture(t);
   await exportZoned(f, 'z', { size: 8 * ZONE, zoneSize: ZONE, conventional: 1 });
   const job = (rw: string, extra: string[] = []) => ['--name=nbd', '--ioengine=nbd', `--uri=${f.uri('z')}`, `--rw=${rw}`, '--bs=64k',
-    `--offset=${ZONE}`, `--size=${2 * ZONE}`, '--iodepth=4', '--verify=crc32c', '--do_verify=1', '--output-format=json', ...extra];
+    `--offset=${ZONE}`, `--size=${2 * ZONE}`, '--iodepth=4', '--verify=crc32c', '--do_verify=1', '--verify_state_save=0', '--output-format=json', ...extra];
   const wrote = await run('fio', job('write'));
   t.is(wrote.status, 0, wrote.stderr);
   const w = JSON.parse(wrote.stdout.slice(wrote.stdout.indexOf('{'))) as { jobs: Array<{ error: number; write: { io_bytes: number } }> };

@@ -292,3 +292,28 @@ test('max-connections: a client beyond the limit is disconnected as it connects,
   await third.open('p');
   third.destroy();
 });
+
+test('pipelined writes in one batch each land with their own bytes (payload buffers are reused only once written back)', async (t) => {
+  const f = await fixture(t);
+  const c = await RawNbd.connect(f.nbdSock);
+  await c.open('p');
+  for (let round = 0; round < 3; round++) {
+    const batch: Buffer[] = [];
+    for (let i = 0; i < 32; i++) {
+      const h = Buffer.alloc(28);
+      h.writeUInt32BE(0x25609513, 0);
+      h.writeUInt16BE(CMD.WRITE, 6);
+      h.writeBigUInt64BE(BigInt(i), 8);
+      h.writeBigUInt64BE(BigInt(i * 16 * KiB), 16);
+      h.writeUInt32BE(16 * KiB, 24);
+      batch.push(h, Buffer.alloc(16 * KiB, round * 32 + i + 1));
+    }
+    c.write(Buffer.concat(batch));
+    for (let i = 0; i < 32; i++) t.is((await c.structuredReply())[0]!.error, 0);
+    const data = await f.client.read('p', 0, 32 * 16 * KiB);
+    for (let i = 0; i < 32; i++) {
+      t.true(data.subarray(i * 16 * KiB, (i + 1) * 16 * KiB).equals(Buffer.alloc(16 * KiB, round * 32 + i + 1)), `round ${round}, write ${i}`);
+    }
+  }
+  c.destroy();
+});
