@@ -9,6 +9,7 @@
 import path from 'node:path';
 import { COMMANDS } from '../generated/commands.js';
 import { coerceToSchema, parseKeyval } from './keyval.js';
+import { matchHostPort } from './host-port.js';
 import { usageError } from './size.js';
 import type { Daemon } from '../daemon.js';
 import type { NbdServerStartArguments } from '../generated/types.js';
@@ -22,18 +23,16 @@ export interface ExportFlags {
 
 const COMMAND_LINE: Connection = { id: 'command-line', dialect: 'qmp', peer: 'command line' };
 
-/** `--nbd unix:PATH` or `--nbd HOST:PORT` (`[v6]:PORT`) as nbd-server-start's addr. */
+/** `--nbd unix:PATH` or `--nbd HOST:PORT` (`[v6]:PORT`, `:PORT` for loopback, as --ws) as nbd-server-start's addr. */
 export function nbdAddress(text: string): NbdServerStartArguments['addr'] {
   if (text.startsWith('unix:')) {
     const p = text.slice(5);
     if (p === '') throw usageError(`Invalid --nbd '${text}': unix: needs a socket path, such as unix:/run/qzoned-nbd.sock`);
     return { type: 'unix', data: { path: path.resolve(p) } };
   }
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
-  if (!m || Number(m[3]) > 65535) {
-    throw usageError(`Invalid --nbd '${text}': expected unix:PATH or HOST:PORT, such as unix:nbd.sock or 127.0.0.1:10809`);
-  }
-  return { type: 'inet', data: { host: m[1] ?? m[2]!, port: m[3]! } };
+  const hostPort = matchHostPort(text);
+  if (!hostPort) throw usageError(`Invalid --nbd '${text}': expected unix:PATH or HOST:PORT, such as unix:nbd.sock or 127.0.0.1:10809`);
+  return { type: 'inet', data: { host: hostPort.host, port: String(hostPort.port) } };
 }
 
 /** Runs the flags' commands in order; the first failure is thrown as its command's error. */

@@ -62,6 +62,8 @@ export class NbdExport {
    */
   readonly minimumBlockSize: number;
   readonly preferredBlockSize = 4096;
+  /** A zoned node's zone size (fixed for the image's life); 0 on a plain node. */
+  private readonly zoneSize: number;
   /** The metadata contexts a client may select, in the order LIST_META_CONTEXT lists them. */
   readonly contexts: readonly string[];
   private readonly clients = new Set<ExportClient>();
@@ -77,6 +79,7 @@ export class NbdExport {
     this.zoned = isZoned(image) ? image : null;
     this.size = image.virtualSize;
     this.minimumBlockSize = this.zoned ? 512 : 1;
+    this.zoneSize = this.zoned ? this.zoned.zoneInfo().size : 0;
     this.contexts = this.zoned ? [BASE_ALLOCATION, QZONED_ZONES] : [BASE_ALLOCATION];
   }
 
@@ -131,8 +134,8 @@ export class NbdExport {
    */
   async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
     const zoned = this.zoned;
-    if (zoned && this.crossesZones(zoned, offset, data.length)) {
-      for (const [at, end] of this.zonePieces(zoned, offset, data.length)) zoned.syncPath.write(at, data.subarray(at - offset, end - offset));
+    if (zoned && this.crossesZones(offset, data.length)) {
+      for (const [at, end] of this.zonePieces(offset, data.length)) zoned.syncPath.write(at, data.subarray(at - offset, end - offset));
     } else {
       await this.image.write(offset, data);
     }
@@ -141,8 +144,8 @@ export class NbdExport {
 
   async writeZeroes(offset: number, length: number, fua: boolean): Promise<void> {
     const zoned = this.zoned;
-    if (zoned && this.crossesZones(zoned, offset, length)) {
-      for (const [at, end] of this.zonePieces(zoned, offset, length)) zoned.syncPath.writeZeroes(at, end - at);
+    if (zoned && this.crossesZones(offset, length)) {
+      for (const [at, end] of this.zonePieces(offset, length)) zoned.syncPath.writeZeroes(at, end - at);
     } else {
       await this.image.writeZeroes(offset, length);
     }
@@ -155,14 +158,14 @@ export class NbdExport {
    * rules, the first refused piece fails the request, and the pieces before it stay written, as
    * on the drive. Out of range stays one call, so it fails with the engine's sentence.
    */
-  private crossesZones(zoned: ZonedOps, offset: number, length: number): boolean {
+  private crossesZones(offset: number, length: number): boolean {
     if (length === 0 || offset + length > this.size) return false;
-    const zs = zoned.zoneInfo().size;
+    const zs = this.zoneSize;
     return Math.floor(offset / zs) !== Math.floor((offset + length - 1) / zs);
   }
 
-  private *zonePieces(zoned: ZonedOps, offset: number, length: number): Iterable<[number, number]> {
-    const zs = zoned.zoneInfo().size;
+  private *zonePieces(offset: number, length: number): Iterable<[number, number]> {
+    const zs = this.zoneSize;
     const end = offset + length;
     for (let at = offset; at < end;) {
       const next = Math.min(end, (Math.floor(at / zs) + 1) * zs);
