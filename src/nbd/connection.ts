@@ -104,6 +104,7 @@ export class NbdConnection implements ExportClient {
   private handshakeTimer: NodeJS.Timeout | null;
   private graceTimer: NodeJS.Timeout | null = null;
   private finished = false;
+  private ending = false;
 
   /**
    * `input` is where the socket's reads land: the server wires the socket's onread to it and to
@@ -602,12 +603,17 @@ export class NbdConnection implements ExportClient {
   }
 
   /** Stop reading; once nothing is in flight, close (a soft disconnect). */
+  /**
+   * Stops handling input (what still arrives is read and dropped, so the client's end of the
+   * stream is seen and the socket closes at once); once nothing is in flight, ends the stream.
+   */
   private startClosing(): void {
     if (this.phase === 'closing') return;
     this.phase = 'closing';
     this.input.clear();
     this.pendingWrite = null;
-    this.socket.pause();
+    this.pausedFor.clear();
+    this.socket.resume();
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
     this.graceTimer = setTimeout(() => this.hardClose(), DISCONNECT_GRACE_MS);
@@ -616,11 +622,14 @@ export class NbdConnection implements ExportClient {
   }
 
   private finishIfIdle(): void {
-    if (this.inFlight > 0) return;
+    if (this.inFlight > 0 || this.ending) return;
+    this.ending = true;
     // Replies corked in this turn leave before the end of the stream.
     process.nextTick(() => {
       this.socket.end();
-      setTimeout(() => this.socket.destroy(), 2000).unref();
+      // A client that never closes its end is dropped; kept referenced, so a stopping server
+      // always sees its connections go.
+      setTimeout(() => this.socket.destroy(), 2000);
     });
   }
 

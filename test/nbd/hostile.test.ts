@@ -317,3 +317,56 @@ test('pipelined writes in one batch each land with their own bytes (payload buff
   }
   c.destroy();
 });
+
+test('TRIM discards in conventional zones and leaves sequential ones alone; write-zeroes takes NO_HOLE; FUA and writethrough flush before the reply; CACHE is accepted', async (t) => {
+  const f = await fixture(t);
+  await f.client.call('blockdev-write', { 'node-name': 'z', offset: 0, pattern: 1, length: 64 * KiB });
+  await f.client.call('blockdev-write', { 'node-name': 'z', offset: ZONE, pattern: 2, length: 64 * KiB });
+  const c = await RawNbd.connect(f.nbdSock);
+  await c.open('z');
+  const ask = async (type: number, options: Parameters<RawNbd['request']>[1]) => {
+    c.request(type, { cookie: 7n, ...options });
+    const chunks = await c.structuredReply();
+    return chunks[chunks.length - 1]!;
+  };
+  t.is((await ask(CMD.TRIM, { offset: 0, length: ZONE + 64 * KiB })).error, 0);
+  t.true((await f.client.read('z', 0, 64 * KiB)).equals(Buffer.alloc(64 * KiB)), 'the conventional part reads as zeros');
+  t.true((await f.client.read('z', ZONE, 64 * KiB)).equals(Buffer.alloc(64 * KiB, 2)), 'the sequential zone keeps its data');
+  const [zone] = await f.client.call('blockdev-zone-report', { 'node-name': 'z', offset: ZONE, 'nr-zones': 1 });
+  t.is(zone!['write-pointer'], ZONE + 64 * KiB, 'and its write pointer');
+  t.is((await ask(CMD.TRIM, { offset: 4 * ZONE - 512, length: 1024 })).error, ERRNO.EINVAL, 'a trim past the end');
+  t.is((await ask(CMD.WRITE_ZEROES, { flags: FLAG.NO_HOLE, offset: ZONE + 64 * KiB, length: 64 * KiB })).error, 0);
+  t.is((await f.client.call('blockdev-zone-report', { 'node-name': 'z', offset: ZONE, 'nr-zones': 1 }))[0]!['write-pointer'], ZONE + 128 * KiB);
+  t.is((await ask(CMD.CACHE, { offset: 0, length: 4096 })).error, 0);
+  t.is((await ask(CMD.CACHE, { offset: 4 * ZONE, length: 4096 })).error, ERRNO.EINVAL);
+
+  const node = f.daemon.services.graph.get('z');
+  if (node.kind !== 'qcow2') throw new Error('z is a qcow2 node');
+  // The first write into a new cluster may sync metadata (the engine's flush order); the next
+  // ones in the same cluster do not, unless they carry FUA.
+  t.is((await ask(CMD.WRITE, { offset: ZONE + 128 * KiB, payload: Buffer.alloc(4096, 3) })).error, 0);
+  const syncs = node.image.qcow2.syncCount;
+  t.is((await ask(CMD.WRITE, { offset: ZONE + 132 * KiB, payload: Buffer.alloc(4096, 3) })).error, 0);
+  t.is(node.image.qcow2.syncCount, syncs, 'a plain write does not sync');
+  t.is((await ask(CMD.WRITE, { flags: FLAG.FUA, offset: ZONE + 136 * KiB, payload: Buffer.alloc(4096, 3) })).error, 0);
+  t.true(node.image.qcow2.syncCount > syncs, 'a FUA write is synced before its reply');
+  c.destroy();
+
+  // An export with writethrough: every write is flushed before its reply.
+  await f.client.call('block-export-add', { type: 'nbd', id: 'p-wt', 'node-name': 'p', name: 'p-wt', writable: true, writethrough: true });
+  const plain = f.daemon.services.graph.get('p');
+  if (plain.kind !== 'qcow2') throw new Error('p is a qcow2 node');
+  const wt = await RawNbd.connect(f.nbdSock);
+  await wt.open('p-wt');
+  wt.request(CMD.WRITE, { cookie: 1n, offset: 0, payload: Buffer.alloc(4096, 4) });
+  t.is((await wt.structuredReply())[0]!.error, 0);
+  const before = plain.image.qcow2.syncCount;
+  wt.request(CMD.WRITE, { cookie: 1n, offset: 4096, payload: Buffer.alloc(4096, 4) });
+  t.is((await wt.structuredReply())[0]!.error, 0);
+  t.true(plain.image.qcow2.syncCount > before, 'writethrough synced an in-place write');
+  // TRIM on a plain export: the range reads as zeros and is a hole again.
+  wt.request(CMD.TRIM, { cookie: 2n, offset: 0, length: 64 * KiB });
+  t.is((await wt.structuredReply())[0]!.error, 0);
+  t.true((await f.client.read('p', 0, 4096)).equals(Buffer.alloc(4096)));
+  wt.destroy();
+});
