@@ -781,7 +781,7 @@ export interface InetSocketAddress {
    */
   host: string;
   /**
-   * The port, as a decimal string (QEMU's type; 10809 is NBD's registered port).
+   * The port, as a decimal string (QEMU's type, where a service name would do too; qzoned takes numbers only). 10809 is NBD's registered port.
    */
   port: string;
 }

@@ -157,9 +157,9 @@ export class BlockExports implements ExportService {
       return { kind: 'unix', path: anyPath ? path.resolve(addr.data.path) : this.options.graph.resolvePath(addr.data.path) };
     }
     const { host, port: text } = addr.data;
-    const port = Number(text);
-    if (!Number.isInteger(port) || port > 65535) {
-      throw new InvalidParamsError(`addr.data.port must be a port number from 0 to 65535; found "${text}"`, { path: '/addr/data/port', errors: [] });
+    const port = /^[0-9]{1,5}$/.test(text) ? Number(text) : NaN;
+    if (!(port <= 65535)) {
+      throw new InvalidParamsError(`addr.data.port must be a port number from 0 to 65535, as a decimal string; found "${text}"`, { path: '/addr/data/port', errors: [] });
     }
     if (!isLoopbackHost(host)) throw insecure(host);
     return { kind: 'tcp', host, port };

@@ -43,12 +43,13 @@ test('the committed schema loads without problems and covers protocol.md §4 and
   const schema = loadSchemaDir(schemaDir);
   const names = schema.commands.map((c) => c.name).sort();
   t.deepEqual(names, [
+    'block-export-add', 'block-export-del',
     'blockdev-add', 'blockdev-create', 'blockdev-del', 'blockdev-export-zloop', 'blockdev-flush', 'blockdev-import-zloop',
     'blockdev-read', 'blockdev-write', 'blockdev-zone-append', 'blockdev-zone-inject', 'blockdev-zone-mgmt', 'blockdev-zone-report',
-    'job-cancel', 'job-dismiss', 'qmp_capabilities', 'query-commands', 'query-jobs', 'query-named-block-nodes',
-    'query-qmp-schema', 'query-version', 'rpc.discover',
+    'job-cancel', 'job-dismiss', 'nbd-server-start', 'nbd-server-stop', 'qmp_capabilities', 'query-block-exports',
+    'query-commands', 'query-jobs', 'query-named-block-nodes', 'query-qmp-schema', 'query-version', 'rpc.discover',
   ]);
-  t.deepEqual(schema.events.map((e) => e.name).sort(), ['BLOCK_ZONES_CHANGED', 'JOB_STATUS_CHANGE']);
+  t.deepEqual(schema.events.map((e) => e.name).sort(), ['BLOCK_EXPORT_DELETED', 'BLOCK_ZONES_CHANGED', 'JOB_STATUS_CHANGE']);
   t.deepEqual([...REASONS], schema.reasons, 'src/errors.ts re-exports the reasons of schema/errors.json');
   t.deepEqual(schema.commands.find((c) => c.name === 'qmp_capabilities')?.dialects, ['qmp']);
   t.deepEqual(schema.commands.find((c) => c.name === 'rpc.discover')?.dialects, ['json-rpc']);

@@ -141,6 +141,11 @@ test('every schema of the served OpenRPC document compiles in ajv strict mode, a
   t.false('error' in (await jobDone('ex')));
   await call('blockdev-import-zloop', { 'job-id': 'im', dir: 'zl/0', filename: 'back.qcow2' });
   t.false('error' in (await jobDone('im')));
+  await call('nbd-server-start', { addr: { type: 'unix', data: { path: 'nbd.sock' } } });
+  await call('block-export-add', { type: 'nbd', id: 'e', 'node-name': 'z', writable: true });
+  await call('query-block-exports');
+  await call('block-export-del', { id: 'e' });
+  await call('nbd-server-stop');
   await call('blockdev-del', { 'node-name': 'z' });
   await call('blockdev-del', { 'node-name': 'f' });
 
