@@ -153,9 +153,7 @@ export class BlockExports implements ExportService {
   }
 
   private address(addr: SocketAddressLegacy, anyPath: boolean): NbdAddress {
-    if (addr.type === 'unix') {
-      return { kind: 'unix', path: anyPath ? path.resolve(addr.data.path) : this.options.graph.resolvePath(addr.data.path) };
-    }
+    if (addr.type === 'unix') return anyPath ? { kind: 'unix', path: path.resolve(addr.data.path) } : this.confinedSocket(addr.data.path);
     const { host, port: text } = addr.data;
     const port = /^[0-9]{1,5}$/.test(text) ? Number(text) : NaN;
     if (!(port <= 65535)) {
@@ -163,6 +161,24 @@ export class BlockExports implements ExportService {
     }
     if (!isLoopbackHost(host)) throw insecure(host);
     return { kind: 'tcp', host, port };
+  }
+
+  /**
+   * A socket a client names: beneath --image-dir like every file name a client gives. bind(2)
+   * takes a path and there is no bindat, so the socket's directory is opened beneath the image
+   * directory (no symlink on the way, the kernel checks) and held, and the socket is bound
+   * through that descriptor's /proc/self/fd entry: it lands in the directory that was checked,
+   * whatever happens to the names on the way afterwards.
+   */
+  private confinedSocket(filename: string): NbdAddress {
+    const imageDir = this.options.graph.directory;
+    const rel = imageDir.relative(filename);
+    const base = path.basename(rel);
+    if (base === '' || base === '.' || base === '..') {
+      throw new InvalidParamsError(`addr.data.path must name a socket file; found "${filename}"`, { path: '/addr/data/path', errors: [] });
+    }
+    const dir = imageDir.openDir(path.dirname(rel));
+    return { kind: 'unix', path: `/proc/self/fd/${dir.fd}/${base}`, shown: path.join(imageDir.root, rel), dir };
   }
 }
 

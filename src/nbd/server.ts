@@ -11,7 +11,13 @@ import { NbdConnection, type ConnectionHost } from './connection.js';
 import { NbdInput } from './input.js';
 import type { NbdExport } from './export.js';
 
-export type NbdAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
+/**
+ * Where the server listens. A unix socket is bound at `path`; `shown` is the path clients use when
+ * `path` reaches the directory through a held descriptor (`dir`, closed when the server stops).
+ */
+export type NbdAddress =
+  | { kind: 'unix'; path: string; shown?: string; dir?: { close(): void } }
+  | { kind: 'tcp'; host: string; port: number };
 
 export interface NbdServerOptions {
   address: NbdAddress;
@@ -68,7 +74,14 @@ export class NbdServer implements ConnectionHost {
     const server = net.createServer({ pauseOnConnect: true });
     const address = options.address;
     if (address.kind === 'unix') {
-      await listenUnix(server, address.path);
+      try {
+        await listenUnix(server, address.path);
+      } catch (e) {
+        address.dir?.close();
+        // The sentence names the path clients know, not the descriptor path it was bound through.
+        if (address.shown && e instanceof Error) e.message = e.message.split(address.path).join(address.shown);
+        throw e;
+      }
     } else {
       await new Promise<void>((resolve, reject) => {
         const onError = (e: Error): void => {
@@ -92,7 +105,7 @@ export class NbdServer implements ConnectionHost {
   /** The address as an NBD URI (the part a client needs, without an export name). */
   get uri(): string {
     const a = this.address;
-    return a.kind === 'unix' ? `nbd+unix:///?socket=${a.path}` : `nbd://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}/`;
+    return a.kind === 'unix' ? `nbd+unix:///?socket=${a.shown ?? a.path}` : `nbd://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}/`;
   }
 
   /** The bound address of a TCP listener (for the loopback check after name resolution). */
@@ -179,7 +192,10 @@ export class NbdServer implements ConnectionHost {
       for (const c of [...this.connections]) c.disconnect('the NBD server is stopping');
       await empty;
       await listening;
-      if (this.address.kind === 'unix') removeSocketFile(this.address.path);
+      if (this.address.kind === 'unix') {
+        removeSocketFile(this.address.path);
+        this.address.dir?.close();
+      }
       this.log.info({ uri: this.uri }, 'NBD server stopped');
     })();
     return this.stopping;

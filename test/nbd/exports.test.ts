@@ -152,6 +152,20 @@ test('addresses: a unix socket is 0600 inside --image-dir; TCP only on loopback;
   const refuse = async (args: Record<string, unknown>) => f.client.call('nbd-server-start', args as never).catch((e: ExecuteError) => e) as Promise<ExecuteError>;
   const outside = await refuse({ addr: { type: 'unix', data: { path: '/tmp/qzoned-nbd-outside.sock' } } });
   t.is(outside.reason, 'path-outside-image-dir');
+  const climbing = await refuse({ addr: { type: 'unix', data: { path: '../climbs-out.sock' } } });
+  t.is(climbing.reason, 'path-outside-image-dir');
+  t.false(fs.existsSync(path.join(f.dir, 'climbs-out.sock')));
+  // A symlink on the way is refused.
+  fs.mkdirSync(f.file('sub'));
+  fs.mkdirSync(path.join(f.dir, 'beside'));
+  fs.symlinkSync(f.dir, f.file('link'));
+  const linked = await refuse({ addr: { type: 'unix', data: { path: 'link/beside/nbd.sock' } } });
+  t.is(linked.reason, 'path-outside-image-dir', linked.message);
+  t.false(fs.existsSync(path.join(f.dir, 'beside', 'nbd.sock')));
+  await f.client.call('nbd-server-start', { addr: { type: 'unix', data: { path: 'sub/nbd.sock' } } });
+  t.is(fs.statSync(f.file('sub/nbd.sock')).mode & 0o777, 0o600, 'a socket in a subdirectory');
+  await f.client.call('nbd-server-stop', {});
+  t.false(fs.existsSync(f.file('sub/nbd.sock')), 'removed on stop');
   for (const host of ['0.0.0.0', '::', '192.0.2.1', 'example.com']) {
     const e = await refuse({ addr: { type: 'inet', data: { host, port: '10809' } } });
     t.is(e.reason, 'insecure-address', host);
