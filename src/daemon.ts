@@ -86,6 +86,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const dispatcher = new Dispatcher(createHandlers(services), log);
   const listeners = await startListeners(options.listeners, { dispatcher, events: services.events, log, version: services.version });
   services.httpUrl = listeners.addresses.http;
+  services.exports.useMemoryBudget(listeners.budget);
   log.info({ addresses: listeners.addresses, imageDir: options.imageDir }, 'qzoned is listening');
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {

@@ -3,6 +3,7 @@ import type { BlockGraph } from '../block/graph.js';
 import type { JobList } from '../jobs/job-list.js';
 import type { EventBus } from '../rpc/events.js';
 import type { Logger } from '../log.js';
+import type { MemoryBudget } from '../rpc/memory-budget.js';
 import type { BlockExportDelArguments, BlockExportInfo, BlockExportOptions, NbdServerStartArguments } from '../generated/types.js';
 
 export interface VersionNumbers {
@@ -29,6 +30,8 @@ export interface ExportService {
   list(): BlockExportInfo[];
   /** Shutdown: the server stopped and every export gone, if any. */
   close(): Promise<void>;
+  /** The daemon-wide budget for bytes in flight, once the listeners have made it: NBD charges it too. */
+  useMemoryBudget(budget: MemoryBudget): void;
 }
 
 export interface Services {

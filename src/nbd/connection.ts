@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { TurnCork } from '../transport/transport.js';
+import { CHARGED_BYTES, type Account, type Charge } from '../rpc/memory-budget.js';
 import { NbdInput } from './input.js';
 import { nbdFailure, type RequestKind } from './errors.js';
 import type { ExportClient, NbdExport, ReadRun } from './export.js';
@@ -72,9 +73,16 @@ interface Request {
   /** NaN when the client's 64-bit offset is beyond 2^53 (past any export). */
   offset: number;
   length: number;
+  /**
+   * A large write payload's bytes in the memory budget, given back with the payload buffer; while
+   * the payload is still arriving they are the account's input instead (see requestStep).
+   */
+  charge?: Charge | null;
 }
 
 type Phase = 'client-flags' | 'options' | 'transmission' | 'closing';
+/** Why input is paused: requests waiting for the disk, a slow reader, the memory budget. */
+type PauseReason = 'in-flight' | 'output' | 'budget';
 
 interface Selected {
   /** The export name SET_META_CONTEXT named: contexts hold only for that export. */
@@ -100,20 +108,41 @@ export class NbdConnection implements ExportClient {
   private skipping = 0;
   private afterSkip: (() => void) | null = null;
   private inFlight = 0;
-  private pausedFor = new Set<'in-flight' | 'output'>();
+  private pausedFor = new Set<PauseReason>();
   private handshakeTimer: NodeJS.Timeout | null;
   private graceTimer: NodeJS.Timeout | null = null;
   private finished = false;
   private ending = false;
+  /**
+   * True while input is being parsed and handled: a resume() then (a charge given back by a
+   * refusal, say) leaves the parsing to the loop already running, which sees the pause is over,
+   * instead of parsing later requests before the one in hand is done.
+   */
+  private pumping = false;
 
   /**
    * `input` is where the socket's reads land: the server wires the socket's onread to it and to
    * onRead(), or, without onread, passes chunks to onData().
    */
-  constructor(private readonly socket: Socket, private readonly host: ConnectionHost, peer: string, readonly input: NbdInput) {
+  constructor(
+    private readonly socket: Socket,
+    private readonly host: ConnectionHost,
+    peer: string,
+    readonly input: NbdInput,
+    /** The connection's part of the daemon's memory budget, when there is one. */
+    private readonly account: Account | null,
+  ) {
     this.peer = peer;
     this.log = host.log.child({ peer });
     this.cork = new TurnCork(socket);
+    if (account) {
+      account.pauseWhileFull = true;
+      account.onPressure = (paused) => (paused ? this.pause('budget') : this.resume('budget'));
+      account.onStuck = (message) => {
+        this.log.warn({ message }, 'NBD client held back for room in the memory budget too long; disconnecting');
+        this.hardClose();
+      };
+    }
     socket.on('drain', () => this.resume('output'));
     socket.on('error', (e) => this.log.debug({ err: e }, 'NBD connection error'));
     socket.on('close', () => this.onClose());
@@ -152,13 +181,29 @@ export class NbdConnection implements ExportClient {
     if (payload) {
       const request = this.pendingWrite!;
       this.pendingWrite = null;
-      this.handleRequest(request, payload);
+      this.pumping = true;
+      try {
+        request.charge = this.payloadArrived(request.length);
+        this.handleRequest(request, payload);
+      } finally {
+        this.pumping = false;
+      }
     }
     this.pump();
   }
 
   /** Parses and handles whatever complete messages the input holds. */
   private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      this.pumpLoop();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpLoop(): void {
     while (this.phase !== 'closing' && this.pausedFor.size === 0) {
       if (this.skipping > 0) {
         this.skipping -= this.input.skip(this.skipping);
@@ -359,6 +404,9 @@ export class NbdConnection implements ExportClient {
     // A payload being read into its own buffer: afterRead() takes it from here.
     if (this.pendingWrite) return false;
     if (this.input.length < REQUEST_HEADER_SIZE) return false;
+    // The budget is over its limit: the next request could allocate up to MAX_PAYLOAD at once,
+    // so it waits (input paused) until something is given back.
+    if (this.account?.holdIfFull()) return false;
     const h = this.input.take(REQUEST_HEADER_SIZE);
     if (h.readUInt32BE(0) !== REQUEST_MAGIC) {
       this.log.info('NBD request without the request magic; disconnecting');
@@ -385,11 +433,22 @@ export class NbdConnection implements ExportClient {
     }
     const payload = this.input.payload(request.length);
     if (payload === null) {
+      // Still arriving: its buffer is charged as the account's input, an unfinished message, so a
+      // client that stops halfway while the budget is full is found and disconnected (onStuck).
       this.pendingWrite = request;
+      if (this.account && request.length >= CHARGED_BYTES) this.account.setInput(request.length);
       return false;
     }
+    request.charge = this.charge(request.length);
     this.handleRequest(request, payload);
     return true;
+  }
+
+  /** A payload read in place is complete: its bytes stay charged, now as the request's. */
+  private payloadArrived(length: number): Charge | null {
+    const charge = this.charge(length);
+    if (charge) this.account!.setInput(0);
+    return charge;
   }
 
   private handleRequest(r: Request, payload: Buffer | null): void {
@@ -400,6 +459,8 @@ export class NbdConnection implements ExportClient {
     const exp = this.exp!;
     const refusal = this.check(r, exp);
     if (refusal) {
+      if (payload) this.input.pool.release(payload);
+      r.charge?.release();
       this.replyError(r, refusal.errno, refusal.message);
       return;
     }
@@ -410,7 +471,10 @@ export class NbdConnection implements ExportClient {
         this.track(r, 'write', () => exp.write(r.offset, payload!, fua));
         // The engine has the bytes (written, or queued behind the reply): the buffer goes back
         // to the pool once it is written back.
-        exp.image.qcow2.afterWrittenBack(() => this.input.pool.release(payload!));
+        exp.image.qcow2.afterWrittenBack(() => {
+          this.input.pool.release(payload!);
+          r.charge?.release();
+        });
         return;
       case CMD.WRITE_ZEROES: return this.track(r, 'write', () => exp.writeZeroes(r.offset, r.length, fua));
       case CMD.TRIM: return this.track(r, 'trim', () => exp.trim(r.offset, r.length, fua));
@@ -471,10 +535,12 @@ export class NbdConnection implements ExportClient {
     }
     const header = this.structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
     const reply = this.input.pool.get(header + r.length);
+    const charge = this.charge(reply.length);
     try {
       exp.readInto(reply.subarray(header), r.offset);
     } catch (e) {
       this.input.pool.release(reply);
+      charge?.release();
       this.replyFailure(r, 'read', e);
       return;
     }
@@ -484,12 +550,13 @@ export class NbdConnection implements ExportClient {
     } else {
       writeSimpleReply(reply, 0, r.cookie, 0);
     }
-    this.send(reply, true);
+    this.send(reply, true, charge);
   }
 
   /** A structured read with holes: data chunks for stored runs, hole chunks for the zeros. */
   private sparseRead(r: Request, exp: NbdExport, runs: ReadRun[]): void {
     const chunks: Buffer[] = [];
+    const charge = this.charge(runs.reduce((sum, run) => sum + (run.zero ? 0 : run.length), 0));
     try {
       runs.forEach((run, i) => {
         const flags = i === runs.length - 1 ? REPLY_FLAG_DONE : 0;
@@ -510,10 +577,11 @@ export class NbdConnection implements ExportClient {
     } catch (e) {
       // Nothing has been sent: the whole reply is the error.
       for (const c of chunks) this.input.pool.release(c);
+      charge?.release();
       this.replyFailure(r, 'read', e);
       return;
     }
-    for (const c of chunks) this.send(c, true);
+    chunks.forEach((c, i) => this.send(c, true, i === chunks.length - 1 ? charge : null));
   }
 
   private blockStatus(r: Request, exp: NbdExport): void {
@@ -573,16 +641,31 @@ export class NbdConnection implements ExportClient {
 
   // ---- output and lifecycle --------------------------------------------------------------------
 
-  /** Queues bytes for the client; a `pooled` buffer goes back to the pool once written. */
-  private send(bytes: Buffer, pooled = false): void {
+  /**
+   * Queues bytes for the client; a `pooled` buffer goes back to the pool once written, and a
+   * `charge` to the memory budget then too.
+   */
+  private send(bytes: Buffer, pooled = false, charge: Charge | null = null): void {
     if (this.socket.destroyed) {
       if (pooled) this.input.pool.release(bytes);
+      charge?.release();
       return;
     }
     this.cork.hold();
-    if (pooled) this.socket.write(bytes, () => this.input.pool.release(bytes));
-    else this.socket.write(bytes);
+    if (pooled || charge) {
+      this.socket.write(bytes, () => {
+        if (pooled) this.input.pool.release(bytes);
+        charge?.release();
+      });
+    } else {
+      this.socket.write(bytes);
+    }
     if (this.socket.writableLength > OUTPUT_HIGH_WATER) this.pause('output');
+  }
+
+  /** Charges a large buffer to the memory budget (small ones are bounded by count instead). */
+  private charge(bytes: number): Charge | null {
+    return this.account && bytes >= CHARGED_BYTES ? this.account.charge(bytes) : null;
   }
 
   private skip(n: number, then: () => void): void {
@@ -590,19 +673,18 @@ export class NbdConnection implements ExportClient {
     this.afterSkip = then;
   }
 
-  private pause(why: 'in-flight' | 'output'): void {
+  private pause(why: PauseReason): void {
     if (this.pausedFor.has(why)) return;
     this.pausedFor.add(why);
     this.socket.pause();
   }
 
-  private resume(why: 'in-flight' | 'output'): void {
+  private resume(why: PauseReason): void {
     if (!this.pausedFor.delete(why) || this.pausedFor.size > 0 || this.phase === 'closing') return;
     this.socket.resume();
     this.pump();
   }
 
-  /** Stop reading; once nothing is in flight, close (a soft disconnect). */
   /**
    * Stops handling input (what still arrives is read and dropped, so the client's end of the
    * stream is seen and the socket closes at once); once nothing is in flight, ends the stream.
@@ -611,6 +693,8 @@ export class NbdConnection implements ExportClient {
     if (this.phase === 'closing') return;
     this.phase = 'closing';
     this.input.clear();
+    // A payload still arriving is dropped unread: nothing holds its buffer any more.
+    if (this.pendingWrite) this.account?.setInput(0);
     this.pendingWrite = null;
     this.pausedFor.clear();
     this.socket.resume();
@@ -648,6 +732,8 @@ export class NbdConnection implements ExportClient {
     this.phase = 'closing';
     this.input.clear();
     this.exp?.detach(this);
+    // Gives back whatever is still charged (a payload never completed, replies never written).
+    this.account?.close();
     this.host.closed(this);
     this.log.debug('NBD connection closed');
   }

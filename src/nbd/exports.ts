@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fail, InvalidParamsError, isQzonedError, QzonedError, unsupported } from '../errors.js';
 import type { BlockGraph, Qcow2Node } from '../block/graph.js';
 import type { EventBus } from '../rpc/events.js';
+import type { MemoryBudget } from '../rpc/memory-budget.js';
 import type { Logger } from '../log.js';
 import type { ExportService } from '../handlers/services.js';
 import type {
@@ -43,6 +44,7 @@ export class BlockExports implements ExportService {
   /** Insertion order = age; query-block-exports lists the newest first, as QEMU. */
   private readonly entries = new Map<string, Entry>();
   private readonly log: Logger;
+  private budget: MemoryBudget | null = null;
 
   constructor(private readonly options: BlockExportsOptions) {
     this.log = options.log.child({ component: 'nbd' });
@@ -67,6 +69,7 @@ export class BlockExports implements ExportService {
         log: this.log,
         handshakeTimeoutMs: this.options.handshakeTimeoutMs,
       });
+      if (this.budget) server.useMemoryBudget(this.budget);
       const bound = server.boundHost();
       if (address.kind === 'tcp' && bound !== undefined && !isLoopbackHost(bound)) {
         // The name was loopback but resolved elsewhere: never leave that port open.
@@ -134,6 +137,11 @@ export class BlockExports implements ExportService {
     return [...this.entries.values()].reverse().map((e) => ({
       type: 'nbd', id: e.id, 'node-name': e.node.name, 'shutting-down': e.shuttingDown,
     }));
+  }
+
+  useMemoryBudget(budget: MemoryBudget): void {
+    this.budget = budget;
+    this.server?.useMemoryBudget(budget);
   }
 
   async close(): Promise<void> {

@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import type { Logger } from '../log.js';
+import type { MemoryBudget } from '../rpc/memory-budget.js';
 import { QzonedError } from '../errors.js';
 import { listenUnix, removeSocketFile } from '../transport/unix.js';
 import { NbdConnection, type ConnectionHost } from './connection.js';
@@ -56,6 +57,8 @@ export class NbdServer implements ConnectionHost {
   private readonly connections = new Set<NbdConnection>();
   private readonly whenEmpty = new Set<() => void>();
   private stopping: Promise<void> | null = null;
+  /** Large payloads and replies are charged here, each connection on an account of its own. */
+  private budget: MemoryBudget | null = null;
 
   private readonly maxConnections: number;
   private readonly readMode: 'onread' | 'data';
@@ -114,6 +117,10 @@ export class NbdServer implements ConnectionHost {
     return a && typeof a === 'object' ? a.address : undefined;
   }
 
+  useMemoryBudget(budget: MemoryBudget): void {
+    this.budget = budget;
+  }
+
   // ---- exports ---------------------------------------------------------------------------------
 
   hasExportNamed(name: string): boolean {
@@ -158,7 +165,7 @@ export class NbdServer implements ConnectionHost {
       : null;
     const socket = adopted ?? accepted;
     if (this.address.kind === 'tcp') socket.setNoDelay(true);
-    connection = new NbdConnection(socket, this, peer, input);
+    connection = new NbdConnection(socket, this, peer, input, this.budget?.open(`nbd ${peer}`) ?? null);
     if (!adopted) {
       socket.on('data', (chunk: Buffer) => connection!.onData(chunk));
       socket.resume();

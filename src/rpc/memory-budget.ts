@@ -252,6 +252,12 @@ export class Account {
   onPressure: (paused: boolean) => void = () => {};
   /** Set by the transport: input stayed paused for room in the budget too long; refuse and close. */
   onStuck: (message: string) => void = () => {};
+  /**
+   * Input is paused whenever the budget is over its limit, not only while a message is being
+   * received: for a connection (NBD) whose every request may allocate a large reply or payload at
+   * once, with no reservation to wait in, this is what bounds all of them together.
+   */
+  pauseWhileFull = false;
 
   constructor(
     readonly budget: MemoryBudget,
@@ -317,10 +323,20 @@ export class Account {
     this.checkPressure();
   }
 
-  /** @internal: pause input while over the share, or while receiving with the budget full. */
+  /**
+   * Before taking a new request: true (and input paused until there is room) when the budget is
+   * over its limit and this account pauses while it is.
+   */
+  holdIfFull(): boolean {
+    if (!this.budget.full || !this.pauseWhileFull) return false;
+    this.checkPressure();
+    return this.pressed;
+  }
+
+  /** @internal: pause input while over the share, or while receiving (or pausing while full) with the budget full. */
   checkPressure(): void {
     if (this.closed) return;
-    const over = this.held > this.budget.share || (this.budget.full && this.input > 0);
+    const over = this.held > this.budget.share || (this.budget.full && (this.input > 0 || this.pauseWhileFull));
     if (over === this.pressed) return;
     this.pressed = over;
     this.budget.press(this, over);

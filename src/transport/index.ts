@@ -41,6 +41,8 @@ export interface Listeners {
   close(): Promise<void>;
   /** The memory budget's figures now (held, peak, waiting). */
   memory(): BudgetStats;
+  /** The budget itself, for the daemon's other data plane (NBD exports) to charge. */
+  budget: MemoryBudget;
 }
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 32 * 1024 * 1024;
@@ -146,5 +148,5 @@ export async function startListeners(config: ListenerConfig, ctx: ServerContext)
     throw e;
   }
   log.info({ addresses, memoryBudget }, 'listening');
-  return { addresses, close, memory: () => budget.stats };
+  return { addresses, close, memory: () => budget.stats, budget };
 }

@@ -110,14 +110,14 @@ export interface NbdFixture {
  * A daemon with its JSON-RPC socket and a running NBD server, both in a fresh directory removed
  * afterwards; the daemon is closed (every image flushed) before the directory goes.
  */
-export async function nbdFixture(t: ExecutionContext, options: { startServer?: boolean; handshakeTimeoutMs?: number; zoneEventIntervalMs?: number } = {}): Promise<NbdFixture> {
+export async function nbdFixture(t: ExecutionContext, options: { startServer?: boolean; handshakeTimeoutMs?: number; zoneEventIntervalMs?: number; memoryBudget?: number } = {}): Promise<NbdFixture> {
   const dir = tempDir(t, 'qzoned-nbd-');
   const images = path.join(dir, 'images');
   fs.mkdirSync(images);
   const sock = path.join(dir, 'q.sock');
   const daemon = await startDaemon({
     imageDir: images,
-    listeners: { socket: sock, qmp: null, ws: null, maxMessageSize: 32 * MiB },
+    listeners: { socket: sock, qmp: null, ws: null, maxMessageSize: 32 * MiB, memoryBudget: options.memoryBudget },
     log: silentLogger,
     zoneEventIntervalMs: options.zoneEventIntervalMs ?? 10,
     nbdHandshakeTimeoutMs: options.handshakeTimeoutMs,

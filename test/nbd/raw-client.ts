@@ -37,14 +37,17 @@ export interface Reply {
 }
 
 export class RawNbd {
-  private buffered = Buffer.alloc(0);
+  /** Bytes received and not yet read, kept as they came: joined once per read, not once per chunk. */
+  private chunks: Buffer[] = [];
+  private bufferedLength = 0;
   private waiter: (() => void) | null = null;
   private ended = false;
   readonly closed: Promise<void>;
 
   private constructor(readonly socket: net.Socket) {
     socket.on('data', (d: Buffer) => {
-      this.buffered = Buffer.concat([this.buffered, d]);
+      this.chunks.push(d);
+      this.bufferedLength += d.length;
       this.waiter?.();
     });
     this.closed = new Promise((resolve) => socket.on('close', () => {
@@ -75,10 +78,10 @@ export class RawNbd {
   /** The next n bytes; rejects if the server closes first or nothing comes within timeoutMs. */
   async read(n: number, timeoutMs = 5000): Promise<Buffer> {
     const deadline = Date.now() + timeoutMs;
-    while (this.buffered.length < n) {
-      if (this.ended) throw new Error(`the server closed the connection (${this.buffered.length} of ${n} bytes read)`);
+    while (this.bufferedLength < n) {
+      if (this.ended) throw new Error(`the server closed the connection (${this.bufferedLength} of ${n} bytes read)`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no ${n} bytes within ${timeoutMs} ms (${this.buffered.length} buffered)`);
+      if (left <= 0) throw new Error(`no ${n} bytes within ${timeoutMs} ms (${this.bufferedLength} buffered)`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.waiter = () => {
@@ -88,15 +91,17 @@ export class RawNbd {
       });
       this.waiter = null;
     }
-    const out = this.buffered.subarray(0, n);
-    this.buffered = this.buffered.subarray(n);
+    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bufferedLength);
+    const out = all.subarray(0, n);
+    this.chunks = all.length > n ? [all.subarray(n)] : [];
+    this.bufferedLength -= n;
     return out;
   }
 
   /** True once the server has closed the connection (within timeoutMs), having sent nothing more. */
   async closesWithin(timeoutMs = 5000): Promise<boolean> {
     const closed = await Promise.race([this.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs))]);
-    return closed && this.buffered.length === 0;
+    return closed && this.bufferedLength === 0;
   }
 
   /** Reads the greeting and answers with client flags (fixed newstyle + no zeroes by default). */
