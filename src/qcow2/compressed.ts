@@ -1,6 +1,6 @@
 /**
  * Compressed clusters (qcow2.txt "Compressed Clusters Descriptor"; QEMU's
- * qcow2_parse_compressed_l2_entry and qcow2_co_decompress). Read path only.
+ * qcow2_parse_compressed_l2_entry, qcow2_co_decompress and qcow2_co_compress).
  *
  * The descriptor holds a host byte offset (not cluster aligned) and the number of additional
  * 512-byte sectors the stored stream may use. The stored range starts at the offset and ends at
@@ -75,4 +75,21 @@ export function inflateCluster(stored: Buffer, clusterSize: number): Buffer {
     throw corrupt(`a compressed cluster inflates to ${out.length} bytes; expected exactly the ${clusterSize}-byte cluster size`);
   }
   return out;
+}
+
+/**
+ * Deflates one cluster as QEMU's qcow2_co_compress() does (raw deflate, 4 KiB window), or
+ * returns null when the stream would not be shorter than a cluster: QEMU then stores the cluster
+ * uncompressed.
+ */
+export function deflateCluster(data: Buffer, clusterSize: number): Buffer | null {
+  const stream = zlib.deflateRawSync(data, { windowBits: 12 });
+  return stream.length < clusterSize ? stream : null;
+}
+
+/** The L2 entry of a stream stored at hostOffset: flag, additional sectors, offset (qcow2.txt). */
+export function compressedEntry(hostOffset: number, storedBytes: number, clusterBits: number): bigint {
+  const layout = compressedLayout(clusterBits);
+  const additional = Math.floor((hostOffset + storedBytes - 1) / SECTOR) - Math.floor(hostOffset / SECTOR);
+  return OFLAG_COMPRESSED | (BigInt(additional) << layout.sectorsShift) | BigInt(hostOffset);
 }

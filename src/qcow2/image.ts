@@ -16,8 +16,8 @@ import {
   checkFeatures, encodeHeader, hasBit, isCorrupt, isDirty, isLazyRefcounts, parseHeader, setBit, validateHeader,
   validateLayout, type FeatureVerdict, type Qcow2Header,
 } from './header.js';
-import { HEADER, INCOMPAT, MAX_CLUSTER_BITS, OFLAG_COPIED, OFLAG_ZERO } from './format.js';
-import { compressedHostClusters, inflateCluster, parseCompressedEntry } from './compressed.js';
+import { COMPAT, HEADER, INCOMPAT, MAX_CLUSTER_BITS, MAX_L1_BYTES, OFLAG_COPIED, OFLAG_ZERO, SECTOR } from './format.js';
+import { compressedEntry, compressedHostClusters, deflateCluster, inflateCluster, parseCompressedEntry } from './compressed.js';
 import { rebuildRefcounts } from './check.js';
 import { readSnapshotTable } from './snapshot.js';
 import { hexOffset, MetadataGuard } from './overlap.js';
@@ -64,6 +64,15 @@ export interface OpenOptions {
   /** Cache sizes in bytes. */
   l2CacheBytes?: number;
   refcountCacheBytes?: number;
+}
+
+/** One run of qcow2's block status (Qcow2Image.extents). */
+export interface Extent {
+  start: number;
+  length: number;
+  kind: 'data' | 'compressed' | 'zero' | 'unallocated';
+  /** File offset of the run's first byte: data runs, and zero runs whose clusters stay allocated. */
+  host?: number;
 }
 
 export interface Qcow2Info {
@@ -234,7 +243,7 @@ function judgeHeader(file: BlockFile, header: Qcow2Header, options: OpenOptions)
 export class Qcow2Image {
   readonly path: string;
   readonly file: TrackedFile;
-  readonly virtualSize: number;
+  private size: number;
   readonly clusterSize: number;
   readonly clusterBits: number;
   readonly readOnly: boolean;
@@ -259,6 +268,8 @@ export class Qcow2Image {
   private zeros: Buffer | null = null;
   /** A cluster-sized buffer zeroPartial reads into; never kept past the call. */
   private scratch: Buffer | null = null;
+  /** Where the next compressed stream may go: the host cluster being filled and its first free byte. */
+  private compressedTail: { cluster: number; next: number } | null = null;
   /** Last decompressed cluster: sequential reads of a compressed image decompress each once. */
   private inflated: { entry: bigint; data: Buffer } | null = null;
 
@@ -272,7 +283,7 @@ export class Qcow2Image {
     this.lock = lock;
     this.clusterBits = header.clusterBits;
     this.clusterSize = 2 ** header.clusterBits;
-    this.virtualSize = header.size;
+    this.size = header.size;
     this.data = new DataBarrier(file);
     this.guard = new MetadataGuard(this.clusterSize);
     for (const [i, r] of (options.extraMetadata?.(header) ?? []).entries()) this.guard.setRange(`extra${i}`, r.what, r.offset, r.length);
@@ -355,6 +366,10 @@ export class Qcow2Image {
     mutate(next);
     Qcow2Image.writeHeaderTo(this.file, next);
     this.header = next;
+  }
+
+  get virtualSize(): number {
+    return this.size;
   }
 
   get headerSnapshot(): Readonly<Qcow2Header> {
@@ -616,6 +631,47 @@ export class Qcow2Image {
       }
       if (m.kind === 'compressed' && this.inflated?.entry === m.entry) this.inflated = null;
     }
+    // A host cluster whose last stream went may be reused for anything: no stream goes there again.
+    const tail = this.compressedTail;
+    if (tail && this.refcounts.get(tail.cluster / this.clusterSize) === 0) this.compressedTail = null;
+  }
+
+  /**
+   * Writes one whole guest cluster compressed (qemu-img convert -c). Streams are packed into host
+   * clusters one after another, each host cluster counting one reference per stream in it, and
+   * none straddling two (a stream is shorter than a cluster). A cluster that does not compress
+   * is written as usual.
+   */
+  writeCompressed(guestCluster: number, data: Buffer): void {
+    const cs = this.clusterSize;
+    // A whole cluster, or all of the last one when the virtual size ends inside it (then zero-padded, as QEMU does).
+    const whole = Math.min(cs, this.virtualSize - guestCluster * cs);
+    if (data.length !== whole) throw fail('unaligned', `a compressed write takes the whole cluster ${guestCluster} (${whole} bytes); got ${data.length}`);
+    this.checkRange(guestCluster * cs, whole);
+    const padded = whole === cs ? data : Buffer.concat([data, Buffer.alloc(cs - whole)]);
+    const stream = deflateCluster(padded, cs);
+    if (!stream) {
+      this.write(guestCluster * cs, data);
+      return;
+    }
+    this.beforeChange();
+    const old = this.map.lookup(guestCluster);
+    const tail = this.compressedTail;
+    let host: number;
+    if (tail && tail.next + stream.length <= tail.cluster + cs) {
+      host = tail.next;
+      this.refcounts.update(tail.cluster / cs, 1);
+    } else {
+      host = this.refcounts.alloc(1);
+    }
+    this.compressedTail = { cluster: host - (host % cs), next: host + stream.length };
+    this.file.pwrite(stream, host);
+    this.data.markWritten();
+    // As any new mapping: after its bytes and its refcount (rules 1 and 3).
+    this.map.l2.dependsOn(this.data);
+    this.map.l2.dependsOn(this.refcounts);
+    this.map.setEntry(guestCluster, compressedEntry(host, stream.length, this.clusterBits));
+    this.releaseAll([old]);
   }
 
   /** Zeroes a range: whole clusters become zero entries, partial ones are written with zeros. */
@@ -792,6 +848,35 @@ export class Qcow2Image {
 
   // ---- hooks for layers above (zoned extension, preallocation, tools) -----------------------
 
+  /**
+   * Changes the virtual size (qemu-img resize). Shrinking frees every cluster past the new end and
+   * zeroes the rest of the last one, so that growing again never shows old bytes; the frees are
+   * durable before the header says the new size. Growing adds the L1 entries the new size needs.
+   * Layers above with metadata sized to the image (the zoned array) resize it themselves and pass
+   * `alsoInHeader`, so that the new size and their header fields are written by one header write.
+   */
+  resize(newSize: number, alsoInHeader?: (h: Qcow2Header) => void): void {
+    this.assertWritable();
+    if (!Number.isSafeInteger(newSize) || newSize < 0 || newSize % SECTOR !== 0) {
+      throw fail('unaligned', `The new size must be a multiple of ${SECTOR}; found ${newSize}`);
+    }
+    const l1Entries = Math.ceil(newSize / (this.clusterSize * this.map.l2Entries));
+    if (l1Entries * 8 > MAX_L1_BYTES) {
+      const max = (MAX_L1_BYTES / 8) * this.clusterSize * this.map.l2Entries;
+      throw fail('out-of-range', `a virtual size of ${newSize} bytes needs an L1 table larger than ${MAX_L1_BYTES} bytes; the largest size with ${this.clusterSize}-byte clusters is ${max} bytes`);
+    }
+    if (newSize < this.size) {
+      this.discard(newSize, this.size - newSize);
+      this.flush();
+    }
+    this.map.growL1(l1Entries);
+    this.updateHeader((h) => {
+      h.size = newSize;
+      alsoInHeader?.(h);
+    });
+    this.size = newSize;
+  }
+
   /** Creation: grows the empty L1 table to cover the virtual size. */
   growL1ForSize(): void {
     this.assertWritable();
@@ -800,6 +885,21 @@ export class Qcow2Image {
     } catch (e) {
       throw this.signal(e);
     }
+  }
+
+  /**
+   * Turns lazy refcounts on or off (qemu-img amend -o lazy_refcounts). Off is only written once
+   * every refcount is on disk, so the image never claims up-to-date refcounts it does not have.
+   */
+  setLazyRefcounts(on: boolean): void {
+    this.assertWritable();
+    if (isLazyRefcounts(this.header) === on) return;
+    this.flush();
+    this.updateHeader((h) => {
+      h.compatible = setBit(h.compatible, COMPAT.lazyRefcounts, on);
+      if (!on) h.incompatible = setBit(h.incompatible, INCOMPAT.dirty, false);
+    });
+    if (!on) this.lazyDirtySet = false;
   }
 
   /** Allocates n contiguous clusters (refcount 1) for caller-owned metadata; returns the offset. */
@@ -822,6 +922,16 @@ export class Qcow2Image {
   }
 
   /**
+   * Drops caller-owned metadata clusters (refcount 1 each), once nothing on disk points at them
+   * any more (rule 7); the refcount decrease reaches the disk with the next flush.
+   */
+  freeMetadata(offset: number, n: number): void {
+    this.assertWritable();
+    this.refcounts.free(offset, n);
+  }
+
+
+  /**
    * Makes the refcount structures, and every write made before this call, durable (so a header
    * pointer may point at new metadata written by the caller). One sync when nothing else is dirty.
    */
@@ -832,6 +942,11 @@ export class Qcow2Image {
     } catch (e) {
       throw this.signal(e);
     }
+  }
+
+  /** The refcount of one host cluster (tools: qemu-img map's metadata-preallocation test). */
+  refcount(hostCluster: number): number {
+    return this.refcounts.get(hostCluster);
   }
 
   /** Mapping of one guest cluster (tools, tests, preallocation). */
@@ -867,6 +982,46 @@ export class Qcow2Image {
       gc++;
     }
     return false;
+  }
+
+  /**
+   * How [offset, offset+length) is stored, as runs in guest order (what qemu-img map, measure and
+   * compare ask of a format): `data` clusters (with `host`, the file offset of the run's first
+   * byte; a run is host-contiguous), `compressed` ones, `zero` entries (with `host` when a
+   * cluster stays allocated under the zero flag) and `unallocated` ones. Absent L2 tables are
+   * skipped whole, so a sparse image costs time for what it holds, not for its size.
+   */
+  extents(offset: number, length: number): Extent[] {
+    this.checkRange(offset, length);
+    const cs = this.clusterSize;
+    const per = this.map.l2Entries;
+    const end = offset + length;
+    const out: Extent[] = [];
+    const push = (start: number, runLength: number, kind: Extent['kind'], host?: number): void => {
+      const last = out[out.length - 1];
+      const joins = last !== undefined && last.kind === kind && last.start + last.length === start
+        && (last.host === undefined ? host === undefined : host === last.host + last.length);
+      if (joins) last.length += runLength;
+      else out.push(host === undefined ? { start, length: runLength, kind } : { start, length: runLength, kind, host });
+    };
+    for (let pos = offset; pos < end;) {
+      const gc = Math.floor(pos / cs);
+      const l1Index = Math.floor(gc / per);
+      if (l1Index >= this.map.l1.entries || this.map.l1.get(l1Index) === 0n) {
+        const tableEnd = Math.min(end, (l1Index + 1) * per * cs);
+        push(pos, tableEnd - pos, 'unallocated');
+        pos = tableEnd;
+        continue;
+      }
+      const next = Math.min(end, (gc + 1) * cs);
+      const m = this.map.lookup(gc);
+      const inCluster = pos - gc * cs;
+      if (m.kind === 'normal') push(pos, next - pos, 'data', m.host + inCluster);
+      else if (m.kind === 'zero') push(pos, next - pos, 'zero', m.host === 0 ? undefined : m.host + inCluster);
+      else push(pos, next - pos, m.kind);
+      pos = next;
+    }
+    return out;
   }
 
   /**

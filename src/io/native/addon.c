@@ -21,6 +21,8 @@ static napi_value init(napi_env env, napi_value exports) {
   if (!export_function(env, exports, "ofdSetLock", ofd_set_lock)) return NULL;
   if (!export_function(env, exports, "ofdTestLock", ofd_test_lock)) return NULL;
   if (!export_function(env, exports, "namedMemfd", named_memfd)) return NULL;
+  if (!export_function(env, exports, "seekData", seek_data)) return NULL;
+  if (!export_function(env, exports, "punchHole", punch_hole)) return NULL;
   return exports;
 }
 

@@ -12,5 +12,7 @@ napi_value list_directory_js(napi_env env, napi_callback_info info);
 napi_value ofd_set_lock(napi_env env, napi_callback_info info);
 napi_value ofd_test_lock(napi_env env, napi_callback_info info);
 napi_value named_memfd(napi_env env, napi_callback_info info);
+napi_value seek_data(napi_env env, napi_callback_info info);
+napi_value punch_hole(napi_env env, napi_callback_info info);
 
 #endif

@@ -35,6 +35,10 @@ export interface NativeAddon {
   ofdTestLock(fd: number, type: number, start: number, length: number): number;
   /** memfd_create(name, MFD_CLOEXEC): a descriptor, or -errno. */
   namedMemfd(name: string): number;
+  /** lseek(fd, offset, hole ? SEEK_HOLE : SEEK_DATA): the offset found, or the negated errno. */
+  seekData(fd: number, offset: number, hole: boolean): number;
+  /** fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length): 0, or the errno. */
+  punchHole(fd: number, offset: number, length: number): number;
 }
 
 /** The `how` flags of openBeneath (confined.c's HOW_*). */
