@@ -347,7 +347,6 @@ export async function runShell(options: ShellOptions, ctx: CliContext): Promise<
 /** The `shell` subcommand for src/cli/main.ts. */
 export function shellCommand(ctx: CliContext): Command {
   return new Command('shell')
-    .description('a REPL like qmp-shell: COMMAND key=value ..., JSON lines, qemu-io zone commands on a node; -c or stdin for scripts')
     .usage('[--socket PATH | --qmp PATH | --ws HOST:PORT|URL [--token T]] [-p] [-c LINE]...')
     .option('--socket <path>', 'JSON-RPC unix socket (default ./qzoned.sock)')
     .option('--qmp <path>', 'QMP unix socket')

@@ -49,7 +49,6 @@ export async function runInteractive(session: IoSession, input: NodeJS.ReadableS
 
 export function ioCommand(ctx: CliContext): Command {
   return new Command('io')
-    .description('run qemu-io commands (read, write, discard, flush, zrp, zo, zc, zf, zrs, zap, zone_inject) on an image')
     .usage('[-r] [-c CMD]... FILE')
     .option('-r, --read-only', 'open the image read-only')
     .option('-c, --cmd <command>', 'run CMD; repeatable, in order; without -c an interactive prompt reads commands', collect, [] as string[])

@@ -1,10 +1,8 @@
 // `qzoned`: one executable, subcommands serve | img | io | shell (cli.md). Returns the exit status.
+// Only the subcommand being run is loaded: `qzoned img info` must start about as fast as node
+// itself, so it cannot pay for the daemon, the shell or the schema validators.
 import { Command, CommanderError } from 'commander';
 import { reportError, type CliContext } from './context.js';
-import { imgCommand } from './img.js';
-import { ioCommand } from './io.js';
-import { serveCommand } from './serve.js';
-import { shellCommand } from '../../clients/shell/main.js';
 import { qzonedVersion } from '../version.js';
 
 export interface CliStreams {
@@ -36,6 +34,36 @@ function processStreams(): CliStreams {
   return processStreamsMade;
 }
 
+interface Subcommand {
+  description: string;
+  /** Builds the subcommand; `argv` starts at the word after its name and may be rewritten. */
+  load(ctx: CliContext, argv: string[]): Promise<{ command: Command; argv: string[] }>;
+}
+
+/** The one place the subcommands are named and described; each is built only when it runs. */
+const SUBCOMMANDS: Readonly<Record<string, Subcommand>> = {
+  serve: {
+    description: 'the daemon: JSON-RPC 2.0 (unix socket, WebSocket, HTTP POST) and QMP (unix socket) until SIGTERM/SIGINT',
+    load: async (ctx, argv) => ({ command: (await import('./serve.js')).serveCommand(ctx), argv }),
+  },
+  img: {
+    description: 'create, inspect, check, convert, compare, map, resize, measure, amend, copy and benchmark images (like qemu-img)',
+    load: async (ctx, argv) => {
+      const { imgCommand, prepareImgArgv } = await import('./img/main.js');
+      const prepared = prepareImgArgv(argv);
+      return { command: imgCommand(ctx, prepared), argv: prepared.argv };
+    },
+  },
+  io: {
+    description: 'run qemu-io commands (read, write, discard, flush, zrp, zo, zc, zf, zrs, zap, zone_inject) on an image',
+    load: async (ctx, argv) => ({ command: (await import('./io.js')).ioCommand(ctx), argv }),
+  },
+  shell: {
+    description: 'a REPL like qmp-shell: COMMAND key=value ..., JSON lines, qemu-io zone commands on a node; -c or stdin for scripts',
+    load: async (ctx, argv) => ({ command: (await import('../../clients/shell/main.js')).shellCommand(ctx), argv }),
+  },
+};
+
 /** Every command, subcommands included, reports through ctx and throws instead of exiting the process. */
 function configure(command: Command, ctx: CliContext): void {
   command.exitOverride();
@@ -47,23 +75,34 @@ function configure(command: Command, ctx: CliContext): void {
   for (const sub of command.commands) configure(sub, ctx);
 }
 
-export function buildProgram(ctx: CliContext): Command {
+/**
+ * The program for one command line: the subcommand it names built in full, the others as names
+ * and descriptions (all --help needs). Returns the arguments to parse.
+ */
+export async function buildProgram(ctx: CliContext, argv: readonly string[] = []): Promise<{ program: Command; argv: string[] }> {
   const program = new Command('qzoned')
     .description('zoned storage emulated in qcow2 images: a QMP-style service and offline tools')
-    .version(qzonedVersion().package.replace("qzoned ", ""));
-  program.addCommand(serveCommand(ctx));
-  program.addCommand(imgCommand(ctx));
-  program.addCommand(ioCommand(ctx));
-  program.addCommand(shellCommand(ctx));
+    .version(qzonedVersion().package.replace('qzoned ', ''));
+  const wanted = argv[0];
+  let rest = [...argv];
+  for (const [name, sub] of Object.entries(SUBCOMMANDS)) {
+    if (name === wanted) {
+      const loaded = await sub.load(ctx, argv.slice(1));
+      program.addCommand(loaded.command.description(sub.description));
+      rest = [name, ...loaded.argv];
+    } else {
+      program.command(name).description(sub.description).allowUnknownOption().allowExcessArguments();
+    }
+  }
   configure(program, ctx);
-  return program;
+  return { program, argv: rest };
 }
 
 export async function main(argv: string[], streams: CliStreams = processStreams()): Promise<number> {
   const ctx: CliContext = { out: streams.out, err: streams.err, exitCode: 0 };
-  const program = buildProgram(ctx);
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    const { program, argv: args } = await buildProgram(ctx, argv);
+    await program.parseAsync(args, { from: 'user' });
   } catch (error) {
     if (error instanceof CommanderError) {
       // Help and version exit 0; commander has already printed its one-line error otherwise.

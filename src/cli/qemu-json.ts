@@ -37,7 +37,7 @@ function keysOf(dict: QDict): string[] {
   return insertionOrdered.has(dict) ? keys : qdictOrder(keys);
 }
 
-export type QValue = string | number | boolean | QDict;
+export type QValue = string | number | boolean | QDict | QValue[];
 export interface QDict { [key: string]: QValue }
 
 function quote(text: string): string {
@@ -62,6 +62,11 @@ function quote(text: string): string {
 export function toQemuJson(value: QValue, indent = 0): string {
   if (typeof value === 'string') return quote(value);
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (Array.isArray(value)) {
+    if (value.length === 0) return '[]';
+    const pad = ' '.repeat((indent + 1) * 4);
+    return `[\n${value.map((item) => `${pad}${toQemuJson(item, indent + 1)}`).join(',\n')}\n${' '.repeat(indent * 4)}]`;
+  }
   const keys = keysOf(value);
   if (keys.length === 0) return '{}';
   const pad = ' '.repeat((indent + 1) * 4);
@@ -75,7 +80,8 @@ export function dumpQdictHuman(dict: QDict, indentation: number): string {
   for (const key of keysOf(dict)) {
     const value = dict[key]!;
     text += `${' '.repeat(indentation * 4)}${key.replace(/-/g, ' ')}:`;
-    if (typeof value === 'object') text += `\n${dumpQdictHuman(value, indentation + 1)}`;
+    if (Array.isArray(value)) text += ` ${value.map(String).join(', ')}\n`;
+    else if (typeof value === 'object') text += `\n${dumpQdictHuman(value, indentation + 1)}`;
     else text += ` ${String(value)}\n`;
   }
   return text;

@@ -120,7 +120,6 @@ export function listenerConfig(o: ServeOptions, token: string | undefined = o.to
 
 export function serveCommand(ctx: CliContext): Command {
   return new Command('serve')
-    .description('the daemon: JSON-RPC 2.0 (unix socket, WebSocket, HTTP POST) and QMP (unix socket) until SIGTERM/SIGINT')
     .option('--image-dir <dir>', 'every file the service is given lives here (created if missing)', './images')
     .option('--socket <path>', 'JSON-RPC unix socket', './qzoned.sock')
     .option('--no-socket', 'no JSON-RPC unix socket')

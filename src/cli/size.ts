@@ -40,11 +40,26 @@ export function parseSize(text: string, what = 'size'): number {
   return value;
 }
 
-/** A plain non-negative integer, decimal or 0x hex (counts such as conventional-zones take no suffix). */
+/**
+ * An integer as C's strtol with base 0 reads it, the whole text consumed (qemu_strtol and
+ * qemu_strtoul, which every count qemu-img and qemu-io take goes through): optional blanks and
+ * sign, then 0x/0X and hex digits, or a leading 0 and octal digits, or decimal. Undefined when
+ * the text is not such a number or lies beyond 2^53.
+ */
+export function tryParseInteger(text: string): number | undefined {
+  const m = /^[ \t\n\v\f\r]*([+-]?)(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))$/.exec(text);
+  if (!m) return undefined;
+  const magnitude = m[2] !== undefined ? Number.parseInt(m[2], 16) : m[3] !== undefined ? Number.parseInt(m[3], 8) : Number(m[4]);
+  if (!Number.isSafeInteger(magnitude)) return undefined;
+  return m[1] === '-' ? -magnitude : magnitude;
+}
+
+/** A non-negative integer as strtol base 0 reads it (counts such as conventional-zones take no suffix). */
 export function parseCount(text: string, what: string): number {
-  const m = /^\s*(?:0x([0-9a-f]+)|(\d+))\s*$/i.exec(text);
-  const value = m ? (m[1] !== undefined ? Number.parseInt(m[1], 16) : Number(m[2])) : NaN;
-  if (!Number.isSafeInteger(value)) throw usageError(`Invalid ${what} '${text}': expected a non-negative integer`);
+  const value = tryParseInteger(text);
+  if (value === undefined || value < 0) {
+    throw usageError(`Invalid ${what} '${text}': expected a non-negative integer (decimal, 0x hex or 0 octal)`);
+  }
   return value;
 }
 

@@ -1,10 +1,10 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  formatCheckHuman, formatCheckJson, formatCreateLine, formatInfoHuman, formatInfoJson, nearestCreateKey,
-  nonZeroRuns, parseCreateOptions, splitOptionList, checkExitCode, type InfoInput,
-} from '../../src/cli/img.js';
+import { formatCheckHuman, formatCheckJson, checkExitCode } from '../../src/cli/img/check.js';
+import { formatInfoHuman, formatInfoJson, type InfoInput } from '../../src/cli/img/info.js';
+import { nonZeroRuns } from '../../src/cli/img/convert.js';
+import { formatCreateLine, nearestCreateKey, parseCreateOptions, splitOptionList } from '../../src/cli/img/options.js';
 import type { CheckResult } from '../../src/qcow2/check.js';
 import { qdictOrder } from '../../src/cli/qemu-json.js';
 import { HAVE_QEMU_IMG, HAVE_QEMU_IO, qemuImg, run, tempDir } from './helpers.js';

@@ -1,0 +1,42 @@
+// `img create`: qemu-img create's syntax and "Formatting" line; the image itself comes from the
+// same function as blockdev-create's.
+import * as fs from 'node:fs';
+import { createImage } from '../../block/images.js';
+import type { CliContext } from '../context.js';
+import { usageError } from '../size.js';
+import { BACKING_FILE_REASON, formatCreateLine, formatCreateOptionHelp, parseCreateOptions, wantsOptionHelp } from './options.js';
+
+/** qemu-img create truncates an existing raw file, and so does this. */
+export function createRaw(file: string, size: number): void {
+  const fd = fs.openSync(file, 'w');
+  try {
+    fs.ftruncateSync(fd, size);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export interface CreateCliOptions {
+  format: string;
+  options: string[];
+  quiet?: boolean;
+  backingFile?: string;
+  backingFormat?: string;
+  unsafe?: boolean;
+}
+
+export async function runCreate(ctx: CliContext, file: string | undefined, size: string | undefined, opts: CreateCliOptions): Promise<void> {
+  if (wantsOptionHelp(opts.options)) {
+    ctx.out(formatCreateOptionHelp(opts.format));
+    return;
+  }
+  if (opts.backingFile !== undefined || opts.backingFormat !== undefined || opts.unsafe) {
+    throw usageError(`qemu-img's backing file options (-b, -F, -u) are not supported by qzoned: ${BACKING_FILE_REASON}`);
+  }
+  if (file === undefined) throw usageError('Expecting image file name');
+  const parsed = parseCreateOptions(opts.format, opts.options, size);
+  if (!opts.quiet) ctx.out(formatCreateLine(file, parsed));
+  if (parsed.format === 'raw') createRaw(file, parsed.options.size);
+  // qemu-img create replaces an existing file; scripts that re-run it rely on that.
+  else await createImage(file, parsed.options, { overwrite: true });
+}
