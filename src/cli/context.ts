@@ -2,6 +2,8 @@
 export interface CliContext {
   out(text: string): void;
   err(text: string): void;
+  /** Resolves once the output stream has taken what `out` was given (absent: nothing to wait for). */
+  drained?(): Promise<void>;
   /** Set by the subcommand that ran; main returns it. */
   exitCode: number;
 }

@@ -34,6 +34,11 @@ export interface IoOutput {
   out(text: string): void;
   /** qemu-io's stderr: usage mistakes (bad argument count, unknown command, bad option). */
   err(text: string): void;
+  /**
+   * Resolves once what `out` was given has been taken by the reader (a pipe's back-pressure):
+   * long outputs wait for it between pieces instead of queueing them all in memory.
+   */
+  drained?(): Promise<void>;
 }
 
 export interface IoSession {
@@ -49,6 +54,8 @@ export interface IoSession {
 export const MAX_REQUEST_BYTES = 2147483136;
 const SECTOR = 512;
 const DEFAULT_WRITE_PATTERN = 0xcd;
+/** Zones asked for and printed at a time by zone_report. */
+const REPORT_BATCH = 4096;
 
 export { ZONE_CONDITION_NUMBER };
 /** QEMU's BlockZoneType numbers. */
@@ -331,8 +338,22 @@ const COMMANDS: CommandDef[] = [
       const offset = number(session, parsed.operands[0]!);
       const count = number(session, parsed.operands[1]!);
       const zones = await attempt('zone report', async () => zonesOf(session.target));
-      const report = await attempt('zone report', () => zones.zoneReport(offset, count));
-      session.output.out(report.map(formatZoneLine).join(''));
+      // A batch at a time, each printed as it comes: a report of every zone of a large device
+      // never holds all its descriptors and lines at once (262,144 of them took seconds, most in GC,
+      // more so when a pipe's reader was slower than the writer and every line queued up).
+      let from = offset;
+      for (let left = count; left > 0;) {
+        const report = await attempt('zone report', () => zones.zoneReport(from, Math.min(left, REPORT_BATCH)));
+        if (report.length === 0) break;
+        let text = '';
+        for (const zone of report) text += formatZoneLine(zone);
+        session.output.out(text);
+        await session.output.drained?.();
+        left -= report.length;
+        const last = report[report.length - 1]!;
+        from = last.start + last.length;
+        if (from >= session.target.virtualSize) break;
+      }
     },
   },
   zoneMgmtCommand('zone_open', 'zo', 'open', 'explicit open a range of zones in zone block device'),

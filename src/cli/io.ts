@@ -59,7 +59,7 @@ export function ioCommand(ctx: CliContext): Command {
       // QEMU's locks as qemu-io takes them: a read-only open keeps writers out and is refused while
       // one is in. qemu-io's -U (force-share) would pass forceShare: true here.
       const image = await openImage(file, { readOnly: opts.readOnly === true, forceShare: false, holder: 'qzoned io' });
-      const session: IoSession = { target: imageTarget(image), output: { out: ctx.out, err: ctx.err } };
+      const session: IoSession = { target: imageTarget(image), output: { out: ctx.out, err: ctx.err, drained: ctx.drained } };
       let ok = true;
       try {
         if (opts.cmd.length > 0) {

@@ -8,6 +8,7 @@ import { qzonedVersion } from '../version.js';
 export interface CliStreams {
   out(text: string): void;
   err(text: string): void;
+  drained?(): Promise<void>;
 }
 
 /**
@@ -16,21 +17,37 @@ export interface CliStreams {
  * closed cleanly) with the exit status they earn. Node would otherwise raise the write's EPIPE as
  * an uncaught error with a stack trace.
  */
-function closedPipeTolerant(stream: NodeJS.WriteStream): (text: string) => void {
+function closedPipeTolerant(stream: NodeJS.WriteStream): { write(text: string): void; drained(): Promise<void> } {
   let gone = false;
+  const waiting: Array<() => void> = [];
+  const wake = (): void => { for (const resolve of waiting.splice(0)) resolve(); };
   stream.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code !== 'EPIPE') throw e;
     gone = true;
+    wake();
   });
-  return (text) => {
-    if (!gone) stream.write(text);
+  return {
+    write: (text) => {
+      if (!gone) stream.write(text);
+    },
+    // Resolves once the reader has taken what was written, or has gone.
+    drained: () => {
+      if (gone || !stream.writableNeedDrain) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        waiting.push(resolve);
+        stream.once('drain', wake);
+      });
+    },
   };
 }
 
 let processStreamsMade: CliStreams | null = null;
 
 function processStreams(): CliStreams {
-  processStreamsMade ??= { out: closedPipeTolerant(process.stdout), err: closedPipeTolerant(process.stderr) };
+  if (!processStreamsMade) {
+    const out = closedPipeTolerant(process.stdout);
+    processStreamsMade = { out: out.write, err: closedPipeTolerant(process.stderr).write, drained: out.drained };
+  }
   return processStreamsMade;
 }
 
@@ -100,6 +117,7 @@ export async function buildProgram(ctx: CliContext, argv: readonly string[] = []
 
 export async function main(argv: string[], streams: CliStreams = processStreams()): Promise<number> {
   const ctx: CliContext = { out: streams.out, err: streams.err, exitCode: 0 };
+  if (streams.drained) ctx.drained = streams.drained;
   try {
     const { program, argv: args } = await buildProgram(ctx, argv);
     await program.parseAsync(args, { from: 'user' });

@@ -858,7 +858,7 @@ export class Qcow2Image {
   resize(newSize: number, alsoInHeader?: (h: Qcow2Header) => void): void {
     this.assertWritable();
     if (!Number.isSafeInteger(newSize) || newSize < 0 || newSize % SECTOR !== 0) {
-      throw fail('unaligned', `The new size must be a multiple of ${SECTOR}; found ${newSize}`);
+      throw fail('unaligned', `The new size must be a multiple of ${SECTOR}`);
     }
     const l1Entries = Math.ceil(newSize / (this.clusterSize * this.map.l2Entries));
     if (l1Entries * 8 > MAX_L1_BYTES) {
@@ -868,6 +868,10 @@ export class Qcow2Image {
     if (newSize < this.size) {
       this.discard(newSize, this.size - newSize);
       this.flush();
+      // As QEMU: the file ends after its last cluster in use, so the freed tail goes back to the file system.
+      let end = Math.ceil(this.file.size() / this.clusterSize);
+      while (end > 1 && this.refcounts.get(end - 1) === 0) end--;
+      if (end * this.clusterSize < this.file.size()) this.file.truncate(end * this.clusterSize);
     }
     this.map.growL1(l1Entries);
     this.updateHeader((h) => {

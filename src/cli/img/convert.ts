@@ -97,13 +97,14 @@ function sparseOption(text: string | undefined): number {
   return value;
 }
 
-export async function runConvert(ctx: CliContext, src: string, dst: string, opts: ConvertCliOptions): Promise<void> {
+export async function runConvert(ctx: CliContext, src: string | undefined, dst: string | undefined, opts: ConvertCliOptions): Promise<void> {
   const targetFormat = checkConvertFormat(opts.outputFormat, '-O') ?? 'raw';
   if (wantsOptionHelp(opts.options)) {
     ctx.out(formatCreateOptionHelp(targetFormat === 'zloop' ? 'zloop' : targetFormat));
     return;
   }
-  if (opts.backingFile !== undefined) throw usageError(`qemu-img's backing file option (-B) is not supported by qzoned: ${BACKING_FILE_REASON}`);
+  if (opts.backingFile !== undefined) throw usageError(`-B is a qemu-img option qzoned does not support: ${BACKING_FILE_REASON}`);
+  if (src === undefined || dst === undefined) throw usageError('Expecting a source and a target image file name');
   const sourceFormat = checkConvertFormat(opts.format, '-f') ?? probeConvertFormat(src);
   if (opts.blockSize !== undefined && targetFormat !== 'zloop') throw usageError('--block-size applies to -O zloop only');
   if (opts.zloopOptions !== undefined && sourceFormat !== 'zloop') throw usageError('--zloop-options applies to -f zloop only');

@@ -31,7 +31,7 @@ export async function runCreate(ctx: CliContext, file: string | undefined, size:
     return;
   }
   if (opts.backingFile !== undefined || opts.backingFormat !== undefined || opts.unsafe) {
-    throw usageError(`qemu-img's backing file options (-b, -F, -u) are not supported by qzoned: ${BACKING_FILE_REASON}`);
+    throw usageError(`-b, -F and -u are qemu-img options qzoned does not support: ${BACKING_FILE_REASON}`);
   }
   if (file === undefined) throw usageError('Expecting image file name');
   const parsed = parseCreateOptions(opts.format, opts.options, size);

@@ -58,7 +58,7 @@ export function parseDdOperands(words: readonly string[]): DdOperands {
         output = value;
         break;
       default:
-        throw usageError(`unrecognized operand ${word}`);
+        throw usageError(`unrecognized operand ${key}`);
     }
   }
   if (input === undefined || output === undefined) throw usageError('Must specify both input and output files');

@@ -101,9 +101,9 @@ export function imgCommand(ctx: CliContext, prepared: ImgArgv = { argv: [] }): C
       + 'sequential zones\' write pointers must be multiples of it')
     .option('--zloop-options <opts>', '-f zloop: the options the directory was added with (capacity_mb=..,zone_size_mb=..,'
       + 'zone_capacity_mb=..,conv_zones=..; zloop\'s defaults for what is left out), for a directory without a qzoned geometry file')
-    .argument('<src>')
-    .argument('<dst>')
-    .action(async (src: string, dst: string, opts: Record<string, unknown>) => {
+    .argument('[src]')
+    .argument('[dst]')
+    .action(async (src: string | undefined, dst: string | undefined, opts: Record<string, unknown>) => {
       const { runConvert } = await import('./convert.js');
       await runConvert(ctx, src, dst, {
         format: opts.format as string | undefined, outputFormat: opts.outputFormat as string, options: opts.options as string[],

@@ -106,8 +106,10 @@ export async function runMeasure(ctx: CliContext, file: string | undefined, opts
       const array = zoned ? roundUp(zoned.zonedmetaSize, clusterSize) : 0;
       const refcountOrder = Math.log2(parsed.options.refcountBits ?? 16);
       fullyAllocated = fullyAllocatedSize(size, clusterSize, refcountOrder, array);
-      const data = parsed.options.preallocation === 'full' ? size : source ? requiredData(source, clusterSize) : 0;
-      required = fullyAllocated - size + data;
+      // qcow2_measure works with the size rounded up to whole clusters.
+      const aligned = roundUp(size, clusterSize);
+      const data = parsed.options.preallocation === 'full' ? aligned : source ? requiredData(source, clusterSize) : 0;
+      required = fullyAllocated - aligned + data;
     }
     // qemu-img reports the bitmaps a qcow2 v3 source could bring along; qzoned images carry none.
     const bitmaps = target === 'qcow2' && source?.image !== undefined && source.image.info().compat === '1.1';

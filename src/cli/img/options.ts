@@ -54,12 +54,10 @@ const CREATE_ALIASES: Readonly<Record<string, string>> = {
 /** The v5 cover letter's max_append_sectors counts 512-byte sectors. */
 const SECTOR_ALIASES: Readonly<Record<string, string>> = { 'max-append-sectors': 'zone.max-append-bytes' };
 
-const BACKING = 'qzoned images have no backing file: the engine never reads through to another image, so every '
-  + 'cluster an image shows is its own and a write pointer never covers data kept elsewhere '
-  + '(flatten an overlay first: qemu-img convert -O qcow2 overlay.qcow2 flat.qcow2)';
-const DATA_FILE = 'qzoned keeps guest data inside the image file, where a zone reset frees its clusters; '
-  + 'it has no external data files';
-const ENCRYPTION = 'qzoned stores guest data in plain clusters; it has no encryption';
+const BACKING = 'qzoned images have no backing file, since the engine never reads through to another image and a '
+  + 'write pointer must not cover data kept elsewhere (flatten an overlay first with qemu-img convert -O qcow2 overlay.qcow2 flat.qcow2)';
+const DATA_FILE = 'qzoned keeps guest data inside the image file, where a zone reset frees its clusters';
+const ENCRYPTION = 'qzoned stores guest data in plain clusters, without encryption';
 
 /**
  * Options qemu-img 7.2 accepts (`qemu-img create -f qcow2 -o help FILE`) that qzoned does not,
@@ -73,7 +71,7 @@ const UNSUPPORTED: ReadonlyArray<{ name: string; prefix?: true; reason: string }
   { name: 'encryption', reason: ENCRYPTION },
   { name: 'encrypt.', prefix: true, reason: ENCRYPTION },
   { name: 'nocow', reason: 'qzoned sets no file attributes such as btrfs\'s nocow' },
-  { name: 'extent-size-hint', reason: 'qzoned sets no extent size hint; it reserves space ahead of a growing image itself' },
+  { name: 'extent-size-hint', reason: 'qzoned sets no extent size hint (it reserves space ahead of a growing image itself)' },
 ];
 
 /** The reason qemu-img's backing file options (-b, -F, -o backing_file) are refused. */
@@ -171,9 +169,9 @@ function parseGiven(format: 'qcow2' | 'raw', optionLists: readonly string[]): Gi
     for (const [rawKey, text] of splitOptionList(list)) {
       const normalized = normalizeKey(rawKey);
       const reason = unsupportedReason(normalized);
-      if (reason) throw usageError(`qemu-img's option '${rawKey}' is not supported by qzoned: ${reason}`);
+      if (reason) throw usageError(`'${rawKey}' is a qemu-img option qzoned does not support: ${reason}`);
       if (format === 'raw' && normalized === 'preallocation') {
-        throw usageError(`qemu-img's option '${rawKey}' is not supported by qzoned for raw images: they are created sparse`);
+        throw usageError(`'${rawKey}' is a qemu-img option qzoned does not support for raw images: they are created sparse`);
       }
       const sectorAlias = SECTOR_ALIASES[normalized];
       const name = sectorAlias ?? CREATE_ALIASES[normalized] ?? normalized;
@@ -285,7 +283,7 @@ export function parseAmendOptions(optionLists: readonly string[]): AmendRequest 
         throw usageError(`Cannot amend the backing file: ${BACKING}`);
       }
       const reason = unsupportedReason(normalized);
-      if (reason) throw usageError(`qemu-img's option '${rawKey}' is not supported by qzoned: ${reason}`);
+      if (reason) throw usageError(`'${rawKey}' is a qemu-img option qzoned does not support: ${reason}`);
       const key = CREATE_KEYS.find((candidate) => candidate.name === name);
       if (!key) throw usageError(`Invalid parameter '${rawKey}'`);
       if (!key.amend) {
