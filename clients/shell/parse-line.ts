@@ -7,9 +7,9 @@
  *   COMMAND key=value key.sub=value ...     arguments built from the pairs
  *   {"execute": NAME, "arguments": {...}}   a JSON object line, taken as is (QMP or JSON-RPC shape)
  */
-import { tryParseSize } from '../../src/cli/size.js';
+import { tryParseInteger, tryParseSize } from '../../src/cli/size.js';
 import type { JsonSchema } from '../../src/generated/commands.js';
-import { isSizeSchema, paramsSchema, propertiesOf } from './schema.js';
+import { isIntegerSchema, isSizeSchema, paramsSchema, propertiesOf } from './schema.js';
 
 export class LineSyntaxError extends Error {
   constructor(message: string) {
@@ -176,11 +176,13 @@ export function buildArguments(tokens: readonly string[]): Record<string, unknow
 
 /**
  * Where the schema says a value is a byte count, a string with a size suffix (64k, 1G, 0x10000)
- * becomes the number; the rest is left for the server to judge, so its error sentence is the one shown.
+ * becomes the number, and where it says integer, C's hex and octal (pattern=0xab, as qemu-io's -P);
+ * the rest is left for the server to judge, so its error sentence is the one shown.
  */
 export function convertSizes(value: unknown, schema: JsonSchema | undefined): unknown {
   if (!schema) return value;
   if (typeof value === 'string' && isSizeSchema(schema)) return tryParseSize(value) ?? value;
+  if (typeof value === 'string' && isIntegerSchema(schema)) return tryParseInteger(value) ?? value;
   if (isPlainObject(value)) {
     const props = propertiesOf(schema, value);
     for (const [key, child] of Object.entries(value)) value[key] = convertSizes(child, props.get(key));

@@ -94,6 +94,11 @@ export function isSizeSchema(schema: JsonSchema | undefined): boolean {
   return resolved['x-size'] === true || oneOfMembers(resolved).some((m) => m['x-size'] === true);
 }
 
+/** True where the schema takes an integer (a pattern byte, a count): the shell accepts 0x hex there, as qemu-io does. */
+export function isIntegerSchema(schema: JsonSchema | undefined): boolean {
+  return schema !== undefined && resolveSchema(schema).type === 'integer';
+}
+
 /** The values a position allows, when it is an enum, a const, a union of those, or a boolean. */
 export function enumValues(schema: JsonSchema | undefined): string[] {
   if (!schema) return [];

@@ -1,10 +1,14 @@
 // `qzoned io`: qemu-io's command line over one open image, with -c commands or an interactive prompt.
+import * as fs from 'node:fs';
 import * as readline from 'node:readline';
 import { Command } from 'commander';
 import { isZoned, openImage, type AnyImage } from '../block/images.js';
+import { fail } from '../errors.js';
+import { punchHole } from '../io/holes.js';
+import { acquireWriterLock, type WriterLock } from '../io/lock.js';
 import { collect, reportError, type CliContext } from './context.js';
+import { checkFormatOption, openError, probeFormat } from './img/common.js';
 import { runIoLine, type IoSession, type IoTarget } from './io-commands.js';
-import { usageError } from './size.js';
 
 /** The engine's image as an io target (zone calls wrapped so every operation is a Promise). */
 export function imageTarget(image: AnyImage): IoTarget {
@@ -21,6 +25,58 @@ export function imageTarget(image: AnyImage): IoTarget {
       zoneMgmt: (op, range) => zoned.zoneMgmt(op, range),
       zoneAppend: (zoneStart, data) => zoned.zoneAppend(zoneStart, data),
       zoneInject: (zoneStart, condition) => zoned.zoneInject(zoneStart, condition),
+    },
+  };
+}
+
+/** A raw file as an io target: the bytes themselves, discard and write -z as punched holes. */
+export function rawTarget(file: string, readOnly: boolean): IoTarget & { close(): void } {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, readOnly ? 'r' : 'r+');
+  } catch (error) {
+    throw openError(file, error);
+  }
+  const size = fs.fstatSync(fd).size;
+  const inside = (offset: number, length: number): void => {
+    if (offset + length > size) throw fail('out-of-range', `the range ${offset}+${length} ends beyond the end of the file (${size} bytes)`);
+  };
+  const writable = (): void => {
+    if (readOnly) throw fail('read-only-node', `'${file}' is open read-only`);
+  };
+  const punch = async (offset: number, length: number): Promise<void> => {
+    writable();
+    inside(offset, length);
+    punchHole(fd, offset, length);
+  };
+  return {
+    virtualSize: size,
+    async read(offset, length) {
+      inside(offset, length);
+      const buffer = Buffer.alloc(length);
+      for (let done = 0; done < length;) {
+        const n = fs.readSync(fd, buffer, done, length - done, offset + done);
+        if (n === 0) break;
+        done += n;
+      }
+      return buffer;
+    },
+    async write(offset, data) {
+      writable();
+      inside(offset, data.length);
+      for (let done = 0; done < data.length;) done += fs.writeSync(fd, data, done, data.length - done, offset + done);
+    },
+    writeZeroes: punch,
+    discard: punch,
+    async flush() {
+      if (!readOnly) fs.fdatasyncSync(fd);
+    },
+    close() {
+      try {
+        if (!readOnly) fs.fdatasyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
     },
   };
 }
@@ -49,17 +105,48 @@ export async function runInteractive(session: IoSession, input: NodeJS.ReadableS
 
 export function ioCommand(ctx: CliContext): Command {
   return new Command('io')
-    .usage('[-r] [-c CMD]... FILE')
+    .usage('[-r] [-f qcow2|raw] [-c CMD]... FILE')
     .option('-r, --read-only', 'open the image read-only')
     .option('-c, --cmd <command>', 'run CMD; repeatable, in order; without -c an interactive prompt reads commands', collect, [] as string[])
-    .option('-f, --format <fmt>', 'qcow2 (the only format qzoned io opens)')
+    .option('-f, --format <fmt>', 'qcow2 or raw (probed when absent, with qemu-io\'s warning for raw); zone commands need a zoned qcow2 image')
     .argument('<file>')
     .action(async (file: string, opts: { readOnly?: boolean; cmd: string[]; format?: string }) => {
-      if (opts.format !== undefined && opts.format !== 'qcow2') throw usageError(`qzoned io opens qcow2 images only, not '${opts.format}'`);
-      // QEMU's locks as qemu-io takes them: a read-only open keeps writers out and is refused while
-      // one is in. qemu-io's -U (force-share) would pass forceShare: true here.
-      const image = await openImage(file, { readOnly: opts.readOnly === true, forceShare: false, holder: 'qzoned io' });
-      const session: IoSession = { target: imageTarget(image), output: { out: ctx.out, err: ctx.err, drained: ctx.drained } };
+      const readOnly = opts.readOnly === true;
+      let format = checkFormatOption(opts.format);
+      if (format === undefined) {
+        format = probeFormat(file);
+        if (format === 'raw') {
+          ctx.err(`WARNING: Image format was not specified for '${file}' and probing guessed raw.\n`
+            + '         qzoned restricts no writes, so a write to block 0 may make the file look like another format.\n'
+            + "         Specify the 'raw' format explicitly to remove this warning.\n");
+        }
+      }
+      let target: IoTarget;
+      let close: () => Promise<void>;
+      if (format === 'raw') {
+        // A raw file written here is as exclusive as an image: one writer at a time.
+        const raw = rawTarget(file, readOnly);
+        let lock: WriterLock | null;
+        try {
+          lock = readOnly ? null : await acquireWriterLock(file, 'qzoned io');
+        } catch (error) {
+          raw.close();
+          throw error;
+        }
+        target = raw;
+        close = async () => {
+          try {
+            raw.close();
+          } finally {
+            await lock?.release();
+          }
+        };
+      } else {
+        const image = await openImage(file, { readOnly, forceShare: false, holder: 'qzoned io' });
+        target = imageTarget(image);
+        close = () => image.close();
+      }
+      const session: IoSession = { target, output: { out: ctx.out, err: ctx.err, drained: ctx.drained } };
       let ok = true;
       try {
         if (opts.cmd.length > 0) {
@@ -72,7 +159,7 @@ export function ioCommand(ctx: CliContext): Command {
         }
       } finally {
         try {
-          await image.close();
+          await close();
         } catch (error) {
           reportError(ctx, error);
           ok = false;
