@@ -16,7 +16,7 @@ import {
   type ParsedCreate, type ZoneGeometryOptions,
 } from './options.js';
 import { refuseBackingFile } from './header.js';
-import { openSource, zonesOver, type ImageSource } from './source.js';
+import { openSource, type ImageSource } from './source.js';
 
 /** Bytes read from the source at a time. */
 export const CONVERT_CHUNK = 4 * 1024 * 1024;
@@ -155,7 +155,15 @@ interface ZonePlan {
   /** Final limits, set once the data is in (the copy runs with none). */
   limits: { maxOpenZones: number; maxActiveZones: number; maxAppendBytes: number };
   /** Per sequential zone: where its write pointer ends and in which condition. */
-  zones: Array<{ start: number; wp: number; condition: ZoneDescriptor['condition'] }>;
+  zones: PlannedZone[];
+}
+
+interface PlannedZone {
+  start: number;
+  length: number;
+  capacity: number;
+  wp: number;
+  condition: ZoneDescriptor['condition'];
 }
 
 interface TargetPlan {
@@ -229,10 +237,10 @@ function planTarget(source: ImageSource, format: ImageFormat, opts: ConvertCliOp
 /** The source's sequential zones as they are at rest (open zones come back closed, as after a restart). */
 function copiedZones(source: NonNullable<ImageSource['zoned']>): ZonePlan['zones'] {
   return source.zoneReport(0).filter((z) => z.type === 'sequential-write-required').map((z) => {
-    const wp = Math.min(z['write-pointer'], z.start + z.capacity);
+    const wp = z['write-pointer'];
     const open = z.condition === 'implicit-open' || z.condition === 'explicit-open';
     const condition = open ? (wp === z.start ? 'empty' : 'closed') : z.condition;
-    return { start: z.start, wp, condition };
+    return { start: z.start, length: z.length, capacity: z.capacity, wp, condition };
   });
 }
 
@@ -249,11 +257,11 @@ function laidOutZones(source: ImageSource, g: ZonePlan['geometry']): ZonePlan['z
     const capacity = Math.min(g.capacity, length);
     const end = dataEnd(source, start, length);
     if (end > start + capacity) {
-      throw usageError(`Data at offset ${end - 1} lies in zone ${i} (offset ${start}) beyond its capacity of ${capacity} bytes, `
-        + 'where a zoned image keeps nothing: give zone.capacity=zone.size, a geometry whose capacity covers the data, or no zone options');
+      throw usageError(`Zone ${i} (offset ${start}) would hold data up to offset ${end}, past its capacity, which ends at ${start + capacity}: `
+        + 'a zoned image keeps nothing there. Give a capacity that covers the data (zone.capacity=zone.size), another geometry, or no zone options');
     }
     const condition = end === start ? 'empty' : end === start + capacity ? 'full' : 'closed';
-    zones.push({ start, wp: end, condition });
+    zones.push({ start, length, capacity, wp: end, condition });
   }
   return zones;
 }
@@ -398,6 +406,21 @@ class Copier {
     else await this.target.writeZeroes(offset, length);
   }
 
+  /** [start, end) of a sequential zone, in order from its start: data as writes, zero blocks as write-zeroes. */
+  private async sequential(image: AnyImage, start: number, end: number): Promise<void> {
+    for (let offset = start; offset < end; offset += CONVERT_CHUNK) {
+      const n = Math.min(CONVERT_CHUNK, end - offset);
+      const data = this.source.read(offset, n);
+      let at = 0;
+      for (const [from, to] of this.options.sparse === 0 ? [[0, n] as [number, number]] : nonZeroRuns(data, this.options.sparse)) {
+        if (from > at) await image.writeZeroes(offset + at, from - at);
+        await image.write(offset + from, data.subarray(from, to));
+        at = to;
+      }
+      if (at < n) await image.writeZeroes(offset + at, n - at);
+    }
+  }
+
   /** Cluster by cluster into the qcow2 engine's compressed writes; all-zero clusters are left unallocated. */
   private compressed(offset: number, data: Buffer): void {
     const q = this.target.image!.qcow2;
@@ -421,25 +444,19 @@ class Copier {
     const conventionalEnd = plan.geometry['conventional-zones'] * plan.geometry.size;
     if (conventionalEnd > 0) await this.plain(0, Math.min(conventionalEnd, this.source.size));
     for (const zone of plan.zones) {
-      const length = zone.wp - zone.start;
-      for (let offset = zone.start; offset < zone.wp; offset += CONVERT_CHUNK) {
-        const n = Math.min(CONVERT_CHUNK, zone.wp - offset);
-        const data = this.source.read(offset, n);
-        let at = 0;
-        for (const [start, end] of this.options.sparse === 0 ? [[0, n] as [number, number]] : nonZeroRuns(data, this.options.sparse)) {
-          if (start > at) await image.writeZeroes(offset + at, start - at);
-          await image.write(offset + start, data.subarray(start, end));
-          at = end;
-        }
-        if (at < n) await image.writeZeroes(offset + at, n - at);
-      }
-      const described = zonesOver(image, zone.start, 1)[0]!;
-      const range = { offset: zone.start, length: described.length };
-      if (zone.condition === 'full' && zone.wp < zone.start + described.capacity) await image.zoneMgmt('finish', range);
-      if (zone.condition === 'closed') await image.zoneMgmt('close', range);
+      const capacityEnd = zone.start + zone.capacity;
+      // A write pointer past the capacity was put there by a finish (zone-model.md: finish moves it
+      // to the zone's end); one at the capacity by writes that filled the zone. A finished zone gets
+      // its data up to where it ends, then the same finish.
+      const finished = zone.wp > capacityEnd;
+      const writeTo = finished ? dataEnd(this.source, zone.start, zone.capacity) : zone.wp;
+      await this.sequential(image, zone.start, writeTo);
+      const range = { offset: zone.start, length: zone.length };
+      if (finished) await image.zoneMgmt('finish', range);
+      else if (writeTo > zone.start && writeTo < capacityEnd) await image.zoneMgmt('close', range);
       if (zone.condition === 'read-only' || zone.condition === 'offline') await image.zoneInject(zone.start, zone.condition);
       counts.set(zone.condition, (counts.get(zone.condition) ?? 0) + 1);
-      this.advance(length);
+      this.advance(writeTo - zone.start);
     }
     this.done = this.source.size;
     this.options.progress(this.done, this.source.size);

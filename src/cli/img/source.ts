@@ -208,7 +208,7 @@ function qcow2Source(file: string, image: AnyImage): ImageSource {
     },
     status(offset, length) {
       if (!zoned) return plainStatus(offset, length);
-      return zonedWalk(offset, length, plainStatus,
+      return zonedWalk(offset, length, (from, to) => plainStatus(from, to - from),
         (from, to) => [{ start: from, length: to - from, present: false, zero: true, data: false, compressed: false }]);
     },
     async close() {
