@@ -8,6 +8,7 @@ import { zoneBenchmarks } from './zones.js';
 import { rpcBenchmarks } from './rpc.js';
 import { stallBenchmarks } from './stalls.js';
 import { nbdBenchmarks } from './nbd.js';
+import { cliBenchmarks } from './cli.js';
 
 const groups: Record<string, () => Promise<void>> = {
   qcow2: qcow2Benchmarks,
@@ -15,6 +16,7 @@ const groups: Record<string, () => Promise<void>> = {
   rpc: rpcBenchmarks,
   stalls: stallBenchmarks,
   nbd: nbdBenchmarks,
+  cli: cliBenchmarks,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -173,3 +173,22 @@ if (HAVE_QEMU_IMG && HAVE_QEMU_IO) {
 } else {
   test.skip('the same commands print what qemu-io 7.2 prints (qemu-img/qemu-io not installed)', () => {});
 }
+
+test('zrp of more zones than a batch prints every line once, in order, waiting for the reader between batches', async (t) => {
+  const zones = 10_000;
+  const target = new FakeTarget(zones * 4096, 4096);
+  const s = session(target);
+  let waits = 0;
+  s.output.drained = async () => { waits++; };
+  t.true(await runIoLine(s, `zrp 0 ${zones + 5}`));
+  const lines = s.stdout.split('\n').slice(0, -1);
+  t.is(lines.length, zones);
+  t.is(lines[0], 'start: 0x0, len 0x8, cap 0x8, wptr 0x0, zcond:1, [type: 2]');
+  t.is(lines[zones - 1], `start: 0x${((zones - 1) * 8).toString(16)}, len 0x8, cap 0x8, wptr 0x${((zones - 1) * 8).toString(16)}, zcond:1, [type: 2]`);
+  t.deepEqual(target.calls.filter((c) => c.startsWith('report')), ['report 0 4096', `report ${4096 * 4096} 4096`, `report ${8192 * 4096} 1813`]);
+  t.is(waits, 3);
+  // From the middle: the batches start where the last one ended.
+  const mid = session(target);
+  t.true(await runIoLine(mid, 'zrp 0x2000 3'));
+  t.is(mid.stdout.split('\n')[0], 'start: 0x10, len 0x8, cap 0x8, wptr 0x10, zcond:1, [type: 2]');
+});
