@@ -1,6 +1,7 @@
 /**
  * Changes to a zoned image at rest (img amend, img resize): its zone limits, and its size by
- * whole zones. Each opens the image read-write, changes it in the format spec's orders, and closes
+ * whole zones. Each opens the image read-write, changes it in the orders of
+ * docs/spec/qcow2-zoned-format.md §1 and §2 ("Durability of write pointers"), and closes
  * it; the header is rewritten once, so a crash leaves the old image or the new one (plus leaked
  * clusters at most, which img check reports and -r leaks frees).
  */
@@ -10,7 +11,8 @@ import { fail } from '../errors.js';
 import { encodeZonedExtension, writeZoneEntry, ZONE_ENTRY_SIZE, type ZonedExtensionFields } from './format.js';
 import { ZoneMetadata } from './metadata.js';
 import { validateZonedHeader } from './validate.js';
-import { ZonedImage } from './zoned-image.js';
+import { ZonedImage, type ZonedOpenOptions } from './zoned-image.js';
+import type { OpenOptions } from '../qcow2/image.js';
 
 export interface ZoneLimits {
   maxOpenZones?: number;
@@ -21,6 +23,14 @@ export interface ZoneLimits {
 export interface ReshapeOptions {
   /** Named to a second opener that finds the writer lock taken. */
   holder?: string;
+  /** How the file is opened (tests pass a recording file to simulate power loss). */
+  openFile?: OpenOptions['openFile'];
+}
+
+function openOptions(options: ReshapeOptions, holder: string): ZonedOpenOptions {
+  const open: ZonedOpenOptions = { holder: options.holder ?? holder };
+  if (options.openFile) open.openFile = options.openFile;
+  return open;
 }
 
 /**
@@ -30,7 +40,7 @@ export interface ReshapeOptions {
  * an image a crash left with more (format §2: such an image opens, its excess zones stay closed).
  */
 export async function setZoneLimits(path: string, limits: ZoneLimits, options: ReshapeOptions & { keepExcessActive?: boolean } = {}): Promise<void> {
-  const image = await ZonedImage.open(path, { holder: options.holder ?? 'qzoned img amend' });
+  const image = await ZonedImage.open(path, openOptions(options, 'qzoned img amend'));
   try {
     const next: ZonedExtensionFields = { ...image.fields };
     if (limits.maxOpenZones !== undefined) next.maxOpenZones = limits.maxOpenZones;
@@ -56,7 +66,7 @@ export async function setZoneLimits(path: string, limits: ZoneLimits, options: R
  * so no entry ever claims data the shrink has freed.
  */
 export async function resizeZonedImage(path: string, newSize: number, options: ReshapeOptions = {}): Promise<void> {
-  const image = await ZonedImage.open(path, { holder: options.holder ?? 'qzoned img resize' });
+  const image = await ZonedImage.open(path, openOptions(options, 'qzoned img resize'));
   try {
     const q = image.qcow2;
     const fields = image.fields;

@@ -445,9 +445,10 @@ class Copier {
     if (conventionalEnd > 0) await this.plain(0, Math.min(conventionalEnd, this.source.size));
     for (const zone of plan.zones) {
       const capacityEnd = zone.start + zone.capacity;
-      // A write pointer past the capacity was put there by a finish (zone-model.md: finish moves it
-      // to the zone's end); one at the capacity by writes that filled the zone. A finished zone gets
-      // its data up to where it ends, then the same finish.
+      // A write pointer past the capacity was put there by a finish, which moves it to the zone's
+      // end (docs/spec/zone-model.md, "Operations × starting condition"); one at the capacity by
+      // writes that filled the zone. A finished zone gets its data up to where it ends, then the
+      // same finish.
       const finished = zone.wp > capacityEnd;
       const writeTo = finished ? dataEnd(this.source, zone.start, zone.capacity) : zone.wp;
       await this.sequential(image, zone.start, writeTo);
