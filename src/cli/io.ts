@@ -1,13 +1,12 @@
 // `qzoned io`: qemu-io's command line over one open image, with -c commands or an interactive prompt.
-import * as fs from 'node:fs';
 import * as readline from 'node:readline';
 import { Command } from 'commander';
 import { isZoned, openImage, type AnyImage } from '../block/images.js';
 import { fail } from '../errors.js';
 import { punchHole } from '../io/holes.js';
-import { acquireWriterLock, type WriterLock } from '../io/lock.js';
+import type { NodeFile } from '../io/file.js';
 import { collect, reportError, type CliContext } from './context.js';
-import { checkFormatOption, openError, probeFormat } from './img/common.js';
+import { checkFormatOption, openLocked, probeFormat } from './img/common.js';
 import { runIoLine, type IoSession, type IoTarget } from './io-commands.js';
 
 /** The engine's image as an io target (zone calls wrapped so every operation is a Promise). */
@@ -30,53 +29,36 @@ export function imageTarget(image: AnyImage): IoTarget {
 }
 
 /** A raw file as an io target: the bytes themselves, discard and write -z as punched holes. */
-export function rawTarget(file: string, readOnly: boolean): IoTarget & { close(): void } {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, readOnly ? 'r' : 'r+');
-  } catch (error) {
-    throw openError(file, error);
-  }
-  const size = fs.fstatSync(fd).size;
+export function rawTarget(raw: NodeFile): IoTarget {
+  const size = raw.size();
   const inside = (offset: number, length: number): void => {
     if (offset + length > size) throw fail('out-of-range', `the range ${offset}+${length} ends beyond the end of the file (${size} bytes)`);
   };
   const writable = (): void => {
-    if (readOnly) throw fail('read-only-node', `'${file}' is open read-only`);
+    if (raw.readOnly) throw fail('read-only-node', `'${raw.path}' is open read-only`);
   };
   const punch = async (offset: number, length: number): Promise<void> => {
     writable();
     inside(offset, length);
-    punchHole(fd, offset, length);
+    punchHole(raw.descriptor, offset, length);
   };
   return {
     virtualSize: size,
     async read(offset, length) {
       inside(offset, length);
       const buffer = Buffer.alloc(length);
-      for (let done = 0; done < length;) {
-        const n = fs.readSync(fd, buffer, done, length - done, offset + done);
-        if (n === 0) break;
-        done += n;
-      }
+      raw.pread(buffer, offset);
       return buffer;
     },
     async write(offset, data) {
       writable();
       inside(offset, data.length);
-      for (let done = 0; done < data.length;) done += fs.writeSync(fd, data, done, data.length - done, offset + done);
+      raw.pwrite(data, offset);
     },
     writeZeroes: punch,
     discard: punch,
     async flush() {
-      if (!readOnly) fs.fdatasyncSync(fd);
-    },
-    close() {
-      try {
-        if (!readOnly) fs.fdatasyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
+      if (!raw.readOnly) raw.sync();
     },
   };
 }
@@ -124,21 +106,14 @@ export function ioCommand(ctx: CliContext): Command {
       let target: IoTarget;
       let close: () => Promise<void>;
       if (format === 'raw') {
-        // A raw file written here is as exclusive as an image: one writer at a time.
-        const raw = rawTarget(file, readOnly);
-        let lock: WriterLock | null;
-        try {
-          lock = readOnly ? null : await acquireWriterLock(file, 'qzoned io');
-        } catch (error) {
-          raw.close();
-          throw error;
-        }
-        target = raw;
+        // QEMU's locks on the raw file itself, as qemu-io takes them.
+        const locked = await openLocked(file, { readOnly, holder: 'qzoned io' });
+        target = rawTarget(locked.file);
         close = async () => {
           try {
-            raw.close();
+            if (!readOnly) locked.file.sync();
           } finally {
-            await lock?.release();
+            locked.release();
           }
         };
       } else {

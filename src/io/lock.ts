@@ -177,6 +177,17 @@ export class FileLocks {
     };
   }
 
+  /**
+   * Who else has the image open for writing (holds QEMU's "write" permission byte), or null: a
+   * force-share reader (qemu-img -U) tells its user that what it reads may be stale.
+   */
+  async writerElsewhere(): Promise<string | null> {
+    const addon = requireNativeAddon("test QEMU's image locks");
+    const write = { bit: Math.log2(PERM.write), unshared: false };
+    if (!this.held(addon, LOCK_PERM_BASE + write.bit)) return null;
+    return (await this.whoHolds(write)) ?? 'another process';
+  }
+
   /** Users of this description (tests). */
   get holders(): string[] {
     return [...this.users].map((u) => u.holder);

@@ -217,13 +217,15 @@ withDir('tools refuse an image another process writes unless -U, which warns; th
     const refused = (args: string[]) => {
       const r = qzoned(['img', ...args]);
       t.is(r.status, args[0] === 'compare' ? 2 : 1, args.join(' '));
-      t.regex(r.stderr, /^qzoned: Could not open '.*held\.qcow2': Failed to get shared "write" lock\nIs another process using the image \[.*held\.qcow2\]\? It is open read-write by qzoned io \(process \d+\); -U \(--force-share\) reads it anyway, as of its last flush\n$/, args.join(' '));
+      // QEMU's first line, who holds it (src/io/lock.ts), and what -U does.
+      t.regex(r.stderr, /^qzoned: Failed to get shared "write" lock: the image \[.*held\.qcow2\] is in use by qzoned io \(process \d+\); -U \(--force-share\) reads it anyway, as of its last flush\n$/, args.join(' '));
     };
     refused(['check', file]);
     refused(['info', file]);
     refused(['map', file]);
     refused(['compare', file, file]);
     refused(['measure', '-O', 'qcow2', file]);
+    refused(['dd', 'if=' + file, 'of=' + path.join(dir, 'out.raw')]);
     const shared = qzoned(['img', 'check', '-U', file]);
     t.is(shared.status, 0);
     t.is(shared.stdout, 'No errors were found on the image.\nImage end offset: 262144\n');
@@ -294,3 +296,32 @@ if (HAVE_QEMU_IMG) {
 } else {
   test.skip('qemu-img refuses the zoned images convert makes, as it must (qemu-img not installed)', () => {});
 }
+
+withDir('a raw file qemu-io holds is refused by the readers unless -U, and qzoned io -f raw keeps qemu-io out', async (t, dir) => {
+  const file = path.join(dir, 'held.raw');
+  fs.writeFileSync(file, Buffer.alloc(1024 * 1024, 1));
+  const holder = spawn('qemu-io', ['-f', 'raw', file], { stdio: ['pipe', 'ignore', 'ignore'] });
+  const exited = new Promise<void>((resolve) => holder.on('exit', () => resolve()));
+  try {
+    for (let i = 0; i < 100 && qzoned(['img', 'map', file]).status === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    const map = qzoned(['img', 'map', file]);
+    t.is(map.status, 1);
+    t.regex(map.stderr, /^qzoned: Failed to get shared "write" lock: the image \[.*held\.raw\] is in use by qemu-io \(process \d+\); -U/);
+    const shared = qzoned(['img', 'map', '-U', '--output=json', file]);
+    t.is(shared.status, 0, shared.stderr);
+    t.regex(shared.stderr, /is open read-write by qemu-io \(process \d+\): what follows is read as of its last flush/);
+    t.regex(qzoned(['io', '-f', 'raw', '-c', 'read 0 512', file]).stderr, /Failed to get "write" lock|Failed to get shared "write" lock/);
+  } finally {
+    holder.stdin!.end();
+  }
+  await exited;
+  const mine = spawn(process.execPath, [QZONED_BIN, 'io', '-f', 'raw', file], { stdio: ['pipe', 'ignore', 'ignore'] });
+  const mineExited = new Promise<void>((resolve) => mine.on('exit', () => resolve()));
+  try {
+    for (let i = 0; i < 100 && run('qemu-io', ['-f', 'raw', '-c', 'read 0 512', file]).status === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    t.regex(run('qemu-io', ['-f', 'raw', '-c', 'read 0 512', file]).stderr, /Failed to get "write" lock|Failed to get shared "write" lock/);
+  } finally {
+    mine.stdin!.end();
+  }
+  await mineExited;
+}, true);

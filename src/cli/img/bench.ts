@@ -2,7 +2,7 @@
 import { isZoned, openImage, type AnyImage } from '../../block/images.js';
 import type { CliContext } from '../context.js';
 import { parseSize, tryParseInteger, usageError } from '../size.js';
-import { checkFormatOption, checkSharedRead } from './common.js';
+import { checkFormatOption, warnIfShared, withForceShareHint } from './common.js';
 import { refuseBackingFile } from './header.js';
 
 /** qemu-img's cache modes (-t), and what each means to an engine that never bypasses the page cache. */
@@ -140,9 +140,10 @@ export async function runBench(ctx: CliContext, file: string, opts: BenchCliOpti
   if (options.flushInterval && options.flushInterval < options.depth) throw usageError("Flush interval can't be smaller than depth");
   if (!options.drain && !options.flushInterval) throw usageError('--no-drain only makes sense with a flush interval');
   if (opts.forceShare && options.write) throw usageError('-U (--force-share) can only be used with read-only images');
-  if (!options.write) await checkSharedRead(ctx, file, opts.forceShare === true);
+  await warnIfShared(ctx, file, opts.forceShare === true);
   refuseBackingFile(file);
-  const image = await openImage(file, { readOnly: !options.write, holder: 'qzoned img bench' });
+  const image = await openImage(file, { readOnly: !options.write, forceShare: opts.forceShare === true, holder: 'qzoned img bench' })
+    .catch((error: unknown) => { throw options.write ? error : withForceShareHint(error); });
   try {
     if (!opts.quiet) ctx.out(formatBenchHeader(options));
     const seconds = await timeRequests(image, options);

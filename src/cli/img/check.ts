@@ -4,7 +4,7 @@ import type { CheckResult } from '../../qcow2/check.js';
 import type { CliContext } from '../context.js';
 import { toQemuJson, type QDict } from '../qemu-json.js';
 import { usageError } from '../size.js';
-import { checkSharedRead, formatOf, outputFormat } from './common.js';
+import { formatOf, outputFormat, warnIfShared, withForceShareHint } from './common.js';
 import { refuseBackingFile } from './header.js';
 
 /** dump_human_image_check(). */
@@ -76,10 +76,11 @@ export async function runCheck(ctx: CliContext, file: string, opts: CheckCliOpti
     return;
   }
   // A repair writes: it takes the writer lock itself, and a held image refuses it with or without -U.
-  if (opts.repair === undefined) await checkSharedRead(ctx, file, opts.forceShare === true);
-  else if (opts.forceShare) throw usageError('-U (--force-share) reads an image another process may be writing; it cannot go with -r');
+  if (opts.repair !== undefined && opts.forceShare) throw usageError('-U (--force-share) reads an image another process may be writing; it cannot go with -r');
+  await warnIfShared(ctx, file, opts.forceShare === true);
   refuseBackingFile(file);
-  const first = await checkAnyImage(file, opts.repair ? { repair: opts.repair as 'leaks' | 'all' } : {});
+  const first = await checkAnyImage(file, opts.repair ? { repair: opts.repair as 'leaks' | 'all' } : { forceShare: opts.forceShare === true })
+    .catch((error: unknown) => { throw opts.repair ? error : withForceShareHint(error); });
   for (const line of first.messages) ctx.err(`${line}\n`);
   let result = first;
   if (first.corruptionsFixed || first.leaksFixed) {

@@ -1,8 +1,10 @@
 // What several img subcommands share: the format probe, qemu-img's wording of open errors, the
 // writer-lock refusal that -U (force share) lifts, -p's progress line.
 import * as fs from 'node:fs';
-import type { QzonedError } from '../../errors.js';
-import { writerLockHolder } from '../../io/lock.js';
+import { fail, isQzonedError, type QzonedError } from '../../errors.js';
+import { NodeFile } from '../../io/file.js';
+import { lockNeedFor } from '../../io/lock.js';
+import { openPath } from '../../io/confined-open.js';
 import { QCOW2_MAGIC } from '../../qcow2/format.js';
 import type { CliContext } from '../context.js';
 import { usageError } from '../size.js';
@@ -13,7 +15,7 @@ export type ImageFormat = 'qcow2' | 'raw';
 export function probeFormat(file: string): ImageFormat {
   let fd: number;
   try {
-    fd = fs.openSync(file, 'r');
+    fd = openPath(file).fd;
   } catch (error) {
     throw openError(file, error);
   }
@@ -50,27 +52,61 @@ export function outputFormat(text: string | undefined): 'human' | 'json' {
 }
 
 /**
- * What qemu-img does before a read-only open: refuse an image another process has open for
- * writing, unless -U (force share) was given. With -U the image is read as that writer last
- * flushed it, which stderr says once. Returns the holder, if any.
+ * An image opened read-only with -U (QEMU's force-share) reads beside a writer: stderr says so,
+ * once, naming the writer, since what follows is read as of that writer's last flush.
  */
-export async function checkSharedRead(ctx: CliContext, file: string, forceShare: boolean): Promise<string | null> {
-  let holder: string | null;
+export async function warnIfShared(ctx: CliContext, file: string, forceShare: boolean): Promise<void> {
+  if (!forceShare) return;
+  let probe: NodeFile;
   try {
-    holder = await writerLockHolder(file);
+    probe = new NodeFile(file, { readOnly: true });
   } catch {
-    // A file that cannot be looked at: the open that follows says why, in qemu-img's words.
-    return null;
+    return; // The open that follows says why, in qemu-img's words.
   }
-  if (holder === null) return null;
-  if (!forceShare) {
-    throw usageError(`Could not open '${file}': Failed to get shared "write" lock\n`
-      + `Is another process using the image [${file}]? It is open read-write by ${holder}; `
-      + '-U (--force-share) reads it anyway, as of its last flush');
+  try {
+    const writer = await probe.locks.writerElsewhere();
+    if (writer) {
+      ctx.err(`qzoned: warning: '${file}' is open read-write by ${writer}: what follows is read as of its last flush `
+        + 'and may be stale (writes not yet flushed are missing, and clusters they allocated may show as leaks)\n');
+    }
+  } finally {
+    probe.close();
   }
-  ctx.err(`qzoned: warning: '${file}' is open read-write by ${holder}: what follows is read as of its last flush `
-    + 'and may be stale (writes not yet flushed are missing, and clusters they allocated may show as leaks)\n');
-  return holder;
+}
+
+/**
+ * A read-only open refused because a writer holds the image (QEMU's locks, src/io/lock.ts): the
+ * same refusal, saying how qemu-img users read such an image anyway.
+ */
+export function withForceShareHint(error: unknown): unknown {
+  if (!isQzonedError(error) || error.reason !== 'image-locked') return error;
+  return fail('image-locked', `${error.message}; -U (--force-share) reads it anyway, as of its last flush`);
+}
+
+/** Opens a file that is not an image (raw) with QEMU's locks, as qemu-img's file driver takes them. */
+export async function openLocked(file: string, options: { readOnly: boolean; forceShare?: boolean; holder: string }): Promise<{ file: NodeFile; release(): void }> {
+  let opened: NodeFile;
+  try {
+    opened = new NodeFile(file, { readOnly: options.readOnly });
+  } catch (error) {
+    throw openError(file, error);
+  }
+  try {
+    const lock = await opened.locks.acquire(lockNeedFor(options.readOnly, options.forceShare === true), options.holder);
+    return {
+      file: opened,
+      release() {
+        try {
+          opened.close();
+        } finally {
+          lock.release();
+        }
+      },
+    };
+  } catch (error) {
+    opened.close();
+    throw options.readOnly ? withForceShareHint(error) : error;
+  }
 }
 
 /** qemu-img -p's progress line, rewritten in place. */

@@ -5,10 +5,11 @@ import { planExport, runExport } from '../../zloop/export.js';
 import { planImport, runImport } from '../../zloop/import.js';
 import type { CliContext } from '../context.js';
 import { parseSize } from '../size.js';
-import { probeFormat, progressPrinter } from './common.js';
+import { probeFormat, progressPrinter, withForceShareHint } from './common.js';
 
 export interface ZloopCliOptions {
   progress?: boolean;
+  forceShare?: boolean;
   blockSize?: string;
   zloopOptions?: string;
 }
@@ -25,7 +26,8 @@ export function probeConvertFormat(src: string): 'qcow2' | 'raw' | 'zloop' {
 
 export async function convertToZloop(ctx: CliContext, src: string, dst: string, opts: ZloopCliOptions): Promise<void> {
   const blockSize = opts.blockSize === undefined ? undefined : parseSize(opts.blockSize, 'block size');
-  const image = await openImage(src, { readOnly: true, holder: 'qzoned img convert' });
+  const image = await openImage(src, { readOnly: true, forceShare: opts.forceShare === true, holder: 'qzoned img convert' })
+    .catch((error: unknown) => { throw withForceShareHint(error); });
   try {
     const plan = planExport(image, dst, { blockSize, imageName: `'${src}'`, dirName: dst });
     await runExport(plan, { onProgress: progressPrinter(ctx, opts.progress === true) });

@@ -8,7 +8,7 @@ import { punchHole } from '../../io/holes.js';
 import { setZoneLimits } from '../../zoned/reshape.js';
 import type { CliContext } from '../context.js';
 import { formatHumanSize, parseSize, usageError } from '../size.js';
-import { checkSharedRead, formatOf, openError, progressPrinter, type ImageFormat } from './common.js';
+import { formatOf, openLocked, progressPrinter, warnIfShared, type ImageFormat } from './common.js';
 import { createRaw } from './create.js';
 import { convertFromZloop, convertToZloop, probeConvertFormat, type ZloopCliOptions } from './convert-zloop.js';
 import {
@@ -113,8 +113,8 @@ export async function runConvert(ctx: CliContext, src: string | undefined, dst: 
     if (extra) throw usageError(`${extra} does not apply to zloop directories`);
     if (targetFormat === 'zloop') {
       if (sourceFormat !== 'qcow2') throw usageError('-O zloop converts a zoned qcow2 image; the source must be qcow2');
-      await checkSharedRead(ctx, src, opts.forceShare === true);
-      await convertToZloop(ctx, src, dst, opts);
+      await warnIfShared(ctx, src, opts.forceShare === true);
+      await convertToZloop(ctx, src, dst, { ...opts, forceShare: opts.forceShare === true });
       return;
     }
     if (targetFormat !== 'qcow2') throw usageError('-f zloop converts into a zoned qcow2 image; use -O qcow2');
@@ -298,26 +298,21 @@ function imageTarget(image: AnyImage): Target {
   };
 }
 
-function rawTarget(file: string): Target {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'r+');
-  } catch (error) {
-    throw openError(file, error);
-  }
+/** A raw target, held with QEMU's read-write locks while the copy writes it. */
+async function rawTarget(file: string): Promise<Target> {
+  const { file: raw, release } = await openLocked(file, { readOnly: false, holder: 'qzoned img convert' });
   return {
     async write(offset, data) {
-      let done = 0;
-      while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, offset + done);
+      raw.pwrite(data, offset);
     },
     async writeZeroes(offset, length) {
-      punchHole(fd, offset, length);
+      punchHole(raw.descriptor, offset, length);
     },
     async close() {
       try {
-        fs.fdatasyncSync(fd);
+        raw.sync();
       } finally {
-        fs.closeSync(fd);
+        release();
       }
     },
   };
@@ -326,7 +321,7 @@ function rawTarget(file: string): Target {
 async function createTarget(dst: string, plan: TargetPlan): Promise<Target> {
   if (plan.format === 'raw') {
     createRaw(dst, plan.parsed!.options.size);
-    return rawTarget(dst);
+    return await rawTarget(dst);
   }
   // qemu-img convert replaces an existing target, and so does this.
   await createImage(dst, plan.parsed!.options, { overwrite: true });
@@ -336,14 +331,12 @@ async function createTarget(dst: string, plan: TargetPlan): Promise<Target> {
 async function openExistingTarget(dst: string, format: ImageFormat, size: number): Promise<Target> {
   const actual = formatOf(dst, format, '-O');
   if (actual === 'raw') {
-    let stat: fs.Stats;
-    try {
-      stat = fs.statSync(dst);
-    } catch (error) {
-      throw openError(dst, error);
+    const target = await rawTarget(dst);
+    if (fs.statSync(dst).size < size) {
+      await target.close();
+      throw usageError('output file is smaller than input file');
     }
-    if (stat.size < size) throw usageError('output file is smaller than input file');
-    return rawTarget(dst);
+    return target;
   }
   refuseBackingFile(dst);
   const image = await openImage(dst, { holder: 'qzoned img convert' });

@@ -2,17 +2,29 @@
 // same function as blockdev-create's.
 import * as fs from 'node:fs';
 import { createImage } from '../../block/images.js';
+import { openPath } from '../../io/confined-open.js';
+import type { QzonedError } from '../../errors.js';
 import type { CliContext } from '../context.js';
 import { usageError } from '../size.js';
 import { BACKING_FILE_REASON, formatCreateLine, formatCreateOptionHelp, parseCreateOptions, wantsOptionHelp } from './options.js';
 
-/** qemu-img create truncates an existing raw file, and so does this. */
+/** qemu-img create truncates an existing raw file, and so does this (a FIFO or device is refused, never waited on). */
 export function createRaw(file: string, size: number): void {
-  const fd = fs.openSync(file, 'w');
+  const fd = openRawForCreate(file);
   try {
+    fs.ftruncateSync(fd, 0);
     fs.ftruncateSync(fd, size);
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+function openRawForCreate(file: string): number {
+  try {
+    return openPath(file, { write: true }).fd;
+  } catch (error) {
+    if ((error as QzonedError).reason !== 'file-not-found') throw error;
+    return openPath(file, { create: true }).fd;
   }
 }
 

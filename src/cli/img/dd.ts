@@ -4,10 +4,9 @@
 import { createImage, openImage } from '../../block/images.js';
 import type { CliContext } from '../context.js';
 import { tryParseSize, usageError } from '../size.js';
-import { checkFormatOption } from './common.js';
+import { checkFormatOption, openLocked } from './common.js';
 import { createRaw } from './create.js';
 import { openSource } from './source.js';
-import * as fs from 'node:fs';
 
 /** qemu-img dd's largest block size (INT_MAX). */
 const MAX_BS = 2147483647;
@@ -115,16 +114,13 @@ async function openOutput(file: string, format: 'qcow2' | 'raw'): Promise<Writer
     const image = await openImage(file, { holder: 'qzoned img dd' });
     return Object.assign((offset: number, data: Buffer) => image.write(offset, data), { close: () => image.close() });
   }
-  const fd = fs.openSync(file, 'r+');
-  return Object.assign(async (offset: number, data: Buffer) => {
-    let done = 0;
-    while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, offset + done);
-  }, {
+  const { file: raw, release } = await openLocked(file, { readOnly: false, holder: 'qzoned img dd' });
+  return Object.assign(async (offset: number, data: Buffer) => raw.pwrite(data, offset), {
     async close() {
       try {
-        fs.fdatasyncSync(fd);
+        raw.sync();
       } finally {
-        fs.closeSync(fd);
+        release();
       }
     },
   });

@@ -5,13 +5,14 @@ import { parseHeader, type Qcow2Header } from '../../qcow2/header.js';
 import { EXT, MAX_CLUSTER_BITS } from '../../qcow2/format.js';
 import { usageError } from '../size.js';
 import { openError } from './common.js';
+import { openPath } from '../../io/confined-open.js';
 import { BACKING_FILE_REASON } from './options.js';
 
 /** The header of a qcow2 file, read without opening the engine (info, and the backing-file refusal). */
 export function peekHeader(file: string): Qcow2Header {
   let fd: number;
   try {
-    fd = fs.openSync(file, 'r');
+    fd = openPath(file).fd;
   } catch (error) {
     throw openError(file, error);
   }
@@ -27,7 +28,7 @@ export function peekHeader(file: string): Qcow2Header {
 /** The backing file a header names (qcow2.txt: backing_file_offset/size) and its format extension. */
 export function backingOf(file: string, h: Qcow2Header): { name: string; format?: string } | undefined {
   if (h.backingFileOffset === 0) return undefined;
-  const fd = fs.openSync(file, 'r');
+  const fd = openPath(file).fd;
   try {
     const name = Buffer.alloc(h.backingFileSize);
     fs.readSync(fd, name, 0, name.length, h.backingFileOffset);

@@ -12,7 +12,7 @@ import { decodeZonedExtension } from '../../zoned/format.js';
 import type { CliContext } from '../context.js';
 import { dumpQdictHuman, keepInsertionOrder, toQemuJson, type QDict, type QValue } from '../qemu-json.js';
 import { formatHumanSize, usageError } from '../size.js';
-import { checkSharedRead, formatOf, openError, outputFormat, probeFormat, type ImageFormat } from './common.js';
+import { formatOf, openLocked, outputFormat, probeFormat, warnIfShared, withForceShareHint, type ImageFormat } from './common.js';
 import { backingOf, peekHeader } from './header.js';
 
 /** The numbers qemu-img info needs, from the header (or the engine, for zones) or from a raw file's stat. */
@@ -109,21 +109,14 @@ function isZonedHeader(h: Qcow2Header): boolean {
   return hasBit(h.incompatible, INCOMPAT.zoned) || (ext !== undefined && decodeZonedExtension(ext.data).zoneModel !== ZONE_MODEL.nonZoned);
 }
 
-async function collectInfo(file: string, format: ImageFormat): Promise<InfoInput> {
-  let stat: fs.Stats;
-  try {
-    stat = fs.statSync(file);
-  } catch (error) {
-    throw openError(file, error);
-  }
-  if (format === 'raw') {
-    return { filename: file, format: 'raw', virtualSize: stat.size, actualSize: stat.blocks * 512, dirty: false };
-  }
-  const h = peekHeader(file);
-  if (isZonedHeader(h)) {
+/** What qemu-img info shows of one file, read under QEMU's read-only locks, as qemu-img info takes them. */
+async function collectInfo(file: string, format: ImageFormat, forceShare: boolean): Promise<InfoInput> {
+  const h = format === 'qcow2' ? peekHeader(file) : undefined;
+  if (h && isZonedHeader(h)) {
     // The zone section counts open and active zones: the write pointers come from the engine.
     const { openImage } = await import('../../block/images.js');
-    const image = await openImage(file, { readOnly: true, holder: 'qzoned img info' });
+    const image = await openImage(file, { readOnly: true, forceShare, holder: 'qzoned img info' })
+      .catch((error: unknown) => { throw withForceShareHint(error); });
     try {
       const info = image.info();
       return { filename: file, format: 'qcow2', virtualSize: info.virtualSize, actualSize: info.actualSize, dirty: info.dirty, qcow2: info, zone: info.zone };
@@ -131,6 +124,14 @@ async function collectInfo(file: string, format: ImageFormat): Promise<InfoInput
       await image.close();
     }
   }
+  const locked = await openLocked(file, { readOnly: true, forceShare, holder: 'qzoned img info' });
+  let stat: fs.Stats;
+  try {
+    stat = fs.fstatSync(locked.file.descriptor);
+  } finally {
+    locked.release();
+  }
+  if (!h) return { filename: file, format: 'raw', virtualSize: stat.size, actualSize: stat.blocks * 512, dirty: false };
   // Everything the engine would refuse is refused here too, except the backing file, which only reads need.
   checkFeatures({ ...h, backingFileOffset: 0 });
   const input: InfoInput = {
@@ -173,8 +174,9 @@ export async function runInfo(ctx: CliContext, file: string, opts: InfoCliOption
     if (seen.has(next.file)) throw usageError(`Backing file '${next.file}' creates an infinite loop.`);
     seen.add(next.file);
     const format = next.format === undefined ? probeFormat(next.file) : formatOf(next.file, next.format);
-    await checkSharedRead(ctx, next.file, opts.forceShare === true);
-    const info = await collectInfo(next.file, format);
+    const forceShare = opts.forceShare === true;
+    await warnIfShared(ctx, next.file, forceShare);
+    const info = await collectInfo(next.file, format, forceShare);
     chain.push(info);
     next = opts.backingChain && info.backing ? { file: info.backing.full, format: info.backing.format } : undefined;
   }

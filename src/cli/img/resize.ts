@@ -1,11 +1,10 @@
 // `img resize`: qemu-img resize's syntax ([+|-]SIZE as the last argument, --shrink), messages and
 // exit codes. A zoned image grows and shrinks by whole zones only.
-import * as fs from 'node:fs';
 import { isZoned, openImage } from '../../block/images.js';
 import { resizeZonedImage } from '../../zoned/reshape.js';
 import type { CliContext } from '../context.js';
 import { tryParseSize, usageError } from '../size.js';
-import { formatOf, openError } from './common.js';
+import { formatOf, openLocked } from './common.js';
 import { refuseBackingFile } from './header.js';
 
 export interface ResizeCliOptions {
@@ -31,16 +30,16 @@ export async function runResize(ctx: CliContext, file: string, sizeText: string,
   if (!['off', 'metadata', 'falloc', 'full'].includes(prealloc)) throw usageError(`Invalid preallocation mode '${prealloc}'`);
   const format = formatOf(file, opts.format);
   if (format === 'raw') {
-    let current: number;
+    const { file: raw, release } = await openLocked(file, { readOnly: false, holder: 'qzoned img resize' });
     try {
-      current = fs.statSync(file).size;
-    } catch (error) {
-      throw openError(file, error);
+      const total = checkedSize(ctx, sizeText, raw.size(), opts, prealloc);
+      if (total === undefined) return;
+      if (prealloc !== 'off') throw unsupportedPreallocation(prealloc);
+      raw.truncate(total);
+      raw.sync();
+    } finally {
+      release();
     }
-    const total = checkedSize(ctx, sizeText, current, opts, prealloc);
-    if (total === undefined) return;
-    if (prealloc !== 'off') throw unsupportedPreallocation(prealloc);
-    fs.truncateSync(file, total);
   } else {
     refuseBackingFile(file);
     const image = await openImage(file, { holder: 'qzoned img resize' });

@@ -3,10 +3,11 @@
 import * as fs from 'node:fs';
 import { isZoned, openImage, type AnyImage, type BlockImage, type ZonedOps, type ZoneDescriptor } from '../../block/images.js';
 import { allocationAt } from '../../io/holes.js';
+import { openPath } from '../../io/confined-open.js';
 import { SECTOR } from '../../qcow2/format.js';
 import type { Extent } from '../../qcow2/image.js';
 import type { CliContext } from '../context.js';
-import { checkSharedRead, formatOf, openError, type ImageFormat } from './common.js';
+import { formatOf, openLocked, warnIfShared, withForceShareHint, type ImageFormat } from './common.js';
 import { refuseBackingFile } from './header.js';
 
 /** One run of qemu's block status (bdrv_block_status_above) as qemu-img map prints it. */
@@ -45,22 +46,24 @@ export interface SourceOptions {
   holder: string;
 }
 
+/**
+ * Opens an image for reading with QEMU's read-only locks: refused while a writer holds it, unless
+ * `forceShare` (-U), which reads beside the writer and says so on stderr.
+ */
 export async function openSource(ctx: CliContext, file: string, options: SourceOptions): Promise<ImageSource> {
   const format = formatOf(file, options.format);
-  await checkSharedRead(ctx, file, options.forceShare === true);
-  if (format === 'raw') return openRaw(file);
+  const forceShare = options.forceShare === true;
+  await warnIfShared(ctx, file, forceShare);
+  if (format === 'raw') return openRaw(file, forceShare, options.holder);
   refuseBackingFile(file);
-  const image = await openImage(file, { readOnly: true, holder: options.holder });
+  const image = await openImage(file, { readOnly: true, forceShare, holder: options.holder })
+    .catch((error: unknown) => { throw withForceShareHint(error); });
   return qcow2Source(file, image);
 }
 
-function openRaw(file: string): ImageSource {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'r');
-  } catch (error) {
-    throw openError(file, error);
-  }
+async function openRaw(file: string, forceShare: boolean, holder: string): Promise<ImageSource> {
+  const { file: raw, release } = await openLocked(file, { readOnly: true, forceShare, holder });
+  const fd = raw.descriptor;
   const fileSize = fs.fstatSync(fd).size;
   // qemu's raw driver rounds the file's size up to whole sectors; the tail reads as zeros.
   const size = Math.ceil(fileSize / SECTOR) * SECTOR;
@@ -82,7 +85,7 @@ function openRaw(file: string): ImageSource {
       }));
     },
     async close() {
-      fs.closeSync(fd);
+      release();
     },
   };
 }
@@ -141,7 +144,7 @@ function qcow2Source(file: string, image: AnyImage): ImageSource {
   let preallocated: boolean | undefined;
   // A descriptor of our own for lseek and fstat: the engine's file is not for that.
   let holesFd: number | undefined;
-  const fd = (): number => (holesFd ??= fs.openSync(file, 'r'));
+  const fd = (): number => (holesFd ??= openPath(file).fd);
 
   const fromExtent = (e: Extent): BlockStatus[] => {
     switch (e.kind) {
