@@ -31,6 +31,7 @@ export function imgCommand(ctx: CliContext, prepared: ImgArgv = { argv: [] }): C
   const img = new Command('img');
 
   img.command('create')
+    .summary('create an image (qcow2, zoned or plain, or raw)')
     .description('create an image, as qemu-img create; -o takes comma-separated key=value options (cluster_size, lazy_refcounts, '
       + 'preallocation, zone.mode, zone.size, ...; -o help lists them, and says which of qemu-img\'s qzoned does not support and why)')
     .usage('[-q] [-f qcow2|raw] [-o OPTS]... FILE [SIZE]')
@@ -50,6 +51,7 @@ export function imgCommand(ctx: CliContext, prepared: ImgArgv = { argv: [] }): C
     });
 
   img.command('info')
+    .summary('show what an image is, its zones and backing file')
     .description('show what an image is, as qemu-img info does; a zoned image adds its zone section, and an image with a '
       + 'backing file shows it (qzoned reads through none, so other tools refuse such an image)')
     .usage('[-f FMT] [--output=human|json] [--backing-chain] [-U] FILE')
@@ -64,6 +66,7 @@ export function imgCommand(ctx: CliContext, prepared: ImgArgv = { argv: [] }): C
     });
 
   img.command('check')
+    .summary("check an image's metadata and zones; -r repairs")
     .description('check refcounts, L1/L2 tables and zone metadata; exit 0 clean, 1 check failed, 2 corruptions, 3 leaks only. '
       + 'An image another process holds is refused unless -U, as qemu-img does')
     .usage('[-q] [-f qcow2] [--output=human|json] [-r leaks|all] [-U] FILE')
@@ -79,6 +82,7 @@ export function imgCommand(ctx: CliContext, prepared: ImgArgv = { argv: [] }): C
     });
 
   img.command('convert')
+    .summary('copy an image into a new one; zones kept, made or dropped')
     .description('copy an image into a new one, raw and qcow2 both ways; zero blocks are not written. Zones are kept: a zoned '
       + 'source gives a zoned qcow2 image with its geometry, write pointers and conditions (limits may change with -o '
       + 'zone.max_open_zones=...); -o zone.* lays a raw or plain source (or a zoned one into another geometry) into zones, '
@@ -115,6 +119,7 @@ export function imgCommand(ctx: CliContext, prepared: ImgArgv = { argv: [] }): C
     });
 
   img.command('compare')
+    .summary("compare two images' data, then their zones")
     .description('compare the contents of two images, as qemu-img compare: exit 0 identical, 1 different, 2 an image could not be '
       + 'opened. When the data is the same, zoned images also compare their zones (geometry, each write pointer and condition), '
       + 'and a zoned image never equals a plain one')
@@ -133,6 +138,7 @@ export function imgCommand(ctx: CliContext, prepared: ImgArgv = { argv: [] }): C
     });
 
   img.command('map')
+    .summary('show how the data is stored, zone by zone on a zoned image')
     .description('show how the image\'s data is stored, as qemu-img map (human or --output=json). On a zoned image every entry '
       + 'stays inside one zone and carries it (start, type, condition, write pointer), and the human table is followed by one '
       + 'line per zone')
@@ -149,6 +155,7 @@ export function imgCommand(ctx: CliContext, prepared: ImgArgv = { argv: [] }): C
     });
 
   img.command('resize')
+    .summary('change the virtual size (by whole zones on a zoned image)')
     .description('change the virtual size, as qemu-img resize: [+|-]SIZE is the last argument, and shrinking needs --shrink. '
       + 'A zoned image grows and shrinks by whole zones only: new zones are empty sequential zones, dropped zones lose their data')
     .usage('[-q] [-f FMT] [--preallocation=off] [--shrink] FILE [+|-]SIZE')
@@ -164,6 +171,7 @@ export function imgCommand(ctx: CliContext, prepared: ImgArgv = { argv: [] }): C
     });
 
   img.command('measure')
+    .summary('how large a new image would be')
     .description('how large a new image would be, as qemu-img measure: of SIZE bytes, or holding FILE\'s data. A zoned target (a '
       + 'zoned FILE, or -o zone.*) counts its zone metadata array in both sizes')
     .usage('[--output=human|json] [-O raw|qcow2] [-o OPTS]... [--size N | [-U] [-f FMT] FILE]')
@@ -181,6 +189,7 @@ export function imgCommand(ctx: CliContext, prepared: ImgArgv = { argv: [] }): C
     });
 
   img.command('amend')
+    .summary('change options of an image at rest, zone limits included')
     .description('change options of an image at rest, as qemu-img amend: lazy_refcounts, size, and a zoned image\'s limits '
       + '(zone.max_open_zones, zone.max_active_zones, zone.max_append_bytes; max-active may not go below the zones now '
       + 'partly written). -o help lists them; options fixed at creation are refused as qemu-img refuses them')
@@ -196,6 +205,7 @@ export function imgCommand(ctx: CliContext, prepared: ImgArgv = { argv: [] }): C
     });
 
   img.command('dd')
+    .summary('copy blocks from one image into a new one')
     .description('copy blocks from one image into a new one, as qemu-img dd (its arithmetic included: count= ends the input '
       + 'count*bs bytes from its start, skip= or not). A zoned input gives a plain output')
     .usage('[-U] [-f FMT] [-O raw|qcow2] [bs=BLOCK_SIZE] [count=BLOCKS] [skip=BLOCKS] if=INPUT of=OUTPUT')
@@ -209,6 +219,7 @@ export function imgCommand(ctx: CliContext, prepared: ImgArgv = { argv: [] }): C
     });
 
   img.command('bench')
+    .summary('time reads, writes or zone appends')
     .description('time COUNT reads (or writes with -w) as qemu-img bench does; requests go out in batches of DEPTH, '
       + 'but the engine runs them one after another, so DEPTH sets how many are outstanding, not how many run at once')
     .usage('[-w] [-c COUNT] [-d DEPTH] [-s SIZE] [-S STEP] [-o OFFSET] [-f qcow2] [-t CACHE] [-U] [--pattern N] [--flush-interval N] '
