@@ -213,7 +213,8 @@ withDir('tools refuse an image another process writes unless -U, which warns; th
   const holder = spawn(process.execPath, [QZONED_BIN, 'io', file], { stdio: ['pipe', 'ignore', 'ignore'] });
   const exited = new Promise<number | null>((resolve) => holder.on('exit', (code) => resolve(code)));
   try {
-    for (let i = 0; i < 100 && qzoned(['img', 'check', file]).status === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    // Until the holder has opened the image (a node start-up: seconds on a loaded machine).
+    for (let i = 0; i < 600 && qzoned(['img', 'check', file]).status === 0; i++) await new Promise((r) => setTimeout(r, 100));
     const refused = (args: string[]) => {
       const r = qzoned(['img', ...args]);
       t.is(r.status, args[0] === 'compare' ? 2 : 1, args.join(' '));
