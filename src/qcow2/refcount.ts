@@ -55,6 +55,8 @@ export class Refcounts extends FlushNode {
    * a free lowers the cursor, as QEMU's free_cluster_index is.
    */
   private runCursor = 0;
+  /** The end of the highest run allocated while open: clusters whose writes may still be queued. */
+  private allocatedEnd = 0;
   /** Clusters examined by the allocator (tests read it to check the search stays linear). */
   scanned = 0;
   readonly readOnly: boolean;
@@ -283,11 +285,13 @@ export class Refcounts extends FlushNode {
    * crash, or a crafted image) extends the file first, before any refcount changes: a file system
    * that cannot hold the offset (EFBIG) then refuses the write that asked for it, instead of the
    * write being acknowledged behind and its flush failing. Runs at the end, the usual case, are
-   * extended by their own writes.
+   * extended by their own writes, or follow clusters allocated before them whose writes are
+   * still queued (a new L2 table is written at the next flush).
    */
   private assertReachable(first: number, n: number): void {
-    if (first * this.clusterSize <= this.extent.end) return;
-    this.file.truncate((first + n) * this.clusterSize);
+    const runEnd = (first + n) * this.clusterSize;
+    if (first * this.clusterSize > Math.max(this.extent.end, this.allocatedEnd)) this.file.truncate(runEnd);
+    this.allocatedEnd = Math.max(this.allocatedEnd, runEnd);
   }
 
   private setTableEntry(blockIndex: number, offset: number): void {
