@@ -52,8 +52,20 @@ function fioWrite(uri: string, size: number, depth: number, count: number, offse
   return job.write.runtime / 1000;
 }
 
+/**
+ * The readiness probe connects and hangs up before the handshake, which qemu-storage-daemon
+ * reports as a failed negotiation: that line is the probe's, every other one is passed on.
+ */
+const PROBE_HANGUP = /option negotiation failed: Failed to read flags/;
+
 function spawnReady(cmd: string, args: string[], sock: string): Promise<ChildProcess> {
-  const proc = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let pending = '';
+  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    const lines = (pending + chunk).split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) if (!PROBE_HANGUP.test(line)) process.stderr.write(`${line}\n`);
+  });
   return waitUntilListening(sock, 15_000).then(() => proc, (e: unknown) => { proc.kill('SIGKILL'); throw e; });
 }
 
