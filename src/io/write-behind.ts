@@ -101,6 +101,16 @@ export class WriteBehindFile implements BlockFile {
     this.inner.truncate(length);
   }
 
+  /**
+   * A power cut (src/block/power-cut.ts): the writes still queued never reach the file, as data
+   * in a drive's volatile cache does not, and a kept failure goes with them (the image is about to
+   * be rolled back to its last sync and opened again).
+   */
+  discardQueued(): void {
+    this.queue = [];
+    this.failure = null;
+  }
+
   /** Performs what is queued (a failure stays for the caller who closes), then closes. */
   close(): void {
     if (this.closed) return;

@@ -1,0 +1,186 @@
+/**
+ * What a power loss would leave of a file, kept as the file is written, so that a power cut on
+ * command (src/block/power-cut.ts) can turn the file back into it exactly.
+ *
+ * The layer above says what is durable: markDurable() after a completed flush (everything
+ * written so far, and synced, is what the disk keeps), markRangeDurable() after a write it made
+ * durable on its own (a zone reset's lowered write pointer, an injected fault: written, then
+ * synced). Between durability points the journal keeps, the first time each block is written,
+ * that block's bytes as of the last point (its pre-image), and the file size then. Rolling back
+ * writes the pre-images back, truncates to that size and syncs: the file is what the disk held at
+ * the last flush, plus the writes made durable on their own since, the cleanest loss a power cut
+ * can cause. Other syncs (the engine's ordering syncs inside an operation) are no durability
+ * points here: they promise the layer above nothing it has acknowledged.
+ *
+ * Cost: a write at or beyond the size at the last durability point, which is where a growing
+ * image puts new clusters (zone appends, new tables), costs one comparison. A write below it (an
+ * in-place overwrite, a metadata update, a cluster reused after a reset) costs a pread of the
+ * blocks it touches the first time, and keeps their bytes in memory until the next point. So the
+ * memory and the work are O(data written below the old end since the last flush), never O(image).
+ * journaledBytes tells the layer above when to flush on its own (as a drive whose write cache is
+ * full writes it back).
+ */
+import type { BlockFile } from './file.js';
+
+/** Journal granularity: the page size, the unit the page cache writes back. */
+export const JOURNAL_BLOCK = 4096;
+/** Default pre-image bytes past which the image layers flush on their own. */
+export const JOURNAL_BUDGET = 256 * 1024 * 1024;
+
+export interface RollbackJournalOptions {
+  /** Pre-image bytes past which overBudget says to flush (default JOURNAL_BUDGET). */
+  budgetBytes?: number;
+}
+
+export class RollbackJournal implements BlockFile {
+  /** Block index → the block's bytes as of the last durability point (pre-images; past the durable size, zeros). */
+  private readonly preimages = new Map<number, Buffer>();
+  /** The file size at the last durability point. */
+  private durableSize: number;
+  private keptBytes = 0;
+  private readonly budget: number;
+
+  constructor(private readonly inner: BlockFile, options: RollbackJournalOptions = {}) {
+    this.durableSize = inner.size();
+    this.budget = options.budgetBytes ?? JOURNAL_BUDGET;
+  }
+
+  get path(): string { return this.inner.path; }
+  get readOnly(): boolean { return this.inner.readOnly; }
+  get locks(): BlockFile['locks'] { return this.inner.locks; }
+  allocatedSize(): number { return this.inner.allocatedSize?.() ?? 0; }
+
+  /** Bytes of pre-images held now (tests, benchmarks). */
+  get journaledBytes(): number {
+    return this.keptBytes;
+  }
+
+  /** The file size a rollback returns to. */
+  get durableFileSize(): number {
+    return this.durableSize;
+  }
+
+  /** Past the budget: the layer above should flush. */
+  get overBudget(): boolean {
+    return this.keptBytes > this.budget;
+  }
+
+  pread(buf: Buffer, pos: number): void {
+    this.inner.pread(buf, pos);
+  }
+
+  pwrite(buf: Buffer, pos: number): void {
+    if (pos < this.durableSize && buf.length > 0) this.keep(pos, Math.min(pos + buf.length, this.durableSize));
+    this.inner.pwrite(buf, pos);
+  }
+
+  truncate(length: number): void {
+    // Bytes a shrink takes away below the old end are kept like overwritten ones.
+    if (length < this.durableSize) this.keep(length, this.durableSize);
+    this.inner.truncate(length);
+  }
+
+  sync(): void {
+    this.inner.sync();
+  }
+
+  get syncOffLoop(): (() => Promise<void>) | undefined {
+    return this.inner.syncOffLoop ? () => this.inner.syncOffLoop!() : undefined;
+  }
+
+  size(): number {
+    return this.inner.size();
+  }
+
+  close(): void {
+    this.inner.close();
+  }
+
+  /**
+   * Reads the bytes a rollback would leave, without changing anything: zeros at and beyond the
+   * durable size.
+   */
+  readDurable(buf: Buffer, pos: number): void {
+    this.inner.pread(buf, pos);
+    const end = pos + buf.length;
+    if (end > this.durableSize) buf.fill(0, Math.max(0, this.durableSize - pos));
+    const first = Math.floor(pos / JOURNAL_BLOCK);
+    const last = Math.floor((Math.min(end, this.durableSize) - 1) / JOURNAL_BLOCK);
+    for (let b = first; b <= last; b++) {
+      const old = this.preimages.get(b);
+      if (!old) continue;
+      const blockStart = b * JOURNAL_BLOCK;
+      const from = Math.max(pos, blockStart);
+      const to = Math.min(end, blockStart + JOURNAL_BLOCK, this.durableSize);
+      if (to > from) old.copy(buf, from - pos, from - blockStart, to - blockStart);
+    }
+  }
+
+  /**
+   * A durability point: everything written so far has been synced and is what the disk keeps (the
+   * layer above calls it when a flush completes).
+   */
+  markDurable(): void {
+    this.preimages.clear();
+    this.keptBytes = 0;
+    this.durableSize = this.inner.size();
+  }
+
+  /**
+   * These bytes, written at `pos` and synced, are durable although the rest written since the last
+   * durability point is not (a reset's entry): a rollback keeps them. Within the durable size.
+   */
+  markRangeDurable(pos: number, bytes: Buffer): void {
+    const end = Math.min(pos + bytes.length, this.durableSize);
+    if (end <= pos) return;
+    for (let b = Math.floor(pos / JOURNAL_BLOCK); b <= Math.floor((end - 1) / JOURNAL_BLOCK); b++) {
+      const old = this.preimages.get(b);
+      // A block never written since the point holds these bytes already.
+      if (!old) continue;
+      const blockStart = b * JOURNAL_BLOCK;
+      const from = Math.max(pos, blockStart);
+      const to = Math.min(end, blockStart + JOURNAL_BLOCK);
+      bytes.copy(old, from - blockStart, from - pos, to - pos);
+    }
+  }
+
+  /**
+   * Turns the file back into what it was at the last durability point (with the ranges made
+   * durable since): every pre-image written back, the size restored, then a sync, so the result
+   * is what the disk holds from now on.
+   */
+  rollBack(): void {
+    for (const [b, old] of this.preimages) this.inner.pwrite(old, b * JOURNAL_BLOCK);
+    this.inner.truncate(this.durableSize);
+    this.inner.sync();
+    this.markDurable();
+  }
+
+  /** Keeps the pre-image of every block of [from, to) not kept since the last durability point. */
+  private keep(from: number, to: number): void {
+    const first = Math.floor(from / JOURNAL_BLOCK);
+    const last = Math.floor((to - 1) / JOURNAL_BLOCK);
+    if (this.preimages.has(first) && (first === last || this.allKept(first + 1, last))) return;
+    for (let b = first; b <= last;) {
+      if (this.preimages.has(b)) {
+        b++;
+        continue;
+      }
+      // One read for each run of blocks not kept yet.
+      let runEnd = b + 1;
+      while (runEnd <= last && !this.preimages.has(runEnd)) runEnd++;
+      const run = Buffer.allocUnsafe((runEnd - b) * JOURNAL_BLOCK);
+      this.inner.pread(run, b * JOURNAL_BLOCK);
+      for (let k = b; k < runEnd; k++) {
+        this.preimages.set(k, run.subarray((k - b) * JOURNAL_BLOCK, (k - b + 1) * JOURNAL_BLOCK));
+      }
+      this.keptBytes += run.length;
+      b = runEnd;
+    }
+  }
+
+  private allKept(first: number, last: number): boolean {
+    for (let b = first; b <= last; b++) if (!this.preimages.has(b)) return false;
+    return true;
+  }
+}
