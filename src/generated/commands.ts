@@ -1150,6 +1150,24 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
     ],
     "additionalProperties": false
   },
+  "PowerCutMode": {
+    "description": "What the power loss leaves of the writes made since the last flush.",
+    "type": "string",
+    "enum": [
+      "drop",
+      "torn"
+    ],
+    "x-descriptions": {
+      "drop": "The cleanest loss: none of them. The node is what the disk held at its last flush (or at a later zone reset, which is durable when it returns).",
+      "torn": "A loss a real device may show instead: each sequential zone keeps its written data up to a write pointer anywhere between the durable one and the current one, at a 512-byte boundary (a finished zone may also stay finished), and each 512-byte block written since the flush outside sequential zones reads either as before or as written. A seeded choice, so a seed replays it."
+    }
+  },
+  "PowerCutSeed": {
+    "description": "The seed of a torn power cut's choices: a JSON integer from 0 to 2^32-1. The same seed on the same node state gives the same result.",
+    "type": "integer",
+    "minimum": 0,
+    "maximum": 4294967295
+  },
   "ZoneModel": {
     "description": "The zone model of an image (the zoned extension's zone_model).",
     "type": "string",
@@ -1194,6 +1212,20 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
       "offline": "Injected fault: neither readable nor writable."
     }
   },
+  "ZoneAttribute": {
+    "description": "A zone attribute as NVMe ZNS devices raise it (the Zone Attributes field of the zone descriptor). Persisted in the image; cleared by the operations zone-model.md \"Zone attributes\" lists.",
+    "type": "string",
+    "enum": [
+      "finished-by-controller",
+      "finish-recommended",
+      "reset-recommended"
+    ],
+    "x-descriptions": {
+      "finished-by-controller": "Zone Finished by Controller (ZFC): the device finished the zone on its own, to free active resources. Cleared when the zone is reset.",
+      "finish-recommended": "Finish Zone Recommended (FZR): the device asks the host to finish this active zone. Cleared when the zone becomes full (a finish, or writes up to its capacity) or empty.",
+      "reset-recommended": "Reset Zone Recommended (RZR): the device asks the host to reset this zone. Cleared when the zone is reset."
+    }
+  },
   "ZoneDescriptor": {
     "description": "One zone, as blockdev-zone-report and BLOCK_ZONES_CHANGED give it.",
     "type": "object",
@@ -1219,6 +1251,14 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
       },
       "condition": {
         "$ref": "#/definitions/ZoneCondition"
+      },
+      "attributes": {
+        "description": "The zone's attributes, in this order: finished-by-controller, finish-recommended, reset-recommended. Absent when the zone has none.",
+        "type": "array",
+        "items": {
+          "$ref": "#/definitions/ZoneAttribute"
+        },
+        "uniqueItems": true
       }
     },
     "required": [
@@ -1255,6 +1295,30 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
       "offline",
       "none"
     ]
+  },
+  "ZoneInjectAttribute": {
+    "description": "An attribute to raise on a zone, as a device would, or none to clear every attribute of the zone.",
+    "type": "string",
+    "enum": [
+      "reset-recommended",
+      "finish-recommended",
+      "none"
+    ],
+    "x-descriptions": {
+      "reset-recommended": "Raise Reset Zone Recommended on an open, closed or full zone.",
+      "finish-recommended": "Raise Finish Zone Recommended on an open or closed zone.",
+      "none": "Clear finished-by-controller, finish-recommended and reset-recommended."
+    }
+  },
+  "ZoneInjectAction": {
+    "description": "Something the device does to a zone on its own.",
+    "type": "string",
+    "enum": [
+      "finish-by-controller"
+    ],
+    "x-descriptions": {
+      "finish-by-controller": "The device finishes an open or closed zone (a zone active excursion): it becomes full, frees its open and active resources and gets the finished-by-controller attribute; finish-recommended and reset-recommended are cleared."
+    }
   }
 };
 
@@ -1279,6 +1343,7 @@ export interface CommandTypes {
   "query-jobs": { params: T.QueryJobsArguments; result: T.QueryJobsResult };
   "job-dismiss": { params: T.JobDismissArguments; result: T.JobDismissResult };
   "job-cancel": { params: T.JobCancelArguments; result: T.JobCancelResult };
+  "blockdev-power-cut": { params: T.BlockdevPowerCutArguments; result: T.BlockdevPowerCutResult };
   "blockdev-export-zloop": { params: T.BlockdevExportZloopArguments; result: T.BlockdevExportZloopResult };
   "blockdev-import-zloop": { params: T.BlockdevImportZloopArguments; result: T.BlockdevImportZloopResult };
   "blockdev-zone-report": { params: T.BlockdevZoneReportArguments; result: T.BlockdevZoneReportResult };
@@ -1909,6 +1974,55 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
       "$ref": "#/definitions/Empty"
     }
   },
+  "blockdev-power-cut": {
+    "name": "blockdev-power-cut",
+    "module": "power",
+    "description": "Cuts the power of a qcow2 node and brings it back: everything not covered by a completed flush is lost (with `mode` torn, part of it may stay), writes still queued are dropped, open zones come back closed, injected faults and attributes stay. The result is on disk when the command returns (it survives a restart and checks clean), BLOCK_ZONES_CHANGED reports every zone that moved, and clients exporting the node over NBD are disconnected, as from a disk that lost power. Costs time in proportion to what was written since the last flush.",
+    "dialects": [
+      "qmp",
+      "json-rpc"
+    ],
+    "reasons": [
+      "read-only-node",
+      "unsupported-feature",
+      "corrupt-image",
+      "io-error"
+    ],
+    "classes": [
+      "DeviceNotFound"
+    ],
+    "params": {
+      "type": "object",
+      "properties": {
+        "node-name": {
+          "$ref": "#/definitions/NodeName",
+          "description": "A read-write qcow2 node, zoned or not."
+        },
+        "mode": {
+          "$ref": "#/definitions/PowerCutMode",
+          "description": "What survives of the writes since the last flush (default drop)."
+        },
+        "seed": {
+          "$ref": "#/definitions/PowerCutSeed",
+          "description": "With mode torn: the seed of its choices (default: a random one, returned)."
+        }
+      },
+      "required": [
+        "node-name"
+      ],
+      "additionalProperties": false
+    },
+    "result": {
+      "type": "object",
+      "properties": {
+        "seed": {
+          "$ref": "#/definitions/PowerCutSeed",
+          "description": "With mode torn: the seed used, given or chosen, so the same loss can be replayed."
+        }
+      },
+      "additionalProperties": false
+    }
+  },
   "blockdev-export-zloop": {
     "name": "blockdev-export-zloop",
     "module": "zloop",
@@ -2196,7 +2310,7 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
   "blockdev-zone-inject": {
     "name": "blockdev-zone-inject",
     "module": "zone",
-    "description": "Injects a fault into a zone (read-only or offline), or clears it (none). The condition is persisted in the image: fault injection for testing host software.",
+    "description": "Injects a fault into a zone (`condition`: read-only or offline, or none to clear it), raises or clears a zone attribute (`attribute`), or performs something the device does on its own (`action`); give exactly one of the three. What it does is durable when it returns (it survives a crash or a blockdev-power-cut) and makes nothing else durable, except `action`, which flushes the node as a device persists the zone it finishes: fault injection for testing host software.",
     "dialects": [
       "qmp",
       "json-rpc"
@@ -2205,6 +2319,9 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
       "unaligned",
       "out-of-range",
       "conventional-zone",
+      "invalid-zone-transition",
+      "zone-read-only",
+      "zone-offline",
       "read-only-node",
       "unsupported-feature",
       "io-error"
@@ -2225,12 +2342,17 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
         },
         "condition": {
           "$ref": "#/definitions/ZoneInjectCondition"
+        },
+        "attribute": {
+          "$ref": "#/definitions/ZoneInjectAttribute"
+        },
+        "action": {
+          "$ref": "#/definitions/ZoneInjectAction"
         }
       },
       "required": [
         "node-name",
-        "offset",
-        "condition"
+        "offset"
       ],
       "additionalProperties": false
     },

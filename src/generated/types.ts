@@ -242,6 +242,20 @@ export type JobStatus =
  */
 export type JobType = 'create' | 'zloop-export' | 'zloop-import';
 /**
+ * What the power loss leaves of the writes made since the last flush.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "PowerCutMode".
+ */
+export type PowerCutMode = 'drop' | 'torn';
+/**
+ * The seed of a torn power cut's choices: a JSON integer from 0 to 2^32-1. The same seed on the same node state gives the same result.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "PowerCutSeed".
+ */
+export type PowerCutSeed = number;
+/**
  * The type of a zone.
  *
  * This interface was referenced by `QzonedSchema`'s JSON-Schema
@@ -257,6 +271,13 @@ export type ZoneType = 'conventional' | 'sequential-write-required';
 export type ZoneCondition =
   'not-write-pointer' | 'empty' | 'implicit-open' | 'explicit-open' | 'closed' | 'full' | 'read-only' | 'offline';
 /**
+ * A zone attribute as NVMe ZNS devices raise it (the Zone Attributes field of the zone descriptor). Persisted in the image; cleared by the operations zone-model.md "Zone attributes" lists.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "ZoneAttribute".
+ */
+export type ZoneAttribute = 'finished-by-controller' | 'finish-recommended' | 'reset-recommended';
+/**
  * A zone management operation.
  *
  * This interface was referenced by `QzonedSchema`'s JSON-Schema
@@ -270,6 +291,20 @@ export type ZoneOp = 'open' | 'close' | 'finish' | 'reset';
  * via the `definition` "ZoneInjectCondition".
  */
 export type ZoneInjectCondition = 'read-only' | 'offline' | 'none';
+/**
+ * An attribute to raise on a zone, as a device would, or none to clear every attribute of the zone.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "ZoneInjectAttribute".
+ */
+export type ZoneInjectAttribute = 'reset-recommended' | 'finish-recommended' | 'none';
+/**
+ * Something the device does to a zone on its own.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "ZoneInjectAction".
+ */
+export type ZoneInjectAction = 'finish-by-controller';
 /**
  * Arguments of blockdev-add.
  *
@@ -1053,6 +1088,10 @@ export interface ZoneDescriptor {
   'write-pointer': Offset;
   type: ZoneType;
   condition: ZoneCondition;
+  /**
+   * The zone's attributes, in this order: finished-by-controller, finish-recommended, reset-recommended. Absent when the zone has none.
+   */
+  attributes?: ZoneAttribute[];
 }
 /**
  * Arguments of blockdev-del.
@@ -1279,6 +1318,38 @@ export interface JobCancelArguments {
   id: JobId;
 }
 /**
+ * Arguments of blockdev-power-cut.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockdevPowerCutArguments".
+ */
+export interface BlockdevPowerCutArguments {
+  /**
+   * A read-write qcow2 node, zoned or not.
+   */
+  'node-name': NodeName;
+  /**
+   * What survives of the writes since the last flush (default drop).
+   */
+  mode?: PowerCutMode;
+  /**
+   * With mode torn: the seed of its choices (default: a random one, returned).
+   */
+  seed?: PowerCutSeed;
+}
+/**
+ * What blockdev-power-cut returns.
+ *
+ * This interface was referenced by `QzonedSchema`'s JSON-Schema
+ * via the `definition` "BlockdevPowerCutResult".
+ */
+export interface BlockdevPowerCutResult {
+  /**
+   * With mode torn: the seed used, given or chosen, so the same loss can be replayed.
+   */
+  seed?: PowerCutSeed;
+}
+/**
  * Arguments of blockdev-export-zloop.
  *
  * This interface was referenced by `QzonedSchema`'s JSON-Schema
@@ -1424,7 +1495,9 @@ export interface BlockdevZoneInjectArguments {
    * The start of the zone.
    */
   offset: Offset;
-  condition: ZoneInjectCondition;
+  condition?: ZoneInjectCondition;
+  attribute?: ZoneInjectAttribute;
+  action?: ZoneInjectAction;
 }
 /**
  * Data of BLOCK_EXPORT_DELETED.
