@@ -47,6 +47,11 @@ export interface CheckOptions {
   repair?: 'leaks' | 'all';
   /** Further host ranges that hold one reference each (the zoned layer's write-pointer array). */
   extraRanges?: ExtraRange[];
+  /**
+   * Autoclear bits the caller maintains, which a repair keeps (the zoned layer's zone attributes,
+   * whose array it passes in extraRanges); every other unknown one is cleared.
+   */
+  keepAutoclear?: bigint;
   /** QEMU's force-share (-U) for a check without repair: read beside a writer instead of being refused. */
   forceShare?: boolean;
 }
@@ -855,9 +860,9 @@ class CheckPass {
  * bitmap support changed the image, so the bitmaps are stale). The header is rewritten and
  * synced before the check writes anything else.
  */
-function clearStaleHeaderFields(file: BlockFile, h: Qcow2Header): void {
+function clearStaleHeaderFields(file: BlockFile, h: Qcow2Header, keep: bigint): void {
   if (h.version < 3) return;
-  const known = (1n << BigInt(AUTOCLEAR.bitmaps)) | (1n << BigInt(AUTOCLEAR.rawExternalData));
+  const known = (1n << BigInt(AUTOCLEAR.bitmaps)) | (1n << BigInt(AUTOCLEAR.rawExternalData)) | keep;
   let update = (h.autoclear & ~known) !== 0n;
   if (findExtension(h, EXT.bitmaps) && !hasBit(h.autoclear, AUTOCLEAR.bitmaps)) {
     setExtension(h, EXT.bitmaps, null);
@@ -891,7 +896,7 @@ function markClean(file: BlockFile, h: Qcow2Header): void {
 export function checkFile(file: BlockFile, h: Qcow2Header, options: CheckOptions = {}): CheckResult {
   validateForCheck(h);
   const repairing = options.repair !== undefined && !file.readOnly;
-  if (repairing) clearStaleHeaderFields(file, h);
+  if (repairing) clearStaleHeaderFields(file, h, options.keepAutoclear ?? 0n);
   const first = new CheckPass(file, h, options, repairing).run();
   if (!repairing) return first;
   if (first.checkErrors === 0 && first.corruptions === 0) markClean(file, h);

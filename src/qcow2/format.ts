@@ -72,6 +72,8 @@ export const EXT = {
   externalDataFile: 0x44415441,
   /** The zoned extension's magic; its layout lives in src/zoned/format.ts. */
   zoned: 0x007a6264,
+  /** The zone attributes extension ("\0zat"); its layout lives in src/zoned/format.ts. */
+  zoneAttributes: 0x007a6174,
 } as const;
 
 export const EXT_HEADER_SIZE = 8;
@@ -92,7 +94,12 @@ export const INCOMPAT = {
 } as const;
 
 export const COMPAT = { lazyRefcounts: 0 } as const;
-export const AUTOCLEAR = { bitmaps: 0, rawExternalData: 1 } as const;
+export const AUTOCLEAR = {
+  bitmaps: 0,
+  rawExternalData: 1,
+  /** qzoned's zone attributes extension is valid (qcow2-zoned-format.md §2, Zone attributes). */
+  zoneAttributes: 2,
+} as const;
 
 /** Every feature bit the engine knows, with the names QEMU writes into the feature name table. */
 export const KNOWN_FEATURES: ReadonlyArray<{ type: FeatureType; bit: number; name: string }> = [
@@ -105,6 +112,7 @@ export const KNOWN_FEATURES: ReadonlyArray<{ type: FeatureType; bit: number; nam
   { type: 'compatible', bit: COMPAT.lazyRefcounts, name: 'lazy refcounts' },
   { type: 'autoclear', bit: AUTOCLEAR.bitmaps, name: 'bitmaps' },
   { type: 'autoclear', bit: AUTOCLEAR.rawExternalData, name: 'raw external data' },
+  { type: 'autoclear', bit: AUTOCLEAR.zoneAttributes, name: 'zone attributes' },
 ];
 
 /** Cluster size above which the whole feature name table is written (QEMU does the same). */

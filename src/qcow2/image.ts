@@ -9,6 +9,8 @@
 import { NodeFile, type BlockFile } from '../io/file.js';
 import { lockNeedFor, type ImageLock } from '../io/lock.js';
 import { WriteBehindFile, type WriteBehindOptions } from '../io/write-behind.js';
+import { RollbackJournal, type RollbackJournalOptions } from '../io/rollback-journal.js';
+import { RangeSet } from '../io/range-set.js';
 import { DataBarrier } from './cache.js';
 import { ClusterMap, type Mapping } from './cluster.js';
 import { Refcounts } from './refcount.js';
@@ -46,6 +48,11 @@ export interface OpenOptions {
   holder?: string;
   /** Incompatible feature bits the caller (e.g. the zoned layer) handles itself. */
   allowIncompatible?: bigint;
+  /**
+   * Autoclear feature bits the caller maintains (the zoned layer's zone attributes): a read-write
+   * open clears every other autoclear bit, as qcow2.txt asks of a writer that does not know them.
+   */
+  keepAutoclear?: bigint;
   /** Metadata a caller keeps outside L1/L2 (the zoned array), counted when refcounts are rebuilt. */
   extraMetadata?: (h: Qcow2Header) => ExtraMetadata[];
   /** Creation only: the new image's L1 table is still empty and is grown right after open. */
@@ -61,6 +68,18 @@ export interface OpenOptions {
    * buffer they passed to write(). For the daemon, whose replies then leave before the pwrite.
    */
   writeBehind?: boolean | WriteBehindOptions;
+  /**
+   * Read-write opens: keep, as the file is written, what a power cut on command needs to turn it
+   * back into its state at the last durability point (src/io/rollback-journal.ts); see powerCut()
+   * and durabilityPoint().
+   */
+  rollbackJournal?: boolean | RollbackJournalOptions;
+  /**
+   * Remember the guest ranges written, zeroed or discarded since the last durability point
+   * (writtenRanges()), for a torn power cut. A zoned image keeps its own account instead
+   * (conventional zones only).
+   */
+  trackWrites?: boolean;
   /** Cache sizes in bytes. */
   l2CacheBytes?: number;
   refcountCacheBytes?: number;
@@ -73,6 +92,12 @@ export interface Extent {
   kind: 'data' | 'compressed' | 'zero' | 'unallocated';
   /** File offset of the run's first byte: data runs, and zero runs whose clusters stay allocated. */
   host?: number;
+}
+
+/** What a power cut leaves of an image: its file, still open, and the locks it held on it. */
+export interface PoweredOff {
+  file: BlockFile;
+  lock: ImageLock | null;
 }
 
 export interface Qcow2Info {
@@ -193,6 +218,8 @@ class TrackedFile implements BlockFile {
     }
     return this.syncFailure;
   }
+  /** Power cut: queued writes never reach the file. */
+  discardQueued(): void { (this.inner as Partial<WriteBehindFile>).discardQueued?.(); }
   get syncOffLoop(): (() => Promise<void>) | undefined {
     if (!this.inner.syncOffLoop) return undefined;
     return async () => {
@@ -253,6 +280,12 @@ export class Qcow2Image {
   private readonly map: ClusterMap;
   private readonly data: DataBarrier;
   private readonly lock: ImageLock | null;
+  /** Present on read-write opens with `rollbackJournal`: what powerCut() rolls back. */
+  readonly journal: RollbackJournal | null;
+  /** The file as opened (under the journal and write-behind): what a power cut leaves open. */
+  private readonly base: BlockFile;
+  /** With `trackWrites`: guest ranges changed since the last durability point. */
+  private readonly written: RangeSet | null;
   private lazyDirtySet = false;
   private closed = false;
   /** Where metadata lives: every write whose target came from the image is checked against it. */
@@ -274,9 +307,12 @@ export class Qcow2Image {
   private inflated: { entry: bigint; data: Buffer } | null = null;
 
   private constructor(file: TrackedFile, header: Qcow2Header, readOnly: boolean, readOnlyReason: string | undefined,
-    lock: ImageLock | null, options: OpenOptions) {
+    lock: ImageLock | null, options: OpenOptions, layers: { journal: RollbackJournal | null; base: BlockFile }) {
     this.path = file.path;
     this.file = file;
+    this.journal = layers.journal;
+    this.base = layers.base;
+    this.written = options.trackWrites && !readOnly ? new RangeSet() : null;
     this.header = header;
     this.readOnly = readOnly;
     this.readOnlyReason = readOnlyReason;
@@ -286,7 +322,7 @@ export class Qcow2Image {
     this.size = header.size;
     this.data = new DataBarrier(file);
     this.guard = new MetadataGuard(this.clusterSize);
-    for (const [i, r] of (options.extraMetadata?.(header) ?? []).entries()) this.guard.setRange(`extra${i}`, r.what, r.offset, r.length);
+    for (const r of options.extraMetadata?.(header) ?? []) this.guard.setRange(`extra:${r.what}`, r.what, r.offset, r.length);
     this.refcounts = new Refcounts(file, {
       clusterBits: header.clusterBits,
       refcountOrder: header.refcountOrder,
@@ -328,8 +364,13 @@ export class Qcow2Image {
       if (wantWrite && verdict.readOnlyReason) {
         throw fail(verdict.corrupt ? 'corrupt-image' : 'unsupported-feature', `'${opened.path}' can only be opened read-only: ${verdict.readOnlyReason}`);
       }
+      // Below write-behind: a queued write reaches the journal only when it reaches the file.
+      const journal = wantWrite && options.rollbackJournal
+        ? new RollbackJournal(opened, options.rollbackJournal === true ? {} : options.rollbackJournal)
+        : null;
+      const underBehind = journal ?? opened;
       const behind = wantWrite && options.writeBehind ? (options.writeBehind === true ? {} : options.writeBehind) : null;
-      file = new TrackedFile(behind ? new WriteBehindFile(opened, behind) : opened);
+      file = new TrackedFile(behind ? new WriteBehindFile(underBehind, behind) : underBehind);
       if (wantWrite) {
         if (isDirty(header)) {
           // Lazy refcounts after a crash: rebuild them from L1/L2 before anything else (as QEMU).
@@ -339,14 +380,17 @@ export class Qcow2Image {
           header.incompatible = setBit(header.incompatible, INCOMPAT.dirty, false);
           Qcow2Image.writeHeaderTo(file, header);
         }
-        if (header.autoclear !== 0n) {
-          // We maintain no autoclear feature (bitmaps, raw external data): clearing the bits is
-          // how qcow2.txt says a writer that does not update them must invalidate them.
-          header.autoclear = 0n;
+        const keep = options.keepAutoclear ?? 0n;
+        if ((header.autoclear & ~keep) !== 0n) {
+          // Bits nobody here maintains (bitmaps, raw external data): clearing them is how
+          // qcow2.txt says a writer that does not update them must invalidate them.
+          header.autoclear &= keep;
           Qcow2Image.writeHeaderTo(file, header);
         }
       }
-      return new Qcow2Image(file, header, !wantWrite, verdict.readOnlyReason, lock, options);
+      // What the open wrote (synced) is what a power cut comes back to.
+      journal?.markDurable();
+      return new Qcow2Image(file, header, !wantWrite, verdict.readOnlyReason, lock, options, { journal, base: opened });
     } catch (e) {
       (file ?? opened).close();
       lock?.release();
@@ -531,6 +575,7 @@ export class Qcow2Image {
     this.checkRange(offset, data.length);
     if (data.length === 0) return;
     this.beforeChange();
+    this.written?.add(offset, offset + data.length);
     const cs = this.clusterSize;
     let pos = 0;
     while (pos < data.length) {
@@ -696,6 +741,7 @@ export class Qcow2Image {
     this.checkRange(offset, length);
     if (length === 0) return;
     this.beforeChange();
+    this.written?.add(offset, offset + length);
     const cs = this.clusterSize;
     const end = offset + length;
     const firstWhole = Math.ceil(offset / cs);
@@ -777,6 +823,33 @@ export class Qcow2Image {
   }
 
   /**
+   * The layer above completed a flush (this engine's, and its own metadata after it): what the
+   * file holds now is what a power cut comes back to (src/io/rollback-journal.ts).
+   */
+  durabilityPoint(): void {
+    this.journal?.markDurable();
+    this.written?.clear();
+  }
+
+  /**
+   * These bytes were written at `pos` and synced by an operation durable on its own (a zone
+   * reset's entry, an injection): a power cut keeps them.
+   */
+  madeDurable(pos: number, bytes: Buffer): void {
+    this.journal?.markRangeDurable(pos, bytes);
+  }
+
+  /** The journal keeps more than its budget: the layer above should flush (rollback-journal.ts). */
+  get journalOverBudget(): boolean {
+    return this.journal?.overBudget ?? false;
+  }
+
+  /** With `trackWrites`: the guest ranges written, zeroed or discarded since the last durability point. */
+  writtenRanges(): Array<{ start: number; end: number }> {
+    return this.written?.ranges() ?? [];
+  }
+
+  /**
    * Before a flush in the daemon: writes the guest data back on the thread pool, so a flush of
    * much dirty data does not hold the event loop (other clients, other images) for its length.
    * The flush's own ordered syncs come after and still decide durability.
@@ -801,6 +874,7 @@ export class Qcow2Image {
     try {
       if (!this.readOnly) {
         this.flush();
+        this.durabilityPoint();
         if (this.lazyDirtySet) {
           this.updateHeader((h) => { h.incompatible = setBit(h.incompatible, INCOMPAT.dirty, false); });
         }
@@ -817,6 +891,35 @@ export class Qcow2Image {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /**
+   * Power lost at this instant: nothing is flushed, the writes write-behind still holds are
+   * dropped, the file is rolled back to its last durability point (the journal). The image is
+   * unusable afterwards; the file stays open, and so do its locks, which the caller gets back to
+   * open the image again on the same descriptor: no other writer can come in between. Needs
+   * `rollbackJournal`.
+   */
+  async powerCut(): Promise<PoweredOff> {
+    this.assertWritable();
+    if (!this.journal) throw fail('unsupported-feature', `'${this.path}' was opened without the rollback journal a power cut needs`);
+    // The descriptor must outlive every fdatasync still queued on the thread pool.
+    await Promise.allSettled([...this.offLoopSyncs]);
+    if (this.closed) throw fail('io-error', `'${this.path}' is closed`);
+    this.closed = true;
+    this.file.discardQueued();
+    try {
+      this.journal.rollBack();
+    } catch (e) {
+      // Nothing will open the image again: the file and its locks go.
+      try {
+        this.file.close();
+      } finally {
+        this.lock?.release();
+      }
+      throw e;
+    }
+    return { file: this.base, lock: this.lock };
   }
 
   info(): Qcow2Info {
@@ -917,6 +1020,14 @@ export class Qcow2Image {
   }
 
   /**
+   * A caller's metadata range appeared, moved or went (length 0), after open: the guard protects
+   * it like the ranges extraMetadata named then (keyed by `what`).
+   */
+  setExtraMetadata(what: string, offset: number, length: number): void {
+    this.guard.setRange(`extra:${what}`, what, offset, length);
+  }
+
+  /**
    * The kind of engine metadata (header, L1, L2, refcount table or block, a caller's range) that
    * [offset, offset + length) overlaps, `ignore` aside; null when none. For layers that keep
    * metadata of their own (the zoned array) to judge where it lies.
@@ -951,6 +1062,11 @@ export class Qcow2Image {
   /** The refcount of one host cluster (tools: qemu-img map's metadata-preallocation test). */
   refcount(hostCluster: number): number {
     return this.refcounts.get(hostCluster);
+  }
+
+  /** The refcount of the host cluster holding file offset `offset` (metadata sanity checks). */
+  refcountAt(offset: number): number {
+    return this.refcounts.get(Math.floor(offset / this.clusterSize));
   }
 
   /** Mapping of one guest cluster (tools, tests, preallocation). */

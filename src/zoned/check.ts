@@ -10,10 +10,12 @@ import { NodeFile, type BlockFile } from '../io/file.js';
 import { checkImage, type CheckResult } from '../qcow2/check.js';
 import { hasBit, parseHeader } from '../qcow2/header.js';
 import { INCOMPAT, L1E_OFFSET_MASK, L2E_OFFSET_MASK, MAX_CLUSTER_BITS, OFLAG_COMPRESSED, OFLAG_ZERO } from '../qcow2/format.js';
-import { decodeZoneEntry, ZONE_ENTRY_SIZE, type ZonedExtensionFields, type ZoneEntry } from './format.js';
-import { checkZonedFeatureBit, validateZonedHeader } from './validate.js';
+import {
+  decodeZoneEntry, ZONE_ATTRIBUTE_MASK, ZONE_ENTRY_SIZE, type ZoneAttributeExtensionFields, type ZonedExtensionFields, type ZoneEntry,
+} from './format.js';
+import { checkZonedFeatureBit, validateZoneAttributeExtension, validateZonedHeader } from './validate.js';
 import { findZoneEntryProblems, geometryFromHeader } from './model.js';
-import { ZonedImage, zonedExtensionOf } from './zoned-image.js';
+import { ZONE_ATTRIBUTES_BIT, ZONE_ATTRIBUTES_WHAT, ZonedImage, zoneAttributeExtensionOf, zonedExtensionOf, zonedMetadataRanges } from './zoned-image.js';
 import { fail, isQzonedError } from '../errors.js';
 
 export interface ZonedCheckOptions {
@@ -24,6 +26,10 @@ export interface ZonedCheckOptions {
 
 interface ZonedLayout {
   fields: ZonedExtensionFields;
+  /** The zone attributes extension, when autoclear bit 2 says it is valid. */
+  attributes: ZoneAttributeExtensionFields | undefined;
+  /** The metadata arrays, counted as references by the qcow2 check. */
+  ranges: Array<{ offset: number; length: number; what: string }>;
   virtualSize: number;
   clusterBits: number;
   l1Offset: number;
@@ -39,7 +45,38 @@ function readLayout(file: BlockFile, path: string): ZonedLayout {
   checkZonedFeatureBit(hasBit(h.incompatible, INCOMPAT.zoned), fields?.zoneModel);
   if (!fields || fields.zoneModel === 0) throw fail('unsupported-feature', `'${path}' is not a zoned image`);
   validateZonedHeader(fields, { virtualSize: h.size, clusterSize: 2 ** h.clusterBits, source: 'open' });
-  return { fields, virtualSize: h.size, clusterBits: h.clusterBits, l1Offset: h.l1TableOffset, l1Size: h.l1Size };
+  return {
+    fields, attributes: zoneAttributeExtensionOf(h), ranges: zonedMetadataRanges(h),
+    virtualSize: h.size, clusterBits: h.clusterBits, l1Offset: h.l1TableOffset, l1Size: h.l1Size,
+  };
+}
+
+/**
+ * The zone attributes array's problems: an extension breaking its rules is corruption; reserved
+ * bits, and attributes on conventional zones, are warnings (ignored by every reader).
+ */
+function attributeProblems(file: BlockFile, layout: ZonedLayout): { errors: string[]; warnings: string[] } {
+  const a = layout.attributes;
+  if (!a) return { errors: [], warnings: [] };
+  const { nrZones, conventionalZones } = layout.fields;
+  try {
+    validateZoneAttributeExtension(a, { nrZones, clusterSize: 2 ** layout.clusterBits });
+  } catch (e) {
+    if (!isQzonedError(e)) throw e;
+    return { errors: [e.message], warnings: [] };
+  }
+  if (a.offset + a.size > file.size()) {
+    return { errors: [`the zone attributes array (${a.size} bytes at offset ${a.offset}) runs past the end of the file`], warnings: [] };
+  }
+  const bytes = Buffer.alloc(a.size);
+  file.pread(bytes, a.offset);
+  const warnings: string[] = [];
+  for (let i = 0; i < nrZones; i++) {
+    const b = bytes[i]!;
+    if ((b & ~ZONE_ATTRIBUTE_MASK) !== 0) warnings.push(`zone ${i} has reserved attribute bits 0x${(b & ~ZONE_ATTRIBUTE_MASK).toString(16)} set; ignored`);
+    if (i < conventionalZones && (b & ZONE_ATTRIBUTE_MASK) !== 0) warnings.push(`conventional zone ${i} has attributes 0x${b.toString(16)}; ignored`);
+  }
+  return { errors: [], warnings };
 }
 
 /**
@@ -135,8 +172,9 @@ function checkZones(path: string, base: CheckResult): { result: CheckResult; zon
     const { entries, undecodable } = readEntries(file, layout.fields);
     const geometry = geometryFromHeader(layout.fields, layout.virtualSize);
     const problems = findZoneEntryProblems(geometry, entries);
-    const errors = [...[...undecodable.values()].map((m) => m.replace(/^The metadata entry of zone/, 'zone')), ...problems.errors];
-    const warnings = problems.warnings;
+    const attrs = attributeProblems(file, layout);
+    const errors = [...[...undecodable.values()].map((m) => m.replace(/^The metadata entry of zone/, 'zone')), ...problems.errors, ...attrs.errors];
+    const warnings = [...problems.warnings, ...attrs.warnings];
     const badZones = new Set<number>(undecodable.keys());
     for (const m of errors) {
       const z = /^zone (\d+)/.exec(m);
@@ -171,12 +209,13 @@ export async function checkZonedImage(path: string, options: ZonedCheckOptions =
   const probe = new NodeFile(path, { readOnly: true });
   let extraRanges;
   try {
-    const { fields } = readLayout(probe, path);
-    extraRanges = [{ offset: fields.zonedmetaOffset, length: fields.zonedmetaSize, what: 'zone metadata array' }];
+    extraRanges = readLayout(probe, path).ranges;
   } finally {
     probe.close();
   }
-  const qcow2 = await checkImage(path, { repair: options.repair, extraRanges, forceShare: options.forceShare });
+  // A repair keeps bit 2 exactly when the attribute array is counted as metadata (zonedMetadataRanges).
+  const keepAutoclear = extraRanges.some((r) => r.what === ZONE_ATTRIBUTES_WHAT) ? ZONE_ATTRIBUTES_BIT : 0n;
+  const qcow2 = await checkImage(path, { repair: options.repair, extraRanges, forceShare: options.forceShare, keepAutoclear });
   const first = checkZones(path, qcow2);
   if (!options.repair || first.zoneLeaks === 0 || first.result.corruptions > 0 || first.result.checkErrors > 0) return first.result;
   // The cleanup every read-write open runs (format §2): frees and zeroes above each write pointer.

@@ -30,9 +30,13 @@
  * |  0-58 | write pointer (absolute byte)    | wp                   |
  * |    59 | conventional zone                | conventional         |
  * | 60-63 | 0 derived, 0xD read-only, 0xF offline | persistentCondition ('none', 'read-only', 'offline') |
+ *
+ * Zone attributes live in an array of their own, named by a second extension (at the end of this
+ * file): the entry above has no bit an older reader would ignore.
  */
 import { corrupt } from '../errors.js';
 import { EXT } from '../qcow2/format.js';
+import type { ZoneAttribute } from '../generated/types.js';
 
 export const ZONED_EXT_MAGIC = EXT.zoned;
 export const ZONED_EXT_LENGTH = 56;
@@ -184,3 +188,66 @@ const CONVENTIONAL_HI = Number(ZONE_ENTRY_CONVENTIONAL >> 32n);
 const CONDITION_OF_CODE = new Map(
   (Object.keys(PERSISTENT_COND) as PersistentCondition[]).map((k) => [PERSISTENT_COND[k] as number, k]),
 );
+
+// ---- zone attributes extension (qcow2-zoned-format.md §2, Zone attributes) ----
+//
+// Header extension, magic EXT.zoneAttributes (0x007a6174), ZONE_ATTR_EXT_LENGTH = 16 bytes, valid
+// only while autoclear bit AUTOCLEAR.zoneAttributes (2) is set:
+//
+// | offset | size | field            | ZoneAttributeExtensionFields |
+// |--------|------|------------------|------------------------------|
+// |      0 |    8 | zoneattr_offset  | offset                       |
+// |      8 |    8 | zoneattr_size    | size (= nr_zones)            |
+//
+// The array: one byte per zone, in zone order, with the bits of NVMe ZNS's Zone Attributes field.
+//
+// | bit | meaning                              | ZoneAttribute            |
+// |-----|--------------------------------------|--------------------------|
+// |   0 | Zone Finished by Controller (ZFC)    | finished-by-controller   |
+// |   1 | Finish Zone Recommended (FZR)        | finish-recommended       |
+// |   2 | Reset Zone Recommended (RZR)         | reset-recommended        |
+// | 3-7 | reserved: written as 0, ignored      | -                        |
+
+export const ZONE_ATTR_EXT_MAGIC = EXT.zoneAttributes;
+export const ZONE_ATTR_EXT_LENGTH = 16;
+export const ZONE_ATTR_EXT = { offset: 0, size: 8 } as const;
+
+/** The attribute bits, in the order reports list them. */
+export const ZONE_ATTRIBUTE_BITS: Readonly<Record<ZoneAttribute, number>> = {
+  'finished-by-controller': 0x01,
+  'finish-recommended': 0x02,
+  'reset-recommended': 0x04,
+};
+export const ZONE_ATTRIBUTES = Object.keys(ZONE_ATTRIBUTE_BITS) as ZoneAttribute[];
+/** Every bit this format defines; the others are reserved. */
+export const ZONE_ATTRIBUTE_MASK = 0x07;
+
+export interface ZoneAttributeExtensionFields {
+  /** File offset of the array; a non-zero multiple of the cluster size. */
+  offset: number;
+  /** Bytes of the array: one per zone. */
+  size: number;
+}
+
+export function encodeZoneAttributeExtension(f: ZoneAttributeExtensionFields): Buffer {
+  const b = Buffer.alloc(ZONE_ATTR_EXT_LENGTH);
+  b.writeBigUInt64BE(BigInt(f.offset), ZONE_ATTR_EXT.offset);
+  b.writeBigUInt64BE(BigInt(f.size), ZONE_ATTR_EXT.size);
+  return b;
+}
+
+/** Decodes the extension body; a longer one is read for its first 16 bytes. */
+export function decodeZoneAttributeExtension(data: Buffer): ZoneAttributeExtensionFields {
+  if (data.length < ZONE_ATTR_EXT_LENGTH) {
+    throw corrupt(`The zone attributes extension is ${data.length} bytes long; expected at least ${ZONE_ATTR_EXT_LENGTH}`);
+  }
+  return {
+    offset: Number(data.readBigUInt64BE(ZONE_ATTR_EXT.offset)),
+    size: Number(data.readBigUInt64BE(ZONE_ATTR_EXT.size)),
+  };
+}
+
+/** The attributes one array byte holds, in report order (reserved bits ignored). */
+export function decodeZoneAttributes(byte: number): ZoneAttribute[] {
+  return ZONE_ATTRIBUTES.filter((a) => (byte & ZONE_ATTRIBUTE_BITS[a]) !== 0);
+}

@@ -35,19 +35,43 @@
  *        clusters...
  *     m.commitMgmt(plan)   // throws a plain Error if a touched zone changed since the plan
  *     m.zoneMgmt(op, range) = planMgmt + commitMgmt, for open/close/finish (no I/O before commit).
- *   Fault injection: m.inject(zoneStart, ZoneInjectCondition).
+ *   Fault injection: m.inject(zoneStart, ZoneInjectCondition); attributes and device actions:
+ *     m.injectAttribute(zoneStart, ZoneInjectAttribute), m.injectAction(zoneStart, ZoneInjectAction).
  *   Reports: m.report(offset, nrZones?, conditions?) → protocol.md ZoneDescriptor[].
  *
  *   Persistence: m.entry(i) is the zone's metadata entry now; m.takeChanged() returns (and
  *   forgets) the zones whose entry changed since the last call (wp or persistent condition; open
- *   and close change no entry); m.markChanged(zones) gives them back after a failed flush. Every mutating call returns the zones whose descriptor changed
- *   (condition or wp), for BLOCK_ZONES_CHANGED. Counters: openZones, activeZones.
+ *   and close change no entry); m.markChanged(zones) gives them back after a failed flush.
+ *   Attributes persist apart (their own array): m.attributeByte(i), m.takeChangedAttributes(),
+ *   m.markAttributesChanged(zones). Every mutating call returns the zones whose descriptor changed
+ *   (condition, wp or attributes), for BLOCK_ZONES_CHANGED. Counters: openZones, activeZones.
  */
 import { fail, corrupt, type Reason } from '../errors.js';
 import { SECTOR } from '../qcow2/format.js';
-import type { PersistentCondition, ZoneEntry, ZonedExtensionFields } from './format.js';
-import type { ZoneCondition, ZoneDescriptor, ZoneInjectCondition, ZoneOp as MgmtOp } from '../generated/types.js';
-import { ALL_SELECTS, isActive, isOpen, ZONE_TRANSITIONS, type Resource } from './transitions.js';
+import { decodeZoneAttributes, ZONE_ATTRIBUTE_BITS, ZONE_ATTRIBUTE_MASK, type PersistentCondition, type ZoneEntry, type ZonedExtensionFields } from './format.js';
+import type {
+  ZoneCondition, ZoneDescriptor, ZoneInjectAction, ZoneInjectAttribute, ZoneInjectCondition, ZoneOp as MgmtOp,
+} from '../generated/types.js';
+import {
+  ALL_SELECTS, ATTRIBUTE_INJECTION, isActive, isOpen, ZONE_CONDITIONS as ZONE_CONDITION_ORDER, ZONE_TRANSITIONS, type Resource,
+} from './transitions.js';
+
+const FZR = ZONE_ATTRIBUTE_BITS['finish-recommended'];
+const RZR = ZONE_ATTRIBUTE_BITS['reset-recommended'];
+const ZFC = ZONE_ATTRIBUTE_BITS['finished-by-controller'];
+
+/**
+ * zone-model.md "Zone attributes": what a change of condition clears. Becoming empty (a reset) or
+ * offline clears every attribute (as QEMU's NVMe emulation clears the Zone Attributes field);
+ * becoming full (a finish, or writes up to capacity) clears finish-recommended, since nothing is
+ * left to finish.
+ */
+function attributesAfter(attrs: number, from: ZoneCondition, to: ZoneCondition): number {
+  if (attrs === 0 || from === to) return attrs;
+  if (to === 'empty' || to === 'offline') return 0;
+  if (to === 'full') return attrs & ~FZR;
+  return attrs;
+}
 
 export type { MgmtOp };
 
@@ -128,6 +152,8 @@ export interface MgmtPlan {
   readonly reset: ReadonlyArray<{ zone: number; start: number; length: number; wpBefore: number }>;
   /** New metadata entries of zones whose entry changes (a reset's must be on disk before freeing). */
   readonly entries: ReadonlyArray<{ zone: number; entry: ZoneEntry }>;
+  /** New attribute bytes of zones whose attributes change, and of every reset zone (persisted with its entries). */
+  readonly attributes: ReadonlyArray<{ zone: number; attributes: number }>;
   /** Internal: [zone, cond and wp before, cond and wp after] of every touched zone, checked again at commit. */
   readonly touched: string;
 }
@@ -141,7 +167,7 @@ export interface ReadSegment {
 
 /** A working view over the model: what an operation would do, applied only on commit. */
 class Txn {
-  readonly touched = new Map<number, { cond: ZoneCondition; wp: number; lastUse: number }>();
+  readonly touched = new Map<number, { cond: ZoneCondition; wp: number; lastUse: number; attrs: number }>();
   open: number;
   active: number;
   tick: number;
@@ -161,12 +187,16 @@ class Txn {
   lastUse(i: number): number {
     return this.touched.get(i)?.lastUse ?? this.m.lastUseOf(i);
   }
+  attrs(i: number): number {
+    return this.touched.get(i)?.attrs ?? this.m.attributeByte(i);
+  }
 
-  set(i: number, cond: ZoneCondition, wp = this.wp(i), lastUse = this.lastUse(i)): void {
+  /** `attrs` defaults to what the change of condition leaves of the zone's attributes. */
+  set(i: number, cond: ZoneCondition, wp = this.wp(i), lastUse = this.lastUse(i), attrs?: number): void {
     const old = this.cond(i);
     this.open += Number(isOpen(cond)) - Number(isOpen(old));
     this.active += Number(isActive(cond)) - Number(isActive(old));
-    this.touched.set(i, { cond, wp, lastUse });
+    this.touched.set(i, { cond, wp, lastUse, attrs: attrs ?? attributesAfter(this.attrs(i), old, cond) });
   }
 
   /** Every zone implicitly open in this view. */
@@ -185,18 +215,31 @@ export class ZoneModel {
   private readonly cond: ZoneCondition[];
   private readonly wp: Float64Array;
   private readonly lastUse: Float64Array;
+  /** Attribute bytes (format.ts ZONE_ATTRIBUTE_BITS), one per zone. */
+  private readonly attrs: Uint8Array;
   private readonly implicitSet = new Set<number>();
   private readonly dirty = new Set<number>();
+  private readonly attrDirty = new Set<number>();
   private tick = 0;
   private open = 0;
   private active = 0;
 
-  constructor(geometry: ZoneGeometry, entries?: readonly ZoneEntry[]) {
+  /**
+   * `attributes`: the zone attributes array (one byte per zone), if the image has a valid one.
+   * Reserved bits, and attributes of conventional zones, are dropped.
+   */
+  constructor(geometry: ZoneGeometry, entries?: readonly ZoneEntry[], attributes?: Uint8Array) {
     this.geometry = { ...geometry };
     this.nrZones = Math.ceil(geometry.virtualSize / geometry.zoneSize);
     this.cond = new Array<ZoneCondition>(this.nrZones);
     this.wp = new Float64Array(this.nrZones);
     this.lastUse = new Float64Array(this.nrZones);
+    this.attrs = new Uint8Array(this.nrZones);
+    if (attributes) {
+      for (let i = geometry.conventionalZones; i < Math.min(this.nrZones, attributes.length); i++) {
+        this.attrs[i] = attributes[i]! & ZONE_ATTRIBUTE_MASK;
+      }
+    }
     let closed = 0;
     for (let i = 0; i < this.nrZones; i++) {
       const start = this.zoneStart(i);
@@ -276,6 +319,14 @@ export class ZoneModel {
       lastUse: this.lastUse[i],
     };
   }
+  /** The zone's attribute bits (format.ts ZONE_ATTRIBUTE_BITS). */
+  attributeByte(i: number): number {
+    return this.attrs[i]!;
+  }
+  /** True when some zone has an attribute (the image then needs its attribute array). */
+  get hasAttributes(): boolean {
+    return this.attrs.some((a) => a !== 0);
+  }
   /** implicit-open + explicit-open. */
   get openZones(): number {
     return this.open;
@@ -304,6 +355,18 @@ export class ZoneModel {
   /** Marks entries changed again, e.g. after a flush that took them failed before they were durable. */
   markChanged(zones: Iterable<number>): void {
     for (const i of zones) this.dirty.add(i);
+  }
+
+  /** Zones whose attribute byte changed since the last call, in zone order; the set is emptied. */
+  takeChangedAttributes(): number[] {
+    const out = [...this.attrDirty].sort((a, b) => a - b);
+    this.attrDirty.clear();
+    return out;
+  }
+
+  /** Marks attribute bytes changed again (a flush that took them failed). */
+  markAttributesChanged(zones: Iterable<number>): void {
+    for (const i of zones) this.attrDirty.add(i);
   }
 
   // ---- writes ----
@@ -406,7 +469,9 @@ export class ZoneModel {
   planMgmt(op: MgmtOp, range: ZoneRange): MgmtPlan {
     const t = new Txn(this);
     const all = this.runMgmt(t, op, range);
-    const changed = [...t.touched.keys()].filter((i) => t.cond(i) !== this.cond[i] || t.wp(i) !== this.wp[i]).sort((a, b) => a - b);
+    const changed = [...t.touched.keys()]
+      .filter((i) => t.cond(i) !== this.cond[i] || t.wp(i) !== this.wp[i] || t.attrs(i) !== this.attrs[i])
+      .sort((a, b) => a - b);
     const reset = op === 'reset'
       ? changed.filter((i) => t.cond(i) === 'empty' && this.cond[i] !== 'empty')
         .map((i) => ({ zone: i, start: this.zoneStart(i), length: this.zoneLength(i), wpBefore: this.wp[i] }))
@@ -414,7 +479,13 @@ export class ZoneModel {
     const entries = changed
       .filter((i) => t.wp(i) !== this.wp[i])
       .map((i) => ({ zone: i, entry: { wp: t.wp(i), conventional: false, persistentCondition: 'none' as const } }));
-    return { op, range, all, changed, reset, entries, touched: this.describeTxn(t) };
+    // A reset zone's byte is written whatever it was in memory: the disk may still hold
+    // attributes a finish cleared since the last flush, and the reset is durable at once.
+    const resetZones = new Set(reset.map((z) => z.zone));
+    const attributes = changed
+      .filter((i) => t.attrs(i) !== this.attrs[i] || resetZones.has(i))
+      .map((i) => ({ zone: i, attributes: t.attrs(i) }));
+    return { op, range, all, changed, reset, entries, attributes, touched: this.describeTxn(t) };
   }
 
   /** Applies a management plan (for a reset: after its entries are durable and its data freed). */
@@ -440,10 +511,7 @@ export class ZoneModel {
    */
   inject(zoneStart: number, condition: ZoneInjectCondition): number[] {
     const t = new Txn(this);
-    const i = this.zoneNamedBy('inject', zoneStart);
-    if (this.isConventional(i)) {
-      throw fail('conventional-zone', `zone ${i} at offset ${zoneStart} is conventional; fault injection applies to sequential zones only`);
-    }
+    const i = this.sequentialZoneNamedBy('inject', zoneStart);
     const c = t.cond(i);
     if (condition !== 'none') {
       if (c !== condition) t.set(i, condition);
@@ -457,6 +525,50 @@ export class ZoneModel {
         t.set(i, 'closed');
       }
     }
+    return this.apply(t);
+  }
+
+  /**
+   * zone-model.md "Zone attributes": raises reset-recommended or finish-recommended on a zone
+   * (ATTRIBUTE_INJECTION says where each may be raised), or clears every attribute (none). The
+   * condition and write pointer stay.
+   */
+  injectAttribute(zoneStart: number, attribute: ZoneInjectAttribute): number[] {
+    const t = new Txn(this);
+    if (attribute === 'none') {
+      const i = this.sequentialZoneNamedBy('attribute injection', zoneStart);
+      if (t.attrs(i) !== 0) t.set(i, t.cond(i), t.wp(i), t.lastUse(i), 0);
+      return this.apply(t);
+    }
+    const i = this.checkAttributeOp(zoneStart, attribute);
+    t.set(i, t.cond(i), t.wp(i), t.lastUse(i), t.attrs(i) | ZONE_ATTRIBUTE_BITS[attribute]);
+    return this.apply(t);
+  }
+
+  /**
+   * The refusals of injectAttribute and injectAction, without changing anything: the zone index,
+   * or the error ATTRIBUTE_INJECTION names.
+   */
+  checkAttributeOp(zoneStart: number, op: keyof typeof ATTRIBUTE_INJECTION): number {
+    const i = this.sequentialZoneNamedBy(op === 'finish-by-controller' ? op : 'attribute injection', zoneStart);
+    const cell = ATTRIBUTE_INJECTION[op][this.cond[i]];
+    if (cell.kind === 'error') throw this.attributeError(cell.reason, op, i, this.cond[i]);
+    return i;
+  }
+
+  /**
+   * zone-model.md "Zone attributes": finish-by-controller, a zone active excursion. The zone
+   * becomes full as by a finish (resources released, the write pointer at the zone end), gains
+   * finished-by-controller and loses finish-recommended and reset-recommended.
+   */
+  injectAction(zoneStart: number, action: ZoneInjectAction): number[] {
+    const t = new Txn(this);
+    const i = this.checkAttributeOp(zoneStart, action);
+    const c = t.cond(i);
+    const cell = ATTRIBUTE_INJECTION[action][c];
+    if (cell.kind !== 'to') throw new Error(`${action} table cell for ${c} is ${cell.kind}`);
+    const attrs = (t.attrs(i) & ~(FZR | RZR)) | ZFC;
+    t.set(i, cell.to, this.zoneStart(i) + this.zoneLength(i), t.lastUse(i), attrs);
     return this.apply(t);
   }
 
@@ -483,10 +595,12 @@ export class ZoneModel {
       // Inlined describe(): a full report of 262,144 zones stays well under 100 ms.
       const start = i * zoneSize;
       const length = Math.min(zoneSize, virtualSize - start);
-      out.push({
+      const d: ZoneDescriptor = {
         start, length, capacity: Math.min(zoneCapacity, length), 'write-pointer': this.wp[i],
         type: 'sequential-write-required', condition: this.cond[i],
-      });
+      };
+      if (this.attrs[i] !== 0) d.attributes = decodeZoneAttributes(this.attrs[i]!);
+      out.push(d);
     }
     return out;
   }
@@ -498,10 +612,12 @@ export class ZoneModel {
       // As Linux null_blk: a conventional zone reports capacity = length and wp = its end.
       return { start, length, capacity: length, 'write-pointer': start + length, type: 'conventional', condition: 'not-write-pointer' };
     }
-    return {
+    const d: ZoneDescriptor = {
       start, length, capacity: this.zoneCapacity(i), 'write-pointer': this.wp[i],
       type: 'sequential-write-required', condition: this.cond[i],
     };
+    if (this.attrs[i] !== 0) d.attributes = decodeZoneAttributes(this.attrs[i]!);
+    return d;
   }
 
   // ---- resources (zone-model.md "Getting resources"; NVMe ZNS TP 4053 §2.5 Active/Open Resources) ----
@@ -644,7 +760,7 @@ export class ZoneModel {
   private describeTxn(t: Txn): string {
     return [...t.touched]
       .sort((a, b) => a[0] - b[0])
-      .map(([i, s]) => `${i}:${this.cond[i]}@${this.wp[i]}>${s.cond}@${s.wp}`)
+      .map(([i, s]) => `${i}:${this.cond[i]}@${this.wp[i]}/${this.attrs[i]}>${s.cond}@${s.wp}/${s.attrs}`)
       .join(' ');
   }
 
@@ -653,9 +769,12 @@ export class ZoneModel {
     for (const [i, s] of t.touched) {
       const oldCond = this.cond[i];
       const oldWp = this.wp[i];
-      if (s.cond !== oldCond || s.wp !== oldWp) changed.push(i);
+      const attrsChanged = s.attrs !== this.attrs[i];
+      if (s.cond !== oldCond || s.wp !== oldWp || attrsChanged) changed.push(i);
       const persisted = (c: ZoneCondition): boolean => c === 'read-only' || c === 'offline';
       if (s.wp !== oldWp || ((persisted(s.cond) || persisted(oldCond)) && s.cond !== oldCond)) this.dirty.add(i);
+      if (attrsChanged) this.attrDirty.add(i);
+      this.attrs[i] = s.attrs;
       this.cond[i] = s.cond;
       this.wp[i] = s.wp;
       this.lastUse[i] = s.lastUse;
@@ -681,6 +800,15 @@ export class ZoneModel {
     return this.zoneAt(Math.max(offset, offset + length - 1));
   }
 
+  /** The sequential zone an injection names by its start offset. */
+  private sequentialZoneNamedBy(what: string, zoneStart: number): number {
+    const i = this.zoneNamedBy(what, zoneStart);
+    if (this.isConventional(i)) {
+      throw fail('conventional-zone', `zone ${i} at offset ${zoneStart} is conventional; fault injection applies to sequential zones only`);
+    }
+    return i;
+  }
+
   /** The zone an inject names by its start offset. */
   private zoneNamedBy(what: string, zoneStart: number): number {
     const size = this.geometry.virtualSize;
@@ -692,6 +820,14 @@ export class ZoneModel {
       throw fail('unaligned', `${what} offset ${zoneStart} is not a zone start; zone ${i} starts at ${this.zoneStart(i)}`);
     }
     return i;
+  }
+
+  /** An attribute injection refused: the sentence names the conditions it applies to. */
+  private attributeError(reason: Reason, what: keyof typeof ATTRIBUTE_INJECTION, i: number, cond: ZoneCondition) {
+    if (reason !== 'invalid-zone-transition') return this.conditionError(reason, what, i, cond);
+    const allowed = ZONE_CONDITION_ORDER.filter((c) => ATTRIBUTE_INJECTION[what][c].kind !== 'error');
+    const verb = what === 'finish-by-controller' ? 'a device finishes' : `${what} is raised on`;
+    return fail(reason, `zone ${i} at offset ${this.zoneStart(i)} is ${cond}; ${verb} ${allowed.join(', ')} zones only`);
   }
 
   private conditionError(reason: Reason, what: string, i: number, cond: ZoneCondition, op?: MgmtOp) {

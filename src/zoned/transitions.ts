@@ -115,3 +115,45 @@ export const ALL_SELECTS: Readonly<Record<MgmtOp, readonly ZoneCondition[]>> = {
 
 export const isOpen = (c: ZoneCondition): boolean => c === 'implicit-open' || c === 'explicit-open';
 export const isActive = (c: ZoneCondition): boolean => isOpen(c) || c === 'closed';
+
+/** What a zone attribute injection raises, or what a device does to a zone on its own. */
+export type AttributeOp = 'finish-recommended' | 'reset-recommended' | 'finish-by-controller';
+
+/**
+ * zone-model.md "Zone attributes", as data: where each attribute may be raised (the condition
+ * stays: `to` is the zone's own condition) and where a device may finish a zone on its own (it
+ * becomes full). A device raises finish-recommended on active zones and reset-recommended on
+ * zones holding data; it finishes only active zones (a zone active excursion frees resources).
+ */
+export const ATTRIBUTE_INJECTION: Readonly<Record<AttributeOp, Readonly<Record<ZoneCondition, Transition>>>> = {
+  'finish-recommended': {
+    'not-write-pointer': err('conventional-zone'),
+    empty: err('invalid-zone-transition'),
+    'implicit-open': to('implicit-open'),
+    'explicit-open': to('explicit-open'),
+    closed: to('closed'),
+    full: err('invalid-zone-transition'),
+    'read-only': err('zone-read-only'),
+    offline: err('zone-offline'),
+  },
+  'reset-recommended': {
+    'not-write-pointer': err('conventional-zone'),
+    empty: err('invalid-zone-transition'),
+    'implicit-open': to('implicit-open'),
+    'explicit-open': to('explicit-open'),
+    closed: to('closed'),
+    full: to('full'),
+    'read-only': err('zone-read-only'),
+    offline: err('zone-offline'),
+  },
+  'finish-by-controller': {
+    'not-write-pointer': err('conventional-zone'),
+    empty: err('invalid-zone-transition'),
+    'implicit-open': to('full'),
+    'explicit-open': to('full'),
+    closed: to('full'),
+    full: err('invalid-zone-transition'),
+    'read-only': err('zone-read-only'),
+    offline: err('zone-offline'),
+  },
+};

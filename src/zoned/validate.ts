@@ -21,7 +21,7 @@
  */
 import { corrupt, fail, unsupported, type QzonedError } from '../errors.js';
 import { SECTOR } from '../qcow2/format.js';
-import { ZONE_ENTRY_SIZE, ZONE_MODEL, type ZonedExtensionFields } from './format.js';
+import { ZONE_ENTRY_SIZE, ZONE_MODEL, type ZoneAttributeExtensionFields, type ZonedExtensionFields } from './format.js';
 
 export const DEFAULT_ZONE_SIZE = 256 * 1024 * 1024;
 export const DEFAULT_MAX_APPEND_BYTES = 64 * 1024;
@@ -229,5 +229,19 @@ export function checkZonedFeatureBit(bitSet: boolean, zoneModel: number | undefi
   }
   if (!bitSet && zoneModel !== undefined && zoneModel !== ZONE_MODEL.nonZoned) {
     throw corrupt(`the zoned extension declares zone model ${zoneModel} but incompatible feature bit 5 (zoned format) is not set`);
+  }
+}
+
+/**
+ * The zone attributes extension's rules (qcow2-zoned-format.md §2, Zone attributes), checked on
+ * open when autoclear bit 2 says the extension is valid: the array is one byte per zone, at a
+ * non-zero multiple of the cluster size. A broken rule is `corrupt-image`.
+ */
+export function validateZoneAttributeExtension(f: ZoneAttributeExtensionFields, ctx: { nrZones: number; clusterSize: number }): void {
+  if (f.size !== ctx.nrZones) {
+    throw corrupt(`zoneattr_size in the zone attributes extension must be the number of zones, ${ctx.nrZones} (one byte each); found ${f.size}`);
+  }
+  if (f.offset === 0 || f.offset % ctx.clusterSize !== 0 || !Number.isSafeInteger(f.offset) || f.offset + f.size >= TWO_POW_53) {
+    throw corrupt(`zoneattr_offset in the zone attributes extension must be a non-zero multiple of the cluster size ${ctx.clusterSize}; found ${f.offset}`);
   }
 }

@@ -7,41 +7,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createImage, isZoned, openImage } from '../../src/block/images.js';
-import { EXT, EXT_HEADER_SIZE, HEADER, INCOMPAT } from '../../src/qcow2/format.js';
 import { qemuCheck, qemuTest, runTool } from '../helpers/qemu.js';
+import { stripZoned } from '../helpers/strip-zoned.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-
-/**
- * The copy a non-zoned reader could open: incompatible bit 5 cleared and the zoned extension
- * dropped from the extension list (the others, and every other byte of the file, kept).
- */
-function stripZoned(src: string, dst: string): void {
-  const buf = fs.readFileSync(src);
-  const incompat = buf.readBigUInt64BE(HEADER.incompatibleFeatures) & ~(1n << BigInt(INCOMPAT.zoned));
-  buf.writeBigUInt64BE(incompat, HEADER.incompatibleFeatures);
-  const headerLength = buf.readUInt32BE(HEADER.headerLength);
-  const kept: Buffer[] = [];
-  let off = headerLength;
-  let found = false;
-  for (;;) {
-    const magic = buf.readUInt32BE(off);
-    if (magic === EXT.end) break;
-    const len = buf.readUInt32BE(off + 4);
-    const total = EXT_HEADER_SIZE + Math.ceil(len / 8) * 8;
-    if (magic === EXT.zoned) found = true;
-    else kept.push(Buffer.from(buf.subarray(off, off + total)));
-    off += total;
-  }
-  if (!found) throw new Error(`${src} has no zoned extension`);
-  const area = Buffer.concat([...kept, Buffer.alloc(EXT_HEADER_SIZE)]);
-  // Zero the old extension area (it shrank by the zoned extension), then write the kept list.
-  buf.fill(0, headerLength, off + EXT_HEADER_SIZE);
-  area.copy(buf, headerLength);
-  fs.writeFileSync(dst, buf);
-}
 
 const CLUSTER_SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576, 2097152];
 
