@@ -31,6 +31,7 @@ export const NODE_IO_COMMANDS: Readonly<Record<string, CommandName>> = {
   zone_reset: 'blockdev-zone-mgmt',
   zone_append: 'blockdev-zone-append',
   zone_inject: 'blockdev-zone-inject',
+  power_cut: 'blockdev-power-cut',
 };
 
 /** Each word the io table takes (names and aliases such as zrp) → the command's name, as the table's own `help WORD` prints it. */
@@ -68,8 +69,8 @@ export function notAShortcut(word: string): string {
   return `${word}: the shell does not run qemu-io's ${name} on a node: ${why}; \`help\` lists the commands that work\n`;
 }
 
-/** Flags of the io table that take a value (read/write -P PATTERN); the rest are single letters. */
-const FLAGS_WITH_VALUE = new Set(['-P']);
+/** Flags of the io table that take a value (read/write -P PATTERN, power_cut -t SEED); the rest are single letters. */
+const FLAGS_WITH_VALUE = new Set(['-P', '-t']);
 
 /** Splits `CMD [flags] NODE operands...` into the node and the argv io-commands expects. */
 export function takeNode(argv: readonly string[]): { node: string | undefined; argv: string[] } {
@@ -133,6 +134,7 @@ export function nodeTarget(client: QzonedClient, node: string, virtualSize: numb
     flush: async () => {
       await call(() => client.blockdevFlush({ 'node-name': node }));
     },
+    powerCut: (mode, seed) => call(() => client.blockdevPowerCut({ 'node-name': node, mode, ...(seed === undefined ? {} : { seed }) })),
     zones: zoned ? {
       zoneReport: (offset, nrZones) => call(() => client.blockdevZoneReport({ 'node-name': node, offset, 'nr-zones': nrZones })) as Promise<ZoneDescriptor[]>,
       zoneMgmt: async (op, range) => {
@@ -148,6 +150,12 @@ export function nodeTarget(client: QzonedClient, node: string, virtualSize: numb
       },
       zoneInject: async (zoneStart, condition) => {
         await call(() => client.blockdevZoneInject({ 'node-name': node, offset: zoneStart, condition }));
+      },
+      zoneInjectAttribute: async (zoneStart, attribute) => {
+        await call(() => client.blockdevZoneInject({ 'node-name': node, offset: zoneStart, attribute }));
+      },
+      zoneInjectAction: async (zoneStart, action) => {
+        await call(() => client.blockdevZoneInject({ 'node-name': node, offset: zoneStart, action }));
       },
     } : undefined,
   };

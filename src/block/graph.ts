@@ -14,11 +14,12 @@
  * BLOCK_ZONES_CHANGED is coalesced here per node (protocol.md §4): at most one event per
  * interval (100 ms: ten a second), carrying the latest state of every zone changed since the last.
  */
-import { deviceNotFound, fail, fromSystemError } from '../errors.js';
+import { deviceNotFound, fail, fromSystemError, isQzonedError } from '../errors.js';
 import type { NodeFile } from '../io/file.js';
 import { openImage, isZoned, type AnyImage, type BlockImage, type ZonedOps } from './images.js';
 import { fileNodeInfo, openNodeFile } from './file-node.js';
 import type { ImageDir } from './image-dir.js';
+import type { PowerCutMode, PowerCutResult } from './power-cut.js';
 import type { EventBus } from '../rpc/events.js';
 import type { Logger } from '../log.js';
 import type {
@@ -131,6 +132,27 @@ export class BlockGraph {
     });
   }
 
+  /**
+   * blockdev-power-cut: the node's image as a power loss would leave it, opened again (the node
+   * keeps its name and its image object). Serialized with the other graph changes, so a node is
+   * never deleted in the middle of its cut.
+   */
+  powerCut(name: string, mode: PowerCutMode, seed?: number): Promise<PowerCutResult> {
+    return this.serialize(async () => {
+      const node = this.get(name);
+      if (node.kind === 'file') {
+        throw fail('unsupported-feature', `node '${name}' is a file node; blockdev-power-cut needs a qcow2 node`);
+      }
+      if (node.readOnly) throw fail('read-only-node', `node '${name}' is read-only; a power cut loses unflushed writes, and it has none`);
+      try {
+        return await node.image.powerCut(mode, seed);
+      } catch (e) {
+        if (isQzonedError(e)) throw e;
+        throw fail('io-error', `Could not power-cycle '${node.file.filename}': ${(e as Error).message ?? String(e)}`);
+      }
+    });
+  }
+
   /** Shutdown: every qcow2 node is flushed and closed; the graph is empty afterwards. */
   closeAll(): Promise<void> {
     return this.serialize(async () => {
@@ -206,6 +228,7 @@ export class BlockGraph {
       }
       const image = await openImage(file.file, {
         readOnly,
+        powerCut: !readOnly,
         holder: `qzoned daemon node ${name}`,
         writeThrough: options['write-cache'] === false,
         writeBehind: !readOnly && options['write-cache'] !== false && (this.options.writeBehind ?? true)

@@ -12,7 +12,10 @@ import type { Preallocation } from '../qcow2/create.js';
 import { ZonedImage, zonedExtensionOf, type ZoneInfo } from '../zoned/zoned-image.js';
 import type { ZoneCreateOptions } from '../zoned/validate.js';
 import type { MgmtOp } from '../zoned/model.js';
-import type { ZoneCondition, ZoneDescriptor, ZoneInjectCondition } from '../generated/types.js';
+import type {
+  ZoneCondition, ZoneDescriptor, ZoneInjectAction, ZoneInjectAttribute, ZoneInjectCondition,
+} from '../generated/types.js';
+import { powerCutPlain, powerCutZoned, type PowerCutMode, type PowerCutResult, type PoweredOff } from './power-cut.js';
 import { checkImage, type CheckResult } from '../qcow2/check.js';
 import { checkZonedImage } from '../zoned/check.js';
 import { preallocateInWorker, type OffloadControl } from './preallocation.js';
@@ -39,7 +42,11 @@ export interface ZonedOps {
   /** Returns the byte offset where the data landed. */
   zoneAppend(zoneStart: number, data: Buffer): Promise<number>;
   zoneInject(zoneStart: number, condition: ZoneInjectCondition): Promise<void>;
-  /** Called with the zones whose condition or write pointer changed. */
+  /** Raises reset-recommended or finish-recommended on a zone, or clears its attributes (none). */
+  zoneInjectAttribute(zoneStart: number, attribute: ZoneInjectAttribute): Promise<void>;
+  /** Something the device does on its own (finish-by-controller). */
+  zoneInjectAction(zoneStart: number, action: ZoneInjectAction): Promise<void>;
+  /** Called with the zones whose condition, write pointer or attributes changed. */
   onZonesChanged(listener: (zones: number[]) => void): () => void;
 }
 
@@ -73,6 +80,12 @@ export interface BlockImage {
   flush(): Promise<void>;
   close(): Promise<void>;
   info(): Qcow2Info & { zone?: ZoneInfo };
+  /**
+   * Power lost and back (src/block/power-cut.ts): afterwards this object works on the image as
+   * opened again from the disk (`qcow2` and `syncPath` are new objects). Needs a read-write image
+   * opened with `powerCut`.
+   */
+  powerCut(mode: PowerCutMode, seed?: number): Promise<PowerCutResult>;
   /** The plain engine underneath (for tools that need cluster-level access). */
   readonly qcow2: Qcow2Image;
   /** The same data path without promises (zone rules included). */
@@ -86,18 +99,27 @@ export function isZoned(image: AnyImage): image is BlockImage & ZonedOps {
 }
 
 class PlainImage implements BlockImage {
-  constructor(readonly qcow2: Qcow2Image) {}
+  /** `options`: how it was opened, so that a power cut opens it again the same way. */
+  constructor(public qcow2: Qcow2Image, private readonly options: ImageOpenOptions) {}
   get syncPath(): SyncDataPath { return this.qcow2; }
   get path(): string { return this.qcow2.path; }
   get virtualSize(): number { return this.qcow2.virtualSize; }
   get readOnly(): boolean { return this.qcow2.readOnly; }
   async read(offset: number, length: number): Promise<Buffer> { return this.qcow2.read(offset, length); }
-  async write(offset: number, data: Buffer): Promise<void> { this.qcow2.write(offset, data); }
-  async writeZeroes(offset: number, length: number): Promise<void> { this.qcow2.writeZeroes(offset, length); }
-  async discard(offset: number, length: number): Promise<void> { this.qcow2.discard(offset, length); }
+  async write(offset: number, data: Buffer): Promise<void> { this.qcow2.write(offset, data); this.afterOperation(); }
+  async writeZeroes(offset: number, length: number): Promise<void> { this.qcow2.writeZeroes(offset, length); this.afterOperation(); }
+  async discard(offset: number, length: number): Promise<void> { this.qcow2.discard(offset, length); this.afterOperation(); }
   async flush(): Promise<void> {
     await this.qcow2.writeBackOffLoop();
+    this.flushSync();
+  }
+  protected flushSync(): void {
     this.qcow2.flush();
+    this.qcow2.durabilityPoint();
+  }
+  /** A write cache full of overwrites is written back, as a drive's is (src/io/rollback-journal.ts). */
+  protected afterOperation(): void {
+    if (this.qcow2.journalOverBudget) this.flushSync();
   }
   async close(): Promise<void> {
     // As flush(): the bulk of the dirty data goes back on the thread pool, so the close's own
@@ -106,11 +128,24 @@ class PlainImage implements BlockImage {
     await this.qcow2.close();
   }
   info(): Qcow2Info { return this.qcow2.info(); }
+  async powerCut(mode: PowerCutMode, seed?: number): Promise<PowerCutResult> {
+    const { image, result } = await powerCutPlain(this.qcow2, (off) => openPlain(off, this.options), mode, seed);
+    this.qcow2 = image;
+    return result;
+  }
 }
 
 class ZonedBlockImage implements BlockImage, ZonedOps {
   readonly zoned = true as const;
-  constructor(readonly image: ZonedImage) {}
+  private readonly listeners = new Set<(zones: number[]) => void>();
+  private unsubscribe: () => void;
+  constructor(public image: ZonedImage, private readonly options: ImageOpenOptions) {
+    this.unsubscribe = this.subscribe();
+  }
+  /** One subscription on the current image, passed on to this object's listeners. */
+  private subscribe(): () => void {
+    return this.image.onZonesChanged((zones) => { for (const l of this.listeners) l(zones); });
+  }
   get qcow2(): Qcow2Image { return this.image.qcow2; }
   get syncPath(): ZonedSyncPath { return this.image; }
   get path(): string { return this.image.qcow2.path; }
@@ -136,7 +171,30 @@ class ZonedBlockImage implements BlockImage, ZonedOps {
   async zoneMgmt(op: MgmtOp, range: { offset: number; length: number } | 'all'): Promise<void> { this.image.zoneMgmt(op, range); }
   async zoneAppend(zoneStart: number, data: Buffer): Promise<number> { return this.image.append(zoneStart, data); }
   async zoneInject(zoneStart: number, condition: ZoneInjectCondition): Promise<void> { this.image.inject(zoneStart, condition); }
-  onZonesChanged(listener: (zones: number[]) => void): () => void { return this.image.onZonesChanged(listener); }
+  async zoneInjectAttribute(zoneStart: number, attribute: ZoneInjectAttribute): Promise<void> { this.image.injectAttribute(zoneStart, attribute); }
+  async zoneInjectAction(zoneStart: number, action: ZoneInjectAction): Promise<void> { this.image.injectAction(zoneStart, action); }
+  onZonesChanged(listener: (zones: number[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  async powerCut(mode: PowerCutMode, seed?: number): Promise<PowerCutResult> {
+    const before = this.image.report();
+    const { image, result } = await powerCutZoned(this.image, (off) => openZoned(off, this.options), mode, seed);
+    this.unsubscribe();
+    this.image = image;
+    this.unsubscribe = this.subscribe();
+    // Every zone that moved: condition, write pointer or attributes.
+    const after = image.report();
+    const moved: number[] = [];
+    for (let i = 0; i < after.length; i++) if (!sameZone(before[i]!, after[i]!)) moved.push(i);
+    if (moved.length > 0) for (const l of this.listeners) l(moved);
+    return result;
+  }
+}
+
+function sameZone(a: ZoneDescriptor, b: ZoneDescriptor): boolean {
+  return a.condition === b.condition && a['write-pointer'] === b['write-pointer']
+    && (a.attributes ?? []).join() === (b.attributes ?? []).join();
 }
 
 export interface ImageCreateExtras {
@@ -195,6 +253,12 @@ export interface ImageOpenOptions {
    * without -U.
    */
   forceShare?: boolean;
+  /**
+   * Read-write opens: keep what blockdev-power-cut needs (src/io/rollback-journal.ts), so that
+   * powerCut() works. Costs a read of the old bytes for writes below the file's size at the
+   * last flush; nothing for writes that grow the file.
+   */
+  powerCut?: boolean;
   /** Named to a second opener that finds the image locked ("qzoned io", "qzoned daemon node q1"). */
   holder?: string;
   /** write-cache off: each operation is durable before it returns. */
@@ -218,14 +282,23 @@ export async function openImage(source: string | NodeFile, options: ImageOpenOpt
     file.close();
     throw e;
   }
-  if (zoned) return new ZonedBlockImage(await ZonedImage.open(file, options));
-  const qcow2 = await Qcow2Image.open(file, options);
-  if (!options.writeThrough) return new PlainImage(qcow2);
-  return new WriteThroughImage(qcow2);
+  if (zoned) return new ZonedBlockImage(await openZoned({ file, lock: null }, options), options);
+  const qcow2 = await openPlain({ file, lock: null }, options);
+  if (!options.writeThrough) return new PlainImage(qcow2, options);
+  return new WriteThroughImage(qcow2, options);
+}
+
+/** Opens (or, after a power cut, opens again on the same descriptor, under the locks it kept). */
+function openZoned(on: PoweredOff, options: ImageOpenOptions): Promise<ZonedImage> {
+  const { powerCut, ...rest } = options;
+  return ZonedImage.open(on.file, { ...rest, rollbackJournal: powerCut === true, heldLock: on.lock ?? undefined });
+}
+
+function openPlain(on: PoweredOff, options: ImageOpenOptions): Promise<Qcow2Image> {
+  const { powerCut, ...rest } = options;
+  return Qcow2Image.open(on.file, { ...rest, rollbackJournal: powerCut === true, trackWrites: powerCut === true, heldLock: on.lock ?? undefined });
 }
 
 class WriteThroughImage extends PlainImage {
-  override async write(offset: number, data: Buffer): Promise<void> { this.qcow2.write(offset, data); this.qcow2.flush(); }
-  override async writeZeroes(offset: number, length: number): Promise<void> { this.qcow2.writeZeroes(offset, length); this.qcow2.flush(); }
-  override async discard(offset: number, length: number): Promise<void> { this.qcow2.discard(offset, length); this.qcow2.flush(); }
+  protected override afterOperation(): void { this.flushSync(); }
 }

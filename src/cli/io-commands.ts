@@ -7,6 +7,9 @@ import { ZONE_CONDITION_NUMBER } from '../zoned/transitions.js';
 
 export type ZoneMgmtOp = 'open' | 'close' | 'finish' | 'reset';
 export type InjectCondition = 'read-only' | 'offline' | 'none';
+export type InjectAttribute = 'reset-recommended' | 'finish-recommended' | 'none';
+export type InjectAction = 'finish-by-controller';
+export type PowerCutMode = 'drop' | 'torn';
 
 /** Zone operations a target may offer (the ZonedOps shape of images.ts, every call a Promise). */
 export interface IoZoneOps {
@@ -15,6 +18,8 @@ export interface IoZoneOps {
   /** Resolves to the byte offset where the data landed. */
   zoneAppend(zoneStart: number, data: Buffer): Promise<number>;
   zoneInject(zoneStart: number, condition: InjectCondition): Promise<void>;
+  zoneInjectAttribute(zoneStart: number, attribute: InjectAttribute): Promise<void>;
+  zoneInjectAction(zoneStart: number, action: InjectAction): Promise<void>;
 }
 
 /** What the commands run against: an open image here, a daemon node in the REPL. */
@@ -25,6 +30,8 @@ export interface IoTarget {
   writeZeroes(offset: number, length: number): Promise<void>;
   discard(offset: number, length: number): Promise<void>;
   flush(): Promise<void>;
+  /** blockdev-power-cut (zone-model.md "Power cut"); absent where the target cannot lose power (read-only). */
+  powerCut?(mode: PowerCutMode, seed?: number): Promise<{ seed?: number }>;
   /** Present on zoned targets only. */
   readonly zones?: IoZoneOps;
 }
@@ -380,18 +387,55 @@ const COMMANDS: CommandDef[] = [
     },
   },
   {
-    name: 'zone_inject', argmin: 2, argmax: 2, optstring: '', args: 'offset read-only|offline|none',
-    oneline: 'inject a zone fault (qzoned): make the zone read-only or offline, or restore it',
+    name: 'zone_inject', argmin: 2, argmax: 3, optstring: 'a',
+    args: '[-a] offset read-only|offline|none|finish-by-controller, or -a offset reset-recommended|finish-recommended|none',
+    oneline: 'inject a zone fault (qzoned): make the zone read-only or offline, or restore it; finish it as the device would; with -a raise or clear zone attributes',
     async run(session, parsed, def) {
       operandCount(session, def, parsed, 2, 2);
       const offset = number(session, parsed.operands[0]!);
-      const condition = parsed.operands[1]!;
-      if (condition !== 'read-only' && condition !== 'offline' && condition !== 'none') {
-        session.output.out(`Invalid zone condition '${condition}': expected read-only, offline or none\n`);
+      const what = parsed.operands[1]!;
+      const zones = (): Promise<IoZoneOps> => attempt('zone inject', async () => zonesOf(session.target));
+      if (parsed.flags.has('a')) {
+        if (what !== 'reset-recommended' && what !== 'finish-recommended' && what !== 'none') {
+          session.output.out(`Invalid zone attribute '${what}': expected reset-recommended, finish-recommended or none\n`);
+          throw new CommandAbort();
+        }
+        const ops = await zones();
+        await attempt('zone inject', () => ops.zoneInjectAttribute(offset, what));
+        return;
+      }
+      if (what === 'finish-by-controller') {
+        const ops = await zones();
+        await attempt('zone inject', () => ops.zoneInjectAction(offset, what));
+        return;
+      }
+      if (what !== 'read-only' && what !== 'offline' && what !== 'none') {
+        session.output.out(`Invalid zone condition '${what}': expected read-only, offline, none or finish-by-controller\n`);
         throw new CommandAbort();
       }
-      const zones = await attempt('zone inject', async () => zonesOf(session.target));
-      await attempt('zone inject', () => zones.zoneInject(offset, condition));
+      const ops = await zones();
+      await attempt('zone inject', () => ops.zoneInject(offset, what));
+    },
+  },
+  {
+    name: 'power_cut', argmin: 0, argmax: 2, optstring: 't:', args: '[-t seed]',
+    oneline: 'lose power and come back (qzoned): drop everything written since the last flush; -t keeps a torn part of it, chosen by seed',
+    async run(session, parsed, def) {
+      operandCount(session, def, parsed, 0, 0);
+      const seedText = parsed.flags.get('t');
+      let seed: number | undefined;
+      if (typeof seedText === 'string') {
+        seed = /^\d+$/.test(seedText) ? Number(seedText) : NaN;
+        if (!Number.isSafeInteger(seed) || seed > 0xffffffff) {
+          session.output.out(`Invalid seed '${seedText}': expected an integer from 0 to 4294967295\n`);
+          throw new CommandAbort();
+        }
+      }
+      const target = session.target;
+      await attempt('power cut', async () => {
+        if (!target.powerCut) throw fail('read-only-node', 'the image is open read-only; it has no unflushed writes to lose');
+        await target.powerCut(seed === undefined ? 'drop' : 'torn', seed);
+      });
     },
   },
   {

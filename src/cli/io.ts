@@ -19,11 +19,14 @@ export function imageTarget(image: AnyImage): IoTarget {
     writeZeroes: (offset, length) => image.writeZeroes(offset, length),
     discard: (offset, length) => image.discard(offset, length),
     flush: () => image.flush(),
+    powerCut: image.readOnly ? undefined : (mode, seed) => image.powerCut(mode, seed),
     zones: zoned && {
       zoneReport: async (offset, nrZones) => zoned.zoneReport(offset, nrZones),
       zoneMgmt: (op, range) => zoned.zoneMgmt(op, range),
       zoneAppend: (zoneStart, data) => zoned.zoneAppend(zoneStart, data),
       zoneInject: (zoneStart, condition) => zoned.zoneInject(zoneStart, condition),
+      zoneInjectAttribute: (zoneStart, attribute) => zoned.zoneInjectAttribute(zoneStart, attribute),
+      zoneInjectAction: (zoneStart, action) => zoned.zoneInjectAction(zoneStart, action),
     },
   };
 }
@@ -117,7 +120,7 @@ export function ioCommand(ctx: CliContext): Command {
           }
         };
       } else {
-        const image = await openImage(file, { readOnly, forceShare: false, holder: 'qzoned io' });
+        const image = await openImage(file, { readOnly, forceShare: false, powerCut: !readOnly, holder: 'qzoned io' });
         target = imageTarget(image);
         close = () => image.close();
       }

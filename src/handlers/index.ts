@@ -5,6 +5,7 @@ import { blockCreateHandlers } from './block-create.js';
 import { blockExportHandlers } from './block-export.js';
 import { controlHandlers } from './control.js';
 import { jobHandlers } from './job.js';
+import { powerHandlers } from './power.js';
 import { zoneHandlers } from './zone.js';
 import { zloopHandlers } from './zloop.js';
 import type { Services } from './services.js';
@@ -20,5 +21,6 @@ export function createHandlers(services: Services): HandlerTable {
     ...blockExportHandlers(services),
     ...zoneHandlers(services),
     ...zloopHandlers(services),
+    ...powerHandlers(services),
   };
 }

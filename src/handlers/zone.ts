@@ -51,7 +51,15 @@ export function zoneHandlers(s: Services): Pick<HandlerTable, ZoneCommands> {
       return { offset };
     },
     'blockdev-zone-inject': async (params) => {
-      await zonedImage(params['node-name'], 'blockdev-zone-inject').zoneInject(params.offset, params.condition);
+      const given = (['condition', 'attribute', 'action'] as const).filter((k) => params[k] !== undefined);
+      if (given.length !== 1) {
+        const found = given.length === 0 ? 'none of them' : given.join(' and ');
+        throw new InvalidParamsError(`blockdev-zone-inject takes exactly one of condition, attribute and action; found ${found}`, { path: '', errors: [] });
+      }
+      const image = zonedImage(params['node-name'], 'blockdev-zone-inject');
+      if (params.condition !== undefined) await image.zoneInject(params.offset, params.condition);
+      else if (params.attribute !== undefined) await image.zoneInjectAttribute(params.offset, params.attribute);
+      else await image.zoneInjectAction(params.offset, params.action!);
       return {};
     },
   };

@@ -215,6 +215,7 @@
     wp: new Float64Array(0),
     cap: new Float64Array(0),
     len: new Float64Array(0),
+    attributes: new Map(), // zone number → its attributes (zone-model.md "Zone attributes"), only zones that have some
     counts: new Array(CONDITIONS.length).fill(0),
     notable: CONDITIONS.map(() => new Set()), // zone numbers per notable condition
     reported: 0,
@@ -257,6 +258,8 @@
       state.wp[i] = z['write-pointer'];
       state.cap[i] = z.capacity;
       state.len[i] = z.length;
+      if (z.attributes && z.attributes.length > 0) state.attributes.set(i, z.attributes);
+      else state.attributes.delete(i);
     }
   }
 
@@ -558,7 +561,9 @@
     if (state.cond[i] === UNKNOWN) return `zone ${count(i)}: not reported yet`;
     const c = CONDITIONS[state.cond[i]];
     const written = c.name === 'not-write-pointer' ? 'random access' : `${(share(i) * 100).toFixed(1)} % written (wp ${bytes(state.wp[i] - startOf(i))} of ${bytes(state.cap[i])})`;
-    return `zone ${count(i)} · ${c.name} · ${written}\n${reportLine(i)}`;
+    const attributes = state.attributes.get(i);
+    const raised = attributes ? ` · ${attributes.join(', ')}` : '';
+    return `zone ${count(i)} · ${c.name}${raised} · ${written}\n${reportLine(i)}`;
   }
 
   function rangeSummary(first, n) {
@@ -831,6 +836,7 @@
       wp: new Float64Array(n),
       cap: new Float64Array(n),
       len: new Float64Array(n),
+      attributes: new Map(),
       counts: new Array(CONDITIONS.length).fill(0),
       notable: CONDITIONS.map(() => new Set()),
       reported: 0,
@@ -1055,8 +1061,12 @@
     get selection() { return { ...state.sel }; },
     zone(i) {
       if (!(i >= 0 && i < state.n) || state.cond[i] === UNKNOWN) return null;
-      return { start: startOf(i), length: state.len[i], capacity: state.cap[i], 'write-pointer': state.wp[i], condition: CONDITIONS[state.cond[i]].name };
+      const z = { start: startOf(i), length: state.len[i], capacity: state.cap[i], 'write-pointer': state.wp[i], condition: CONDITIONS[state.cond[i]].name };
+      const attributes = state.attributes.get(i);
+      return attributes ? { ...z, attributes: [...attributes] } : z;
     },
+    /** The text the page shows for zone i when it is the selection. */
+    summary: (i) => zoneSummary(i),
     reportLine: (i) => reportLine(i),
     /** The cell of zone i on the canvas (device px) if visible: its square and how many rows are written. */
     cellRect(i) {

@@ -116,6 +116,16 @@ export class FakeTarget implements IoTarget {
         const zone = zoneAt(zoneStart);
         zone.condition = condition === 'none' ? (zone.wp === zone.start ? 'empty' : 'closed') : condition;
       },
+      async zoneInjectAttribute(zoneStart, attribute) {
+        zoneAt(zoneStart);
+        self.calls.push(`attribute ${zoneStart} ${attribute}`);
+      },
+      async zoneInjectAction(zoneStart, action) {
+        const zone = zoneAt(zoneStart);
+        self.calls.push(`action ${zoneStart} ${action}`);
+        zone.condition = 'full';
+        zone.wp = zone.start + zone.length;
+      },
     };
   }
 

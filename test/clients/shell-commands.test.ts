@@ -72,6 +72,7 @@ const IO_SAMPLES: Record<string, string> = {
   zone_reset: 'zone_reset disk0 1M 1M',
   zone_append: 'zone_append -p disk0 2M 4k',
   zone_inject: 'zone_inject disk0 3M offline',
+  power_cut: 'power_cut -t 7 disk0',
 };
 
 test.serial('help lists exactly the qemu-io commands the shell runs, and each one of them runs on a node', async (t) => {
