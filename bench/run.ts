@@ -9,6 +9,7 @@ import { rpcBenchmarks } from './rpc.js';
 import { stallBenchmarks } from './stalls.js';
 import { nbdBenchmarks } from './nbd.js';
 import { cliBenchmarks } from './cli.js';
+import { powerBenchmarks } from './power.js';
 
 const groups: Record<string, () => Promise<void>> = {
   qcow2: qcow2Benchmarks,
@@ -17,6 +18,7 @@ const groups: Record<string, () => Promise<void>> = {
   stalls: stallBenchmarks,
   nbd: nbdBenchmarks,
   cli: cliBenchmarks,
+  power: powerBenchmarks,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
