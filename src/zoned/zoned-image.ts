@@ -81,7 +81,6 @@ export interface PendingZone {
   finished: boolean;
 }
 
-
 export class ZonedImage {
   readonly qcow2: Qcow2Image;
   readonly model: ZoneModel;
@@ -167,8 +166,8 @@ export class ZonedImage {
       let attrs = zoneAttributeExtensionOf(h);
       if (attrs) {
         validateZoneAttributeExtension(attrs, { nrZones: fields.nrZones, clusterSize: qcow2.clusterSize });
-        // An older `qzoned img check -r leaks` frees the array (it does not know it) and leaves
-        // bit 2 set: clusters no longer allocated mean the array is stale too.
+        // An older `qzoned img check -r leaks` frees the array (it does not know it), and some
+        // versions leave bit 2 set: clusters no longer allocated mean the array is stale too.
         if (!ZonedImage.attributeArrayAllocated(qcow2, attrs)) attrs = undefined;
       }
       if (!attrs && !qcow2.readOnly) ZonedImage.dropStaleAttributes(qcow2);
@@ -461,9 +460,9 @@ export class ZonedImage {
 
   /**
    * Before a torn power cut: for every sequential zone whose write pointer moved since it was last
-   * on disk, the durable write pointer and the data written above it (read from the disk as the
-   * journal says it was at the last sync); and every range written outside sequential zones since
-   * the last flush, with its bytes now. O(data written since the last flush).
+   * on disk, the durable write pointer (its entry as the journal says a rollback leaves it) and the
+   * data written above it; and every range written outside sequential zones since the last flush,
+   * with its bytes now. O(data written since the last flush).
    */
   capturePending(): { zones: PendingZone[]; blocks: PendingBlocks[] } {
     const journal = this.qcow2.journal;
@@ -487,10 +486,11 @@ export class ZonedImage {
 
   /**
    * After the power cut, on the image opened again from the disk: what a torn cut keeps. Each
-   * pending zone gets a write pointer `keep(zone)` chose (a 512-byte boundary between the durable
-   * one and the end of its data, with exactly the data below it, or finished with all of it);
-   * each pending block the bytes `keepBlock` chose. Then a flush: the data, then the entries.
-   * The caller opens the image again, so the zones come back as a power cycle leaves them.
+   * pending zone gets the write pointer `choose` picks among its outcomes (a 512-byte boundary
+   * between the durable one and the end of its data, with exactly the data below it, or finished
+   * with all of it), then each pending 512-byte block old or new (qcow2/torn.ts). Then a flush:
+   * the data, then the entries. The caller opens the image again, so the zones come back as a
+   * power cycle leaves them.
    */
   applyTorn(pending: { zones: PendingZone[]; blocks: PendingBlocks[] }, choose: (outcomes: number) => number): void {
     this.assertWritable();
