@@ -24,6 +24,8 @@ import type { BlockFile } from './file.js';
 
 /** Journal granularity: the page size, the unit the page cache writes back. */
 export const JOURNAL_BLOCK = 4096;
+/** The pre-image of a block nothing at the durability point refers to: never read, never restored. */
+const UNREFERENCED = Buffer.alloc(0);
 /** Default pre-image bytes past which the image layers flush on their own. */
 export const JOURNAL_BUDGET = 256 * 1024 * 1024;
 
@@ -108,7 +110,7 @@ export class RollbackJournal implements BlockFile {
     const last = Math.floor((Math.min(end, this.durableSize) - 1) / JOURNAL_BLOCK);
     for (let b = first; b <= last; b++) {
       const old = this.preimages.get(b);
-      if (!old) continue;
+      if (!old || old === UNREFERENCED) continue;
       const blockStart = b * JOURNAL_BLOCK;
       const from = Math.max(pos, blockStart);
       const to = Math.min(end, blockStart + JOURNAL_BLOCK, this.durableSize);
@@ -136,11 +138,23 @@ export class RollbackJournal implements BlockFile {
     for (let b = Math.floor(pos / JOURNAL_BLOCK); b <= Math.floor((end - 1) / JOURNAL_BLOCK); b++) {
       const old = this.preimages.get(b);
       // A block never written since the point holds these bytes already.
-      if (!old) continue;
+      if (!old || old === UNREFERENCED) continue;
       const blockStart = b * JOURNAL_BLOCK;
       const from = Math.max(pos, blockStart);
       const to = Math.min(end, blockStart + JOURNAL_BLOCK);
       bytes.copy(old, from - blockStart, from - pos, to - pos);
+    }
+  }
+
+  /**
+   * Nothing at the last durability point refers to these bytes (clusters free then, allocated
+   * afresh now): a rollback need not bring them back, so the whole blocks inside the range keep no
+   * pre-image. What makes a cluster reused after a reset cost what a cluster past the end costs.
+   */
+  skipPreimage(pos: number, length: number): void {
+    const end = Math.min(pos + length, this.durableSize);
+    for (let b = Math.ceil(pos / JOURNAL_BLOCK); (b + 1) * JOURNAL_BLOCK <= end; b++) {
+      if (!this.preimages.has(b)) this.preimages.set(b, UNREFERENCED);
     }
   }
 
@@ -150,7 +164,7 @@ export class RollbackJournal implements BlockFile {
    * is what the disk holds from now on.
    */
   rollBack(): void {
-    for (const [b, old] of this.preimages) this.inner.pwrite(old, b * JOURNAL_BLOCK);
+    for (const [b, old] of this.preimages) if (old !== UNREFERENCED) this.inner.pwrite(old, b * JOURNAL_BLOCK);
     this.inner.truncate(this.durableSize);
     this.inner.sync();
     this.markDurable();

@@ -286,6 +286,11 @@ export class Qcow2Image {
   private readonly base: BlockFile;
   /** With `trackWrites`: guest ranges changed since the last durability point. */
   private readonly written: RangeSet | null;
+  /**
+   * With the journal: clusters freed since the last durability point. A cluster free now and not
+   * in here was free then too, so nothing a power cut returns to refers to it.
+   */
+  private readonly freedSinceDurable = new Set<number>();
   private lazyDirtySet = false;
   private closed = false;
   /** Where metadata lives: every write whose target came from the image is checked against it. */
@@ -332,6 +337,7 @@ export class Qcow2Image {
       h.refcountTableOffset = offset;
       h.refcountTableClusters = clusters;
     }), this.guard, options.refcountCacheBytes);
+    if (this.journal) this.refcounts.onFreed = (cluster) => { this.freedSinceDurable.add(cluster); };
     this.map = new ClusterMap(file, header.clusterBits, header.l1TableOffset, header.l1Size, this.refcounts,
       (offset, entries) => this.updateHeader((h) => {
         h.l1TableOffset = offset;
@@ -635,6 +641,7 @@ export class Qcow2Image {
     const old: Mapping[] = [];
     for (let i = 0; i < k; i++) old.push(this.map.lookup(gc + i));
     const host = this.refcounts.alloc(k, dataRunAlignment(k, cs));
+    this.freshClusters(host, k);
     const start = guest - gc * cs;
     const stop = start + bytes.length;
     const beyondEnd = host >= this.file.end;
@@ -829,6 +836,19 @@ export class Qcow2Image {
   durabilityPoint(): void {
     this.journal?.markDurable();
     this.written?.clear();
+    this.freedSinceDurable.clear();
+  }
+
+  /**
+   * n clusters at `host` were just allocated for data. If none was freed since the last durability
+   * point they were free then, and nothing a power cut returns to refers to them: their old bytes
+   * need no pre-image (a cluster reused after a reset then costs what one past the end does).
+   */
+  private freshClusters(host: number, n: number): void {
+    if (!this.journal || host >= this.journal.durableFileSize) return;
+    const first = Math.floor(host / this.clusterSize);
+    for (let c = first; c < first + n; c++) if (this.freedSinceDurable.has(c)) return;
+    this.journal.skipPreimage(host, n * this.clusterSize);
   }
 
   /**

@@ -46,6 +46,8 @@ export class Refcounts extends FlushNode {
   private readonly onReftableMoved: ReftableMoved;
   /** Clusters whose refcount dropped to 0 but whose decrease is not yet durable (rule 4). */
   private pendingFree = new Set<number>();
+  /** Told of every cluster whose refcount drops to 0 (the power-cut journal's account, image.ts). */
+  onFreed: ((cluster: number) => void) | null = null;
   /** Lowest cluster index that may be free. */
   private freeHint = 0;
   /**
@@ -175,7 +177,10 @@ export class Refcounts extends FlushNode {
     if (v > this.maxRefcount) throw corrupt(`the refcount of cluster ${cluster} would overflow`);
     this.writeEntry(block, i, v);
     this.blocks.markDirty(off);
-    if (v === 0) this.pendingFree.add(cluster);
+    if (v === 0) {
+      this.pendingFree.add(cluster);
+      this.onFreed?.(cluster);
+    }
     return v;
   }
 

@@ -11,7 +11,8 @@ import test, { type ExecutionContext } from 'ava';
 import { checkAnyImage, createImage, isZoned, openImage, type AnyImage } from '../../src/block/images.js';
 import { RefDevice, type RefGeometry } from '../zoned/reference-model.js';
 import { ZonedImage } from '../../src/zoned/zoned-image.js';
-import { powerCutZoned } from '../../src/block/power-cut.js';
+import { powerCutPlain, powerCutZoned } from '../../src/block/power-cut.js';
+import { Qcow2Image } from '../../src/qcow2/image.js';
 import type { PoweredOff } from '../../src/qcow2/image.js';
 import {
   dropProblems, observe, POWER_GEOMETRY, recordWorkload, runBoth, type PowerTarget, type WorkloadOp,
@@ -164,4 +165,31 @@ test('past its budget of pre-images a node flushes on its own, as a full drive c
   const kept = after.findIndex((b) => b !== 2);
   t.true(kept >= 16 * 1024, `the overwrites before the node's own flush survived (${kept} bytes)`);
   t.true(after.subarray(kept).every((b) => b === 1), 'and only what came after its last flush was lost');
+});
+
+test('a cluster freed since the last flush and reused keeps its pre-image; one free at the flush needs none', async (t) => {
+  const dir = memoryTempDir(t);
+  const file = path.join(dir, 'reuse.qcow2');
+  await createImage(file, { size: 1024 * 1024, clusterSize: 4096 });
+  const options = { rollbackJournal: true, trackWrites: true };
+  const reopen = (off: PoweredOff) => Qcow2Image.open(off.file, { ...options, heldLock: off.lock ?? undefined });
+  let image = await Qcow2Image.open(file, options);
+  image.write(0, Buffer.alloc(8192, 0x11)); // two clusters, the first two data clusters of the file
+  image.write(65536, Buffer.alloc(4096, 0x22));
+  image.discard(65536, 4096); // freed before the flush: free at the durability point
+  image.flush();
+  image.durabilityPoint();
+  // Freed after it, and made reusable by a refcount write-back the client never asked for.
+  image.discard(0, 4096);
+  image.flushRefcounts();
+  const before = image.journal!.journaledBytes;
+  image.write(131072, Buffer.alloc(4096, 0x33)); // takes a free cluster: the one freed after the flush, or the older one
+  image.write(196608, Buffer.alloc(4096, 0x44)); // and the other
+  t.true(image.journal!.journaledBytes - before <= 4096, 'at most the cluster freed since the flush was read');
+  ({ image } = await powerCutPlain(image, reopen, 'drop'));
+  t.true(image.read(0, 8192).every((b) => b === 0x11), 'the data of the last flush reads back, from the reused cluster too');
+  t.true(image.read(131072, 4096).every((b) => b === 0) && image.read(196608, 4096).every((b) => b === 0), 'the writes since are gone');
+  await image.close();
+  const check = await checkAnyImage(file);
+  t.is(check.corruptions + check.leaks, 0, JSON.stringify(check));
 });

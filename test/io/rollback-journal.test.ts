@@ -74,6 +74,23 @@ test('writes at or beyond the durable end keep nothing; an overwrite keeps each 
   j.close();
 });
 
+test('skipPreimage: whole blocks nothing refers to keep no pre-image and are not restored; partial ones are', (t) => {
+  const dir = memoryTempDir(t);
+  const base = Buffer.alloc(4 * JOURNAL_BLOCK, 1);
+  const p = fileWith(dir, 's', base);
+  const j = new RollbackJournal(new NodeFile(p));
+  // Blocks 1 and 2 wholly inside; block 0's tail and block 3's head only partly.
+  j.skipPreimage(JOURNAL_BLOCK - 512, 2 * JOURNAL_BLOCK + 1024);
+  j.pwrite(Buffer.alloc(4 * JOURNAL_BLOCK, 2), 0);
+  t.is(j.journaledBytes, 2 * JOURNAL_BLOCK, 'only the partly covered blocks were read');
+  j.rollBack();
+  j.close();
+  const got = fs.readFileSync(p);
+  t.true(got.subarray(0, JOURNAL_BLOCK).every((b) => b === 1), 'block 0 restored');
+  t.true(got.subarray(JOURNAL_BLOCK, 3 * JOURNAL_BLOCK).every((b) => b === 2), 'blocks 1 and 2 left as written');
+  t.true(got.subarray(3 * JOURNAL_BLOCK).every((b) => b === 1), 'block 3 restored');
+});
+
 test('a truncate below the durable end is rolled back too', (t) => {
   const dir = memoryTempDir(t);
   const base = Buffer.from(Array.from({ length: 3 * JOURNAL_BLOCK }, (_, i) => i % 251));
