@@ -13,12 +13,13 @@
  * points here: they promise the layer above nothing it has acknowledged.
  *
  * Cost: a write at or beyond the size at the last durability point, which is where a growing
- * image puts new clusters (zone appends, new tables), costs one comparison. A write below it (an
- * in-place overwrite, a metadata update, a cluster reused after a reset) costs a pread of the
- * blocks it touches the first time, and keeps their bytes in memory until the next point. So the
- * memory and the work are O(data written below the old end since the last flush), never O(image).
- * journaledBytes tells the layer above when to flush on its own (as a drive whose write cache is
- * full writes it back).
+ * image puts new clusters (zone appends, new tables), costs one comparison, and so does a write
+ * into clusters the engine says nothing at that point refers to (skipPreimage: clusters free then,
+ * reused now, as after a zone reset). Any other write below it (an in-place overwrite, a metadata
+ * update) costs a pread of the blocks it touches the first time, and keeps their bytes in memory
+ * until the next point. So the memory and the work are O(data overwritten since the last flush),
+ * never O(image). journaledBytes tells the layer above when to flush on its own (as a drive whose
+ * write cache is full writes it back).
  */
 import type { BlockFile } from './file.js';
 
