@@ -44,7 +44,7 @@ test('the committed schema loads without problems and covers protocol.md §4 and
   const names = schema.commands.map((c) => c.name).sort();
   t.deepEqual(names, [
     'block-export-add', 'block-export-del',
-    'blockdev-add', 'blockdev-create', 'blockdev-del', 'blockdev-export-zloop', 'blockdev-flush', 'blockdev-import-zloop',
+    'blockdev-add', 'blockdev-create', 'blockdev-del', 'blockdev-export-zloop', 'blockdev-flush', 'blockdev-import-zloop', 'blockdev-power-cut',
     'blockdev-read', 'blockdev-write', 'blockdev-zone-append', 'blockdev-zone-inject', 'blockdev-zone-mgmt', 'blockdev-zone-report',
     'job-cancel', 'job-dismiss', 'nbd-server-start', 'nbd-server-stop', 'qmp_capabilities', 'query-block-exports',
     'query-commands', 'query-jobs', 'query-named-block-nodes', 'query-qmp-schema', 'query-version', 'rpc.discover',
