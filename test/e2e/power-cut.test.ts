@@ -153,6 +153,7 @@ test('torn over JSON-RPC: several seeds at every point stay inside what the refe
   const template = path.join(s.imageDir, 'template.qcow2');
   await createImage(template, { size: G.size, clusterSize: 4096, zone: { mode: 'host-managed', size: G.zoneSize, 'conventional-zones': G.conventional, 'max-open-zones': G.maxOpen, 'max-active-zones': G.maxActive, 'max-append-bytes': G.maxAppend } });
   const ops: WorkloadOp[] = recordWorkload(G, 29, OPS, { zoned: true });
+  let tornMoved = 0;
   const tornAt = async (cut: number, seed: number | undefined): Promise<{ seed: number; shown: string }> => {
     const where = `cut after ${cut} ops (torn, seed ${seed ?? 'chosen'})`;
     const file = 'torn.qcow2';
@@ -162,11 +163,19 @@ test('torn over JSON-RPC: several seeds at every point stay inside what the refe
     const ref = new RefDevice(G);
     try {
       await runBoth(target, ref, G, ops.slice(0, cut), where);
+      const before = await target.report();
+      await settleEvents();
+      const events = zoneEvents(s.client, 'disk');
       const result = await s.client.blockdevPowerCut({ 'node-name': 'disk', mode: 'torn', ...(seed === undefined ? {} : { seed }) });
       if (typeof result.seed !== 'number' || (seed !== undefined && result.seed !== seed)) t.fail(`${where}: returned ${JSON.stringify(result)}`);
       const seen = await observe(target, G, true);
       const problems = ref.tornProblems(seen);
       if (problems.length > 0) t.fail(`${where}:\n  ${problems.join('\n  ')}`);
+      await settleEvents();
+      events.stop();
+      const moved = before.flatMap((z, i) => (JSON.stringify(z) !== JSON.stringify(seen.zones[i]) ? [i] : []));
+      for (const i of moved) if (!events.zones().has(i)) t.fail(`${where}: zone ${i} moved but no BLOCK_ZONES_CHANGED named it`);
+      tornMoved += moved.length;
       return { seed: result.seed!, shown: JSON.stringify(seen.zones) + seen.bytes.toString('base64') };
     } finally {
       await s.client.blockdevDel({ 'node-name': 'disk' });
@@ -181,6 +190,7 @@ test('torn over JSON-RPC: several seeds at every point stay inside what the refe
   const chosen = await tornAt(cut, undefined);
   const replay = await tornAt(cut, chosen.seed);
   t.is(replay.shown, chosen.shown, 'the returned seed replays the same result');
+  t.true(tornMoved > ops.length, 'torn cuts move zones too, and their events are checked');
 });
 
 test('blockdev-power-cut refuses what it cannot do, with a reason, and leaves the node as it was', async (t) => {
