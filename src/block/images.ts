@@ -86,6 +86,12 @@ export interface BlockImage {
    * opened with `powerCut`.
    */
   powerCut(mode: PowerCutMode, seed?: number): Promise<PowerCutResult>;
+  /**
+   * Called with 'lost' as a power cut starts, before anything of it is done, and with 'restored'
+   * once it has ended, done or failed: what sits above the node and talks to the outside (an NBD
+   * export) drops its connections, as a device that lost power does.
+   */
+  onPower(listener: PowerListener): () => void;
   /** The plain engine underneath (for tools that need cluster-level access). */
   readonly qcow2: Qcow2Image;
   /** The same data path without promises (zone rules included). */
@@ -94,11 +100,31 @@ export interface BlockImage {
 
 export type AnyImage = BlockImage | (BlockImage & ZonedOps);
 
+export type PowerListener = (state: 'lost' | 'restored') => void;
+
+/** The listeners of onPower, and a cut run between their two calls. */
+class PowerListeners {
+  private readonly listeners = new Set<PowerListener>();
+  add(listener: PowerListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  async around<T>(cut: () => Promise<T>): Promise<T> {
+    for (const l of [...this.listeners]) l('lost');
+    try {
+      return await cut();
+    } finally {
+      for (const l of [...this.listeners]) l('restored');
+    }
+  }
+}
+
 export function isZoned(image: AnyImage): image is BlockImage & ZonedOps {
   return (image as Partial<ZonedOps>).zoned === true;
 }
 
 class PlainImage implements BlockImage {
+  private readonly power = new PowerListeners();
   /** `options`: how it was opened, so that a power cut opens it again the same way. */
   constructor(public qcow2: Qcow2Image, private readonly options: ImageOpenOptions) {}
   get syncPath(): SyncDataPath { return this.qcow2; }
@@ -128,16 +154,20 @@ class PlainImage implements BlockImage {
     await this.qcow2.close();
   }
   info(): Qcow2Info { return this.qcow2.info(); }
-  async powerCut(mode: PowerCutMode, seed?: number): Promise<PowerCutResult> {
-    const { image, result } = await powerCutPlain(this.qcow2, (off) => openPlain(off, this.options), mode, seed);
-    this.qcow2 = image;
-    return result;
+  onPower(listener: PowerListener): () => void { return this.power.add(listener); }
+  powerCut(mode: PowerCutMode, seed?: number): Promise<PowerCutResult> {
+    return this.power.around(async () => {
+      const { image, result } = await powerCutPlain(this.qcow2, (off) => openPlain(off, this.options), mode, seed);
+      this.qcow2 = image;
+      return result;
+    });
   }
 }
 
 class ZonedBlockImage implements BlockImage, ZonedOps {
   readonly zoned = true as const;
   private readonly listeners = new Set<(zones: number[]) => void>();
+  private readonly power = new PowerListeners();
   private unsubscribe: () => void;
   constructor(public image: ZonedImage, private readonly options: ImageOpenOptions) {
     this.unsubscribe = this.subscribe();
@@ -177,7 +207,11 @@ class ZonedBlockImage implements BlockImage, ZonedOps {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
-  async powerCut(mode: PowerCutMode, seed?: number): Promise<PowerCutResult> {
+  onPower(listener: PowerListener): () => void { return this.power.add(listener); }
+  powerCut(mode: PowerCutMode, seed?: number): Promise<PowerCutResult> {
+    return this.power.around(() => this.cut(mode, seed));
+  }
+  private async cut(mode: PowerCutMode, seed?: number): Promise<PowerCutResult> {
     const before = this.image.report();
     const { image, result } = await powerCutZoned(this.image, (off) => openZoned(off, this.options), mode, seed);
     this.unsubscribe();

@@ -161,6 +161,13 @@ export class NbdConnection implements ExportClient {
     this.startClosing();
   }
 
+  /** The export's node lost power: the connection goes at once, nothing in flight is answered. */
+  powerLost(): void {
+    if (this.finished) return;
+    this.log.info('the exported node lost power (blockdev-power-cut); dropping the NBD client');
+    this.hardClose();
+  }
+
   // ---- input -----------------------------------------------------------------------------------
 
   /** n bytes landed where input.nextBuffer() said. */

@@ -33,6 +33,11 @@ export interface Extent {
 export interface ExportClient {
   /** Stop reading, let requests in flight finish, close; calls the export's detach when gone. */
   disconnect(reason: string): void;
+  /**
+   * The node lost power: close at once, reading nothing more and answering nothing in flight, as
+   * a device that lost power does; calls the export's detach when gone.
+   */
+  powerLost(): void;
 }
 
 export interface NbdExportOptions {
@@ -69,6 +74,9 @@ export class NbdExport {
   private readonly clients = new Set<ExportClient>();
   private removed = false;
   private whenIdle: (() => void) | null = null;
+  /** False while a power cut of the node runs: a client that comes in then is dropped too. */
+  private powered = true;
+  private readonly stopPowerWatch: () => void;
 
   constructor(image: AnyImage, options: NbdExportOptions) {
     this.image = image;
@@ -81,6 +89,12 @@ export class NbdExport {
     this.minimumBlockSize = this.zoned ? 512 : 1;
     this.zoneSize = this.zoned ? this.zoned.zoneInfo().size : 0;
     this.contexts = this.zoned ? [BASE_ALLOCATION, QZONED_ZONES] : [BASE_ALLOCATION];
+    // A power cut (blockdev-power-cut) drops every connection, as the device does; the export
+    // stays, and a client that connects again sees the node as the cut left it.
+    this.stopPowerWatch = image.onPower((state) => {
+      this.powered = state === 'restored';
+      if (!this.powered) for (const c of [...this.clients]) c.powerLost();
+    });
   }
 
   // ---- clients ---------------------------------------------------------------------------------
@@ -96,6 +110,7 @@ export class NbdExport {
 
   attach(client: ExportClient): void {
     this.clients.add(client);
+    if (!this.powered) client.powerLost();
   }
 
   detach(client: ExportClient): void {
@@ -106,6 +121,7 @@ export class NbdExport {
   /** Closes the export to new clients, disconnects the present ones, resolves once all are gone. */
   remove(reason: string): Promise<void> {
     this.removed = true;
+    this.stopPowerWatch();
     const gone = new Promise<void>((resolve) => {
       this.whenIdle = resolve;
     });
