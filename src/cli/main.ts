@@ -72,7 +72,7 @@ const SUBCOMMANDS: Readonly<Record<string, Subcommand>> = {
     },
   },
   io: {
-    description: 'run qemu-io commands (read, write, discard, flush, zrp, zo, zc, zf, zrs, zap, zone_inject) on an image',
+    description: 'run qemu-io commands (read, write, discard, flush, zrp, zo, zc, zf, zrs, zap, zone_inject, power_cut) on an image',
     load: async (ctx, argv) => ({ command: (await import('./io.js')).ioCommand(ctx), argv }),
   },
   shell: {
