@@ -16,9 +16,9 @@ import { Qcow2Image } from '../src/qcow2/image.js';
 import { tuneMallocForService } from '../src/io/native/addon.js';
 import { waitUntilListening } from '../test/helpers/listening.js';
 import { ZonedImage } from '../src/zoned/zoned-image.js';
-import { encodeWithData } from '../src/rpc/bulk-data.js';
-import { LineDecoder } from '../src/transport/framing.js';
-import { parseBulkMessage } from '../src/transport/bulk-json.js';
+import { encodeWithData } from '../src/shared/bulk-data.js';
+import { LineDecoder } from '../src/shared/framing.js';
+import { parseBulkMessage } from '../src/shared/bulk-json.js';
 
 const MiB = 1024 * 1024;
 const ROUNDS = Number(process.env.QZONED_BENCH_ROUNDS ?? 3);
@@ -301,7 +301,7 @@ export async function rpcBenchmarks(): Promise<void> {
     // setting (and what keeps a server busy); 1 and 4 show what a client that waits on replies
     // gets. Appends carrying their bytes as base64 `data` measure what a client moving real data
     // gets, at three sizes; the bench encodes them as the typed client does (encodeWithData),
-    // and the daemon parses them from their bytes (src/transport/bulk-json.ts): a JSON text above
+    // and the daemon parses them from their bytes (src/shared/bulk-json.ts): a JSON text above
     // 128 KiB as one string would be a V8 large object, mapped anew each time.
     const KiB = 1024;
     const bytesPerRun = 256 * MiB;

@@ -3,7 +3,7 @@
  * as `call('blockdev-zone-append', {...})` and as a method named in camelCase
  * (`blockdevZoneAppend({...})`), both with the argument and result types of the schema. Events are
  * typed by name: `on('JOB_STATUS_CHANGE', (data) => data.status)`. Bytes move with `write`,
- * `zoneAppend` and `read`, which never hold a large payload as one string (src/rpc/bulk-data.ts).
+ * `zoneAppend` and `read`, which never hold a large payload as one string (src/shared/bulk-data.ts).
  */
 import {
   COMMAND_NAMES,
@@ -15,8 +15,8 @@ import {
 } from '../../src/generated/commands.js';
 import type { JobInfo } from '../../src/generated/types.js';
 import { ClientError, ExecuteError } from './errors.js';
-import { materializeBulkData, takeBulkData } from '../../src/rpc/bulk-data.js';
-import type { QmpGreeting, Timestamp, TransportKind, Wire, WireEvent } from './connect.js';
+import { materializeBulkData, takeBulkData } from '../../src/shared/bulk-data.js';
+import type { QmpGreeting, Timestamp, TransportKind, Wire, WireEvent } from './wire.js';
 
 /** `blockdev-zone-append` → `blockdevZoneAppend`, `qmp_capabilities` → `qmpCapabilities`, `rpc.discover` → `rpcDiscover`. */
 export type CamelCase<S extends string> = S extends `${infer Head}${'-' | '_' | '.'}${infer Tail}`

@@ -30,7 +30,7 @@ export class ProtocolError extends ClientError {}
 export class DisconnectedError extends ClientError {}
 
 /** JSON-RPC codes as protocol.md §2 assigns them (the server's table); QMP replies carry only the class, so the code is derived. */
-export { JSONRPC_CODES } from '../../src/rpc/wire-errors.js';
+export { JSONRPC_CODES } from '../../src/shared/error-codes.js';
 
 export interface ExecuteErrorFields {
   command: string;

@@ -7,12 +7,16 @@
  * See clients/README.md for the orchestration walkthrough.
  */
 import { QzonedClient } from './client.js';
-import { openHttpWire, openQmpWire, openUnixWire, openWebSocketWire, type WebOptions } from './connect.js';
+import { openHttpWire } from './http-wire.js';
+import { openQmpWire } from './qmp-wire.js';
+import { openUnixWire } from './unix-wire.js';
+import { openWebSocketWire } from './websocket-wire.js';
+import type { WebOptions } from './wire.js';
 
 export { QzonedClient, camelCase } from './client.js';
 export type { AnyEvent, CamelCase, CommandMethods, EventListener, ParamsArg, WaitForJobOptions } from './client.js';
-export type { QmpGreeting, Timestamp, TlsOptions, TransportKind, WebOptions, Wire, WireEvent } from './connect.js';
-export { openHttpWire, openQmpWire, openUnixWire, openWebSocketWire } from './connect.js';
+export type { QmpGreeting, Timestamp, TlsOptions, TransportKind, WebOptions, Wire, WireEvent } from './wire.js';
+export { openHttpWire, openQmpWire, openUnixWire, openWebSocketWire };
 export { ClientError, ConnectError, DisconnectedError, ExecuteError, JSONRPC_CODES, ProtocolError, isReason } from './errors.js';
 export type { ErrorClass, Reason } from './errors.js';
 export type { CommandName, CommandParams, CommandResult, EventName, EventTypes } from '../../src/generated/commands.js';

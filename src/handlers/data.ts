@@ -6,7 +6,7 @@
  */
 import { formatFound } from '../rpc/params-error.js';
 import { InvalidParamsError } from '../errors.js';
-import { base64Value, takeBulkData } from '../rpc/bulk-data.js';
+import { base64Value, takeBulkData } from '../shared/bulk-data.js';
 import { CallScope, CHARGED_BYTES, readCost } from '../rpc/memory-budget.js';
 import type { HandlerContext } from '../rpc/dispatch.js';
 

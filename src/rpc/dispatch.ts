@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { COMMANDS, isCommandName, type CommandName, type CommandParams, type CommandResult } from '../generated/commands.js';
 import { nonIntegerError, validateParams } from './params-error.js';
-import { materializeBulkData } from './bulk-data.js';
+import { materializeBulkData } from '../shared/bulk-data.js';
 import { commandNotFound, InternalError, InvalidParamsError, isQzonedError } from '../errors.js';
 import type { Connection, NonIntegerNumber } from './types.js';
 import type { CallScope } from './memory-budget.js';
@@ -26,7 +26,7 @@ export type Handler<C extends CommandName> = (params: CommandParams<C>, ctx: Han
 export type HandlerTable = { [C in CommandName]: Handler<C> };
 
 export interface CallOptions {
-  /** The caller encodes attached result data itself (rpc/bulk-data.ts). */
+  /** The caller encodes attached result data itself (src/shared/bulk-data.ts). */
   bulkResults?: boolean;
   /** Numbers in params written with a fraction or an exponent. */
   nonIntegers?: readonly NonIntegerNumber[];
@@ -45,7 +45,7 @@ export class Dispatcher {
 
   /**
    * Runs one command; rejects with a QzonedError (InvalidParamsError, InternalError, ...). A
-   * caller that encodes attached result data itself (rpc/bulk-data.ts) says so with bulkResults;
+   * caller that encodes attached result data itself (src/shared/bulk-data.ts) says so with bulkResults;
    * every other caller gets plain results. A transport that parsed numbers written with a
    * fraction or an exponent passes where they stood (`nonIntegers`): valid as numbers, they are
    * still refused where the schema wants an integer, as QEMU refuses a double there.

@@ -23,7 +23,7 @@
  *   the small request's path free of bookkeeping.
  */
 import { fail } from '../errors.js';
-import { base64Length, MAX_DATA_BYTES } from './bulk-data.js';
+import { base64Length, MAX_DATA_BYTES } from '../shared/bulk-data.js';
 
 export const DEFAULT_MEMORY_BUDGET = 512 * 1024 * 1024;
 

@@ -1,18 +1,10 @@
 /**
  * The only place that knows what an error looks like on the wire (protocol.md §2 and §3).
  * JSON-RPC: {code, message, data: {class, reason?, path?, errors?}}; QMP: {class, desc, reason?}.
+ * The codes and their pairing with the classes are src/shared/error-codes.ts, which clients read too.
  */
 import { InternalError, InvalidParamsError, isQzonedError, QzonedError } from '../errors.js';
-
-export const JSONRPC_CODES = {
-  parseError: -32700,
-  invalidRequest: -32600,
-  methodNotFound: -32601,
-  invalidParams: -32602,
-  internalError: -32603,
-  commandFailed: -32000,
-  deviceNotFound: -32001,
-} as const;
+import { codeForClass, JSONRPC_CODES } from '../shared/error-codes.js';
 
 export interface JsonRpcErrorObject {
   code: number;
@@ -44,10 +36,10 @@ export function toJsonRpcError(e: unknown): JsonRpcErrorObject {
     return { code: JSONRPC_CODES.invalidParams, message: err.message, data: { ...data, ...err.data } };
   }
   if (err instanceof InternalError) return { code: JSONRPC_CODES.internalError, message: err.message, data };
-  if (err.errorClass === 'CommandNotFound') return { code: JSONRPC_CODES.methodNotFound, message: err.message, data };
-  if (err.errorClass === 'DeviceNotFound') return { code: JSONRPC_CODES.deviceNotFound, message: err.message, data };
+  const code = codeForClass(err.errorClass);
+  if (code !== JSONRPC_CODES.commandFailed) return { code, message: err.message, data };
   if (err.reason) data.reason = err.reason;
-  return { code: JSONRPC_CODES.commandFailed, message: err.message, data };
+  return { code, message: err.message, data };
 }
 
 export function toQmpError(e: unknown): QmpErrorObject {

@@ -21,13 +21,13 @@ import type { Dispatcher } from '../rpc/dispatch.js';
 import type { Connection, NonIntegerNumber, QzonedEvent } from '../rpc/types.js';
 import { jsonRpcEnvelopeError, toJsonRpcError } from '../rpc/wire-errors.js';
 import type { Logger } from '../log.js';
-import { parseBulkMessage } from './bulk-json.js';
-import { encodeMessageData } from '../rpc/bulk-data.js';
+import { parseBulkMessage } from '../shared/bulk-json.js';
+import { encodeMessageData } from '../shared/bulk-data.js';
 import { CallScope, CHARGED_BYTES, type Account } from '../rpc/memory-budget.js';
 import { fail, InternalError } from '../errors.js';
 import { randomUUID } from 'node:crypto';
-import { decodeUtf8 } from './utf8.js';
-import { parseStrictJson, settleNonIntegers } from './strict-json.js';
+import { decodeUtf8 } from '../shared/utf8.js';
+import { parseStrictJson, settleNonIntegers } from '../shared/strict-json.js';
 
 /** What the dispatch middleware gets with each request (json-rpc-2.0's server params, one object per request). */
 interface ServerParams {
@@ -155,7 +155,7 @@ export class JsonRpcSession {
 
   /**
    * Handles one message from its bytes: a request carrying long base64 data is parsed without
-   * becoming a string (bulk-json.ts); any other is decoded and handled as text. A large message
+   * becoming a string (src/shared/bulk-json.ts); any other is decoded and handled as text. A large message
    * is charged to the budget until its reply is built (its bytes, then its decoded data).
    */
   handleBytes(bytes: Buffer): Promise<string | Buffer | null> {
@@ -190,7 +190,7 @@ export class JsonRpcSession {
 
   /**
    * One continuation per message: count it done and turn the reply into text, or into bytes when
-   * its result carries attached data (rpc/bulk-data.ts); then what the call reserved to build it
+   * its result carries attached data (src/shared/bulk-data.ts); then what the call reserved to build it
    * is given back. A reply that cannot be built is an error reply, never silence.
    */
   private answered(reply: Reply, scope: CallScope): string | Buffer | null {
@@ -286,7 +286,7 @@ export class JsonRpcSession {
     });
   }
 
-  /** `marked`: the item may hold markers where numbers with a fraction or an exponent stood (strict-json.ts). */
+  /** `marked`: the item may hold markers where numbers with a fraction or an exponent stood (src/shared/strict-json.ts). */
   private handleOne(item: unknown, marked: boolean, scope: CallScope): Promise<JSONRPCResponse | null> {
     let nonIntegers: NonIntegerNumber[] | undefined;
     if (marked) {

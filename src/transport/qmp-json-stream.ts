@@ -7,7 +7,7 @@
  * as QEMU's does, and strings are decoded with QEMU's (modified) UTF-8 rules.
  */
 
-import { attachBulkData, BULK_LITERAL_BYTES, decodeCanonicalBase64, MAX_DATA_BYTES, moveBulkData, STAND_IN_PREFIX } from '../rpc/bulk-data.js';
+import { attachBulkData, BULK_LITERAL_BYTES, decodeCanonicalBase64, MAX_DATA_BYTES, moveBulkData, STAND_IN_PREFIX } from '../shared/bulk-data.js';
 
 /** A JSON number QEMU keeps as a double (a float token, or an integer beyond 64 bits). */
 export class QmpFloat {
@@ -141,7 +141,7 @@ export interface QmpJsonStreamOptions {
   onOversize(): void;
   /**
    * A command's long base64 `arguments.data` reaches the item as a stand-in with its decoded
-   * bytes attached (rpc/bulk-data.ts), instead of as one string; every other value is unchanged.
+   * bytes attached (src/shared/bulk-data.ts), instead of as one string; every other value is unchanged.
    */
   attachData?: boolean;
   /**

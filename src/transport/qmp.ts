@@ -16,7 +16,7 @@ import type { Logger } from '../log.js';
 import { checkEnvelope, NEGOTIATION_DONE, NEGOTIATION_EXPECTED } from './qmp-envelope.js';
 import { QmpJsonStream, toPlain, type QmpStreamItem, type QmpValue } from './qmp-json-stream.js';
 import { qmpLine, toQmpJson } from './qmp-json-output.js';
-import { encodeMessageData } from '../rpc/bulk-data.js';
+import { encodeMessageData } from '../shared/bulk-data.js';
 import { SocketTransport } from './socket-transport.js';
 import { chargedInput, flowLimitsFor, MeteredInput, watchBudget } from './transport.js';
 import { CallScope, CHARGED_BYTES, DEFAULT_MEMORY_BUDGET, MemoryBudget, minimumBudget, type Account, type Charge } from '../rpc/memory-budget.js';

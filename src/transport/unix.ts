@@ -11,7 +11,7 @@ import type { Dispatcher } from '../rpc/dispatch.js';
 import type { EventBus } from '../rpc/events.js';
 import type { Connection } from '../rpc/types.js';
 import type { Logger } from '../log.js';
-import { LineDecoder, encodeLine } from './framing.js';
+import { LineDecoder, encodeLine } from '../shared/framing.js';
 import { budgetRefusalText, JsonRpcSession, oversizeResponse } from './jsonrpc.js';
 import { SocketTransport } from './socket-transport.js';
 import { chargedInput, flowLimitsFor, MeteredInput, watchBudget } from './transport.js';

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { startDaemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
-import { base64Length } from '../../src/rpc/bulk-data.js';
+import { base64Length } from '../../src/shared/bulk-data.js';
 import { connectUnix } from '../transport/helpers.js';
 import { makeTempDir, removeDir } from '../helpers/tmp.js';
 import { waitUntilListening } from '../helpers/listening.js';

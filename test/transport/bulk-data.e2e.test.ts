@@ -1,5 +1,5 @@
 /**
- * Bulk data end to end (src/transport/bulk-json.ts, src/rpc/bulk-data.ts): bytes written through
+ * Bulk data end to end (src/shared/bulk-json.ts, src/shared/bulk-data.ts): bytes written through
  * every listener, with requests the daemon parses from their bytes and requests it must parse as
  * text (an escape in them), read back through every listener. A JSON-RPC reply built from
  * attached bytes must be byte for byte the text JSON.stringify gives, a QMP one the text QEMU's
@@ -13,8 +13,8 @@ import { WebSocket } from 'ws';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { createImage } from '../../src/block/images.js';
 import { silentLogger } from '../../src/log.js';
-import { LineDecoder } from '../../src/transport/framing.js';
-import { encodeWithData } from '../../src/rpc/bulk-data.js';
+import { LineDecoder } from '../../src/shared/framing.js';
+import { encodeWithData } from '../../src/shared/bulk-data.js';
 import { toQmpJson } from '../../src/transport/qmp-json-output.js';
 import { tempDir } from '../helpers/tmp.js';
 

@@ -1,5 +1,5 @@
 /**
- * The bulk parse (src/transport/bulk-json.ts) against the definition it stands for: JSON.parse of
+ * The bulk parse (src/shared/bulk-json.ts) against the definition it stands for: JSON.parse of
  * the decoded text, then the handler's payload() on the arguments. Whenever the bulk parse takes a
  * message, the arguments, the bytes and every error sentence that quotes them must be what the
  * ordinary path gives; every message it leaves goes the ordinary path, so refusing is always safe.
@@ -9,11 +9,11 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { parseBulkMessage, BULK_MESSAGE_BYTES } from '../../src/transport/bulk-json.js';
-import { decodeUtf8 } from '../../src/transport/utf8.js';
+import { parseBulkMessage, BULK_MESSAGE_BYTES } from '../../src/shared/bulk-json.js';
+import { decodeUtf8 } from '../../src/shared/utf8.js';
 import { payload } from '../../src/handlers/data.js';
 import { formatFound } from '../../src/rpc/params-error.js';
-import { decodeCanonicalBase64 } from '../../src/rpc/bulk-data.js';
+import { decodeCanonicalBase64 } from '../../src/shared/bulk-data.js';
 
 type Msg = Record<string, unknown> & { params: Record<string, unknown> };
 

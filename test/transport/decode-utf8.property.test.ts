@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { decodeUtf8 } from '../../src/transport/utf8.js';
+import { decodeUtf8 } from '../../src/shared/utf8.js';
 
 const whatwg = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 const reference = (bytes: Uint8Array): string | null => {

@@ -1,7 +1,7 @@
 /** LineDecoder against a plain split of the whole stream, for any way the stream is cut into chunks. */
 import test from 'ava';
 import fc from 'fast-check';
-import { LineDecoder } from '../../src/transport/framing.js';
+import { LineDecoder } from '../../src/shared/framing.js';
 
 /** What the decoder must report for a stream: its lines, and whether a line broke the limit. */
 function reference(stream: Buffer, max: number): { lines: string[]; oversize: boolean } {

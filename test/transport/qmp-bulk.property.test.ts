@@ -1,7 +1,7 @@
 /**
  * The QMP stream on long string literals: the lexer's fast walk through a string's plain bytes,
  * and its bulk path (attachData), which decodes a long canonical base64 literal from the bytes
- * and hands a command's `arguments.data` over attached (rpc/bulk-data.ts). Against the reference
+ * and hands a command's `arguments.data` over attached (src/shared/bulk-data.ts). Against the reference
  * port (qmp-json-stream-reference.ts), input with such literals anywhere, damaged or not, split
  * anyhow, must give the same items, error texts and oversize point once attached data is put
  * back as text; and data must be attached exactly when the literal is a command's canonical
@@ -10,7 +10,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { QmpJsonStream } from '../../src/transport/qmp-json-stream.js';
-import { BULK_LITERAL_BYTES, materializeBulkData, STAND_IN_PREFIX, takeBulkData } from '../../src/rpc/bulk-data.js';
+import { BULK_LITERAL_BYTES, materializeBulkData, STAND_IN_PREFIX, takeBulkData } from '../../src/shared/bulk-data.js';
 import * as reference from './qmp-json-stream-reference.js';
 import { runStream, split, type StreamLike } from '../helpers/qmp-stream.js';
 

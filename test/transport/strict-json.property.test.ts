@@ -7,7 +7,7 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { MAX_NESTING, parseStrictJson, settleNonIntegers } from '../../src/transport/strict-json.js';
+import { MAX_NESTING, parseStrictJson, settleNonIntegers } from '../../src/shared/strict-json.js';
 
 /** JSON text of `v` with random escapes (\uXXXX for some characters) and whitespace. */
 function write(v: unknown, rnd: () => number): string {

@@ -2,11 +2,11 @@
  * Parsing a large message without making it a string: a request whose arguments (or, on the
  * client's side, a reply whose result) carry a long base64 `data` member (protocol.md §1: binary
  * data travels as base64 in `data`) is parsed as its skeleton, the message with that one literal
- * cut out, while the literal is decoded piece by piece from the bytes (rpc/bulk-data.ts says why).
+ * cut out, while the literal is decoded piece by piece from the bytes (bulk-data.ts says why).
  * Anything else is left to the ordinary path, which then answers exactly as it always did: this
  * only ever takes messages that JSON.parse would parse to the same value.
  */
-import { attachBulkData, BULK_LITERAL_BYTES, decodeCanonicalBase64, MAX_DATA_BYTES, STAND_IN_PREFIX } from '../rpc/bulk-data.js';
+import { attachBulkData, BULK_LITERAL_BYTES, decodeCanonicalBase64, MAX_DATA_BYTES, STAND_IN_PREFIX } from './bulk-data.js';
 import { decodeUtf8 } from './utf8.js';
 import { parseStrictJson } from './strict-json.js';
 
