@@ -1,6 +1,6 @@
 /**
  * The daemon: builds the logger, the node graph, the job list, the handlers and the dispatcher,
- * then hands them to the transports (src/transport/index.ts, engineer T's). Closing answers what
+ * then hands them to the transports (src/transport/listeners.ts). Closing answers what
  * is in flight (the listeners' close), lets running jobs finish, then flushes and closes every
  * image, so write pointers are durable before the process exits.
  */
@@ -16,9 +16,9 @@ import { Dispatcher } from './rpc/dispatch.js';
 import { EventBus } from './rpc/events.js';
 import { createLogger, type Logger } from './log.js';
 import { BlockExports } from './nbd/exports.js';
-import { startListeners, type ListenerConfig, type Listeners } from './transport/index.js';
+import { startListeners, type ListenerConfig, type Listeners } from './transport/listeners.js';
 
-export { DEFAULT_MAX_MESSAGE_SIZE, type ListenerConfig, type Listeners } from './transport/index.js';
+export { DEFAULT_MAX_MESSAGE_SIZE, type ListenerConfig, type Listeners } from './transport/listeners.js';
 
 export interface DaemonOptions {
   /** Created if missing; every filename a client gives resolves inside it. */

@@ -1,9 +1,10 @@
 /**
  * The HTTP(S) listener: POST / carries one JSON-RPC request or batch (so curl and OpenRPC tooling
- * can talk to the service), GET / serves the zone map page (src/web/), and upgrades on the same
- * port go to websocket.ts. The token is checked from the headers alone, so a refusal (401) comes
- * before any body byte is read; a body above the size limit gets 413 with a JSON-RPC error. HTTP
- * has no push: no events here (the page gets them over its WebSocket).
+ * can talk to the service), GET / is routed to the zone map page (src/web/serve-page.ts) once it
+ * has passed the checks below, and upgrades on the same port go to websocket.ts. The token is
+ * checked from the headers alone, so a refusal (401) comes before any body byte is read; a body
+ * above the size limit gets 413 with a JSON-RPC error. HTTP has no push: no events here (the page
+ * gets them over its WebSocket).
  *
  * Without a token the port is open to every local program, and now a browser page lives on it, so
  * two browser attacks are closed: DNS rebinding (a Host that is not a loopback name) and
@@ -17,7 +18,7 @@ import type { Dispatcher } from '../rpc/dispatch.js';
 import type { Connection } from '../rpc/types.js';
 import type { Logger } from '../log.js';
 import { isAuthorized, isLoopbackHost, UNAUTHORIZED_TEXT, type TlsMaterial } from './auth.js';
-import { zoneMapPage } from '../web/page.js';
+import { servePage } from '../web/serve-page.js';
 import { budgetRefusalText, JsonRpcSession, invalidRequestResponse, oversizeResponse } from './jsonrpc.js';
 import { chargedInput } from './transport.js';
 import { CHARGED_BYTES, type MemoryBudget } from '../rpc/memory-budget.js';
@@ -86,29 +87,6 @@ export function browserRefusal(req: IncomingMessage, token: string | undefined):
     }
   }
   return null;
-}
-
-const PAGE_TEXT = 'text/html; charset=utf-8';
-
-/** GET or HEAD /: the zone map page, revalidated by ETag on every load (a new version serves a new page). */
-function servePage(req: IncomingMessage, res: ServerResponse): void {
-  const page = zoneMapPage();
-  if (req.headers['if-none-match'] === page.etag) {
-    res.writeHead(304, { ETag: page.etag });
-    res.end();
-    return;
-  }
-  res.writeHead(200, {
-    'Content-Type': PAGE_TEXT,
-    'Content-Length': page.body.length,
-    'Content-Security-Policy': page.contentSecurityPolicy,
-    'X-Content-Type-Options': 'nosniff',
-    // The URL may carry ?token=: it must not leave in a Referer header.
-    'Referrer-Policy': 'no-referrer',
-    'Cache-Control': 'no-cache',
-    ETag: page.etag,
-  });
-  res.end(page.body);
 }
 
 /** Refusals of GET /: plain text, since a person reads them in a browser tab. */

@@ -14,7 +14,7 @@ import { EventBus } from '../../src/rpc/events.js';
 import { COMMAND_NAMES } from '../../src/generated/commands.js';
 import { deviceNotFound, fail } from '../../src/errors.js';
 import { silentLogger, type Logger } from '../../src/log.js';
-import { startListeners, type ListenerConfig, type Listeners } from '../../src/transport/index.js';
+import { startListeners, type ListenerConfig, type Listeners } from '../../src/transport/listeners.js';
 import { makeTempDir, removeDir } from '../helpers/tmp.js';
 
 export const VERSION = { major: 0, minor: 1, micro: 0, package: 'qzoned 0.1.0' };

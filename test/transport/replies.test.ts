@@ -7,7 +7,7 @@ import test from 'ava';
 import { Dispatcher, type HandlerTable } from '../../src/rpc/dispatch.js';
 import { EventBus } from '../../src/rpc/events.js';
 import { silentLogger } from '../../src/log.js';
-import { startListeners } from '../../src/transport/index.js';
+import { startListeners } from '../../src/transport/listeners.js';
 import { connectQmp, connectUnix, connectWs, httpRequest, stubHandlers, VERSION } from './helpers.js';
 import { makeTempDir, removeDir } from '../helpers/tmp.js';
 import path from 'node:path';

@@ -1,7 +1,8 @@
 /**
- * startListeners: the one entry point the daemon calls. It opens the JSON-RPC unix socket, the QMP
- * socket and the WebSocket + HTTP port as configured, and closes them in order: stop accepting,
- * answer what is in flight, close connections, remove socket files.
+ * The listeners' lifecycle. startListeners, the one entry point the daemon calls, opens the
+ * JSON-RPC unix socket, the QMP socket and the WebSocket + HTTP port as configured, with the one
+ * memory budget they share, and closes them in order: stop accepting, answer what is in flight,
+ * close connections, remove socket files.
  */
 import type net from 'node:net';
 import { QzonedError } from '../errors.js';
