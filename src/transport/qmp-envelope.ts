@@ -3,7 +3,7 @@
  * qmp_dispatch_check_obj()), with QEMU's exact texts (qmp-notes.md §1.4). qzoned never offers the
  * oob capability, so `exec-oob` is always an unexpected member, as in QEMU without oob.
  */
-import { isDict, type QmpValue } from './qmp-json-stream.js';
+import { isDict, type QmpValue } from './qmp-json/value.js';
 
 export interface QmpRequest {
   command: string;

@@ -14,8 +14,9 @@ import type { Connection, NonIntegerNumber, QzonedEvent } from '../rpc/types.js'
 import { toQmpError } from '../rpc/wire-errors.js';
 import type { Logger } from '../log.js';
 import { checkEnvelope, NEGOTIATION_DONE, NEGOTIATION_EXPECTED } from './qmp-envelope.js';
-import { QmpJsonStream, toPlain, type QmpStreamItem, type QmpValue } from './qmp-json-stream.js';
-import { qmpLine, toQmpJson } from './qmp-json-output.js';
+import { QmpJsonStream } from './qmp-json/streamer.js';
+import { toPlain, type QmpStreamItem, type QmpValue } from './qmp-json/value.js';
+import { qmpLine, toQmpJson } from './qmp-json/output.js';
 import { encodeMessageData } from '../shared/bulk-data.js';
 import { SocketTransport } from './socket-transport.js';
 import { chargedInput, flowLimitsFor, MeteredInput, watchBudget } from './transport.js';

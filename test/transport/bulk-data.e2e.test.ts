@@ -3,7 +3,7 @@
  * every listener, with requests the daemon parses from their bytes and requests it must parse as
  * text (an escape in them), read back through every listener. A JSON-RPC reply built from
  * attached bytes must be byte for byte the text JSON.stringify gives, a QMP one the text QEMU's
- * serializer gives (qmp-json-output.ts); a batch gets its data as text.
+ * serializer gives (qmp-json/output.ts); a batch gets its data as text.
  */
 import test from 'ava';
 import crypto from 'node:crypto';
@@ -15,7 +15,7 @@ import { createImage } from '../../src/block/images.js';
 import { silentLogger } from '../../src/log.js';
 import { LineDecoder } from '../../src/shared/framing.js';
 import { encodeWithData } from '../../src/shared/bulk-data.js';
-import { toQmpJson } from '../../src/transport/qmp-json-output.js';
+import { toQmpJson } from '../../src/transport/qmp-json/output.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const KiB = 1024;

@@ -9,7 +9,7 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { QmpJsonStream } from '../../src/transport/qmp-json-stream.js';
+import { QmpJsonStream } from '../../src/transport/qmp-json/streamer.js';
 import { BULK_LITERAL_BYTES, materializeBulkData, STAND_IN_PREFIX, takeBulkData } from '../../src/shared/bulk-data.js';
 import * as reference from './qmp-json-stream-reference.js';
 import { runStream, split, type StreamLike } from '../helpers/qmp-stream.js';

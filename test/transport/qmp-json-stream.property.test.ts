@@ -7,8 +7,9 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { QmpFloat, QmpJsonStream, toPlain, type QmpValue } from '../../src/transport/qmp-json-stream.js';
-import { qmpLine } from '../../src/transport/qmp-json-output.js';
+import { QmpJsonStream } from '../../src/transport/qmp-json/streamer.js';
+import { QmpFloat, toPlain, type QmpValue } from '../../src/transport/qmp-json/value.js';
+import { qmpLine } from '../../src/transport/qmp-json/output.js';
 import * as reference from './qmp-json-stream-reference.js';
 import * as referenceOutput from './qmp-json-output-reference.js';
 import { runStream, split, tagged, type StreamEvent, type StreamLike } from '../helpers/qmp-stream.js';

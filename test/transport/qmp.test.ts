@@ -7,7 +7,7 @@ import { connectQmp, sleep, startFixture, VERSION } from './helpers.js';
 import { makeTempDir, removeDir } from '../helpers/tmp.js';
 import { startQsdMonitor } from '../helpers/qemu.js';
 import { toolInstalled } from '../helpers/tools.js';
-import { formatDouble } from '../../src/transport/qmp-json-output.js';
+import { formatDouble } from '../../src/transport/qmp-json/output.js';
 
 // dist/test/transport → the source tree's golden files.
 const GOLDEN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../test/transport/golden');

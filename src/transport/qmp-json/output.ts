@@ -4,7 +4,7 @@
  * hex, astral characters as surrogate pairs; doubles printed with "%.17g". Each message is one
  * line ending in CRLF (qmp-notes.md §1.1).
  */
-import { QmpFloat, type QmpValue } from './qmp-json-stream.js';
+import { QmpFloat, type QmpValue } from './value.js';
 
 const ESCAPES: Record<number, string> = { 0x22: '\\"', 0x5c: '\\\\', 0x08: '\\b', 0x0c: '\\f', 0x0a: '\\n', 0x0d: '\\r', 0x09: '\\t' };
 
