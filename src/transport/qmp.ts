@@ -13,7 +13,7 @@ import type { EventBus } from '../rpc/events.js';
 import type { Connection, NonIntegerNumber, QzonedEvent } from '../rpc/types.js';
 import { toQmpError } from '../rpc/wire-errors.js';
 import type { Logger } from '../log.js';
-import { checkEnvelope, NEGOTIATION_DONE, NEGOTIATION_EXPECTED } from './qmp-envelope.js';
+import { checkEnvelope, NEGOTIATION_DONE, NEGOTIATION_EXPECTED, type QmpRequest } from './qmp-envelope.js';
 import { QmpJsonStream } from './qmp-json/streamer.js';
 import { toPlain, type QmpStreamItem, type QmpValue } from './qmp-json/value.js';
 import { qmpLine, toQmpJson } from './qmp-json/output.js';
@@ -53,6 +53,21 @@ function returnReply(value: unknown, id: QmpValue | undefined): Record<string, u
 /** A reply on the wire: text, or bytes with a large read's data encoded straight into them. */
 function replyMessage(reply: Record<string, unknown>): string | Buffer {
   return encodeMessageData(reply, 'return', '\r\n', toQmpJson) ?? qmpLine(reply);
+}
+
+/**
+ * What becomes of an item before any command runs, as QEMU's monitor decides it: a parse error,
+ * an envelope that qmp_dispatch() refuses, or a command other than qmp_capabilities before
+ * negotiation gets its reply here; anything else is the request to dispatch.
+ */
+export function screenItem(item: QmpStreamItem, negotiated: boolean): { reply: Record<string, unknown> } | { request: QmpRequest } {
+  if ('error' in item) return { reply: errorReply(genericError(item.error), undefined) };
+  const checked = checkEnvelope(item.value);
+  if ('error' in checked) return { reply: errorReply(genericError(checked.error), checked.id) };
+  if (!negotiated && checked.request.command !== 'qmp_capabilities') {
+    return { reply: errorReply(new QzonedError('CommandNotFound', undefined, NEGOTIATION_EXPECTED), checked.request.id) };
+  }
+  return { request: checked.request };
 }
 
 export function qmpEventLine(ev: QzonedEvent): string {
@@ -147,17 +162,13 @@ class QmpSession {
   }
 
   private async handle(item: QmpStreamItem, scope: CallScope): Promise<Record<string, unknown>> {
-    if ('error' in item) return errorReply(genericError(item.error), undefined);
-    const checked = checkEnvelope(item.value);
-    if ('error' in checked) return errorReply(genericError(checked.error), checked.id);
-    const { command, id } = checked.request;
-    if (!this.negotiated && command !== 'qmp_capabilities') {
-      return errorReply(new QzonedError('CommandNotFound', undefined, NEGOTIATION_EXPECTED), id);
-    }
+    const screened = screenItem(item, this.negotiated);
+    if ('reply' in screened) return screened.reply;
+    const { command, id } = screened.request;
     let result: unknown;
     try {
       const nonIntegers: NonIntegerNumber[] = [];
-      const args = toPlain(checked.request.arguments, (pointer, text) => nonIntegers.push({ pointer, text }));
+      const args = toPlain(screened.request.arguments, (pointer, text) => nonIntegers.push({ pointer, text }));
       result = await this.options.dispatcher.call(this.connection, command, args, { bulkResults: true, nonIntegers, scope });
     } catch (e) {
       return errorReply(e, id);

@@ -1,7 +1,20 @@
 /**
- * What the QMP stream property tests share: a stream's output as comparable events, and input
- * split at random points. Both the table-driven stream and the reference port run through here.
+ * What the QMP stream tests share: input made of the pieces the lexer treats specially, a
+ * stream's output as comparable events, and input split at random points.
  */
+
+/** Pieces QMP input is made of, including everything the lexer treats specially. */
+export const PIECES: readonly Buffer[] = [
+  '{', '}', '[', ']', ':', ',', ' ', '\n', '\t', '\r', '"', "'", '\\',
+  'true', 'false', 'null', 'nul', 'trux', 'True', '0', '-0', '-', '1', '12', '07', '1.', '1.5', '-0.0', '1e5', '1E+2', '2e-3', '1e', 'e',
+  '9007199254740991', '9007199254740993', '-9007199254740993', '999999999999999', '1000000000000000', '-999999999999999',
+  '9223372036854775807', '9223372036854775808', '18446744073709551615', '18446744073709551616',
+  '-9223372036854775808', '-9223372036854775809', '123456789012345678901234567890', '1e400',
+  '"abc"', "'sq'", "'a\"b'", '"a\'b"', '"\\u00e9"', '"\\u00E9"', '"\\ud83d\\ude00"', '"\\ud800"', '"\\udc00"', '"\\ud800x"', '"\\uffff"', '"\\ufdd0"',
+  '"\\u0000"', '"\\u12"', '"\\x41"', '"\\/"', '"\\n\\t\\b\\f\\r"', "'\\''", '"__proto__"', '"execute"', '"arguments"', '"id"', '"query-version"',
+  '\x00', '\x01', '\x1f', '\x7f', '\xc3\xa9', '\xc3\x28', '\xe2\x82\xac', '\xf0\x9f\x98\x80', '\xed\xa0\x80', '\xc0\x80', '\xf8\x88\x80\x80\x80', '\xfe', '\xff',
+  '{"execute":"query-version","id":1}', '{"execute":"nope","arguments":{"a":[1,2.5,"x",null,true]},"id":"s"}',
+].map((s) => Buffer.from(s, 'latin1'));
 
 /** A value in a form where every distinction the stream makes is visible to deepEqual. */
 export function tagged(v: unknown): unknown {
@@ -64,4 +77,11 @@ export function split(bytes: Buffer, cuts: number[]): Uint8Array[] {
   }
   out.push(bytes.subarray(prev));
   return out;
+}
+
+/** Splits into chunks of `step` bytes. */
+export function chunked(bytes: Buffer, step: number): Uint8Array[] {
+  const chunks: Uint8Array[] = [];
+  for (let i = 0; i < bytes.length; i += step) chunks.push(bytes.subarray(i, i + step));
+  return chunks;
 }
