@@ -13,7 +13,8 @@ import { JobList } from './jobs/job-list.js';
 import { createHandlers, type Services } from './handlers/index.js';
 import { qzonedVersion } from './version.js';
 import { Dispatcher } from './rpc/dispatch.js';
-import { EventBus } from './rpc/events.js';
+import { EventBus } from './events/bus.js';
+import { zoneEventsFor } from './events/zones-changed.js';
 import { createLogger, type Logger } from './log.js';
 import { BlockExports } from './nbd/exports.js';
 import { startListeners, type ListenerConfig, type Listeners } from './transport/listeners.js';
@@ -53,9 +54,8 @@ export function createServices(options: { imageDir: string; log: Logger; events?
   fs.mkdirSync(options.imageDir, { recursive: true, mode: 0o700 });
   const events = options.events ?? new EventBus();
   const graph = new BlockGraph(new ImageDir(options.imageDir), {
-    events,
+    watchQcow2Node: zoneEventsFor(events, options.zoneEventIntervalMs),
     log: options.log,
-    zoneEventIntervalMs: options.zoneEventIntervalMs,
   });
   const exports = new BlockExports({ graph, events, log: options.log, handshakeTimeoutMs: options.nbdHandshakeTimeoutMs });
   return { graph, exports, jobs: new JobList(events), events, log: options.log, version: qzonedVersion() };

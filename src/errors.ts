@@ -1,31 +1,11 @@
 /**
- * The one error type of qzoned: a class (QMP's ErrorClass), an optional machine-readable reason
- * (protocol.md §2), and one human sentence. Engine code throws it; only the wire layer turns it
- * into JSON-RPC or QMP shapes.
+ * The daemon's errors: the one error type of qzoned (QzonedError, a class, an optional reason and
+ * one human sentence) with the shapes the daemon makes of it. The type itself lives in
+ * src/shared/errors.ts, since the qemu-io commands the shell runs (src/shared/io-commands.ts)
+ * throw it too.
  */
-// ErrorClass and the protocol.md §2 `data.reason` values come from schema/errors.json, via the generator.
-import { REASONS, type ErrorClass, type Reason } from './generated/errors.js';
-export { REASONS };
-export type { ErrorClass, Reason };
-
-export class QzonedError extends Error {
-  readonly errorClass: ErrorClass;
-  readonly reason: Reason | undefined;
-  readonly data: Record<string, unknown> | undefined;
-
-  constructor(errorClass: ErrorClass, reason: Reason | undefined, message: string, data?: Record<string, unknown>) {
-    super(message);
-    this.name = 'QzonedError';
-    this.errorClass = errorClass;
-    this.reason = reason;
-    this.data = data;
-  }
-}
-
-/** A GenericError with a reason: the common case. */
-export function fail(reason: Reason, message: string, data?: Record<string, unknown>): QzonedError {
-  return new QzonedError('GenericError', reason, message, data);
-}
+import { fail, isQzonedError, QzonedError } from './shared/errors.js';
+export { REASONS, fail, isQzonedError, QzonedError, type ErrorClass, type Reason } from './shared/errors.js';
 
 export function unsupported(message: string): QzonedError {
   return fail('unsupported-feature', message);
@@ -33,10 +13,6 @@ export function unsupported(message: string): QzonedError {
 
 export function corrupt(message: string): QzonedError {
   return fail('corrupt-image', message);
-}
-
-export function isQzonedError(e: unknown): e is QzonedError {
-  return e instanceof QzonedError;
 }
 
 /** Turns a Node system error (ENOENT, EACCES, ...) into a QzonedError with a sentence naming the file. */
@@ -75,4 +51,67 @@ export function commandNotFound(name: string): QzonedError {
 
 export function deviceNotFound(nodeName: string): QzonedError {
   return new QzonedError('DeviceNotFound', undefined, `Cannot find node-name '${nodeName}'`);
+}
+
+/** A found value, short enough for one sentence. */
+export function formatFound(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  const text = jsonPreview(value, FOUND_CHARS + 1) ?? String(value);
+  return text.length > FOUND_CHARS ? `${text.slice(0, FOUND_CHARS - 3)}...` : text;
+}
+
+const FOUND_CHARS = 60;
+
+/**
+ * The start of JSON.stringify(value), at least `limit` characters of it when it is that long:
+ * each level adds a character, so however deep the value is nested (a client may send a thousand
+ * levels) the walk stops after `limit` of them instead of overflowing the stack as JSON.stringify
+ * does. undefined where JSON.stringify gives undefined.
+ */
+export function jsonPreview(value: unknown, limit: number): string | undefined {
+  let out = '';
+  // Appends v's JSON (or its start, once `limit` is reached); false when v has none (undefined).
+  const put = (v: unknown): boolean => {
+    if (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function') {
+      v = (v as { toJSON(): unknown }).toJSON();
+    }
+    switch (typeof v) {
+      case 'string':
+        // A prefix of the string gives a prefix of its JSON, and no character gives less than one.
+        out += JSON.stringify(v.length > limit ? v.slice(0, limit + 2) : v);
+        return true;
+      case 'number':
+      case 'boolean':
+        out += JSON.stringify(v);
+        return true;
+      case 'bigint':
+        throw new TypeError('Do not know how to serialize a BigInt');
+      case 'object':
+        if (v === null) out += 'null';
+        else if (Array.isArray(v)) {
+          out += '[';
+          for (let i = 0; i < v.length && out.length < limit; i++) {
+            if (i > 0) out += ',';
+            if (!put(v[i])) out += 'null';
+          }
+          out += ']';
+        } else {
+          out += '{';
+          let first = true;
+          for (const k of Object.keys(v)) {
+            if (out.length >= limit) break;
+            const before = out.length;
+            out += `${first ? '' : ','}${JSON.stringify(k)}:`;
+            if (put((v as Record<string, unknown>)[k])) first = false;
+            else out = out.slice(0, before);
+          }
+          out += '}';
+        }
+        return true;
+      default:
+        // undefined, functions, symbols: left out of objects, null in arrays (as JSON.stringify)
+        return false;
+    }
+  };
+  return put(value) ? out : undefined;
 }

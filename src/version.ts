@@ -1,6 +1,9 @@
 /** qzoned's version, read once from package.json (the one place it is written). */
 import { createRequire } from 'node:module';
-import type { VersionNumbers } from './handlers/services.js';
+import type { VersionInfo, VersionTriple } from './generated/types.js';
+
+/** The version triple of query-version and the QMP greeting, and the package string beside it. */
+export type VersionNumbers = VersionTriple & Pick<VersionInfo, 'package'>;
 
 export function qzonedVersion(): VersionNumbers {
   const require = createRequire(import.meta.url);

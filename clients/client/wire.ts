@@ -11,6 +11,7 @@
  * A Wire moves one command and its reply, and hands server events up; it knows no command.
  */
 import type { EventName } from '../../src/generated/commands.js';
+import type { Timestamp, VersionInfo } from '../../src/generated/types.js';
 import type { ErrorClass, Reason } from '../../src/generated/errors.js';
 import { attachBulkData, encodeMessageData } from '../../src/shared/bulk-data.js';
 import { classForCode, codeForClass } from '../../src/shared/error-codes.js';
@@ -18,10 +19,7 @@ import { ExecuteError } from './errors.js';
 
 export type TransportKind = 'unix' | 'ws' | 'http' | 'qmp';
 
-export interface Timestamp {
-  seconds: number;
-  microseconds: number;
-}
+export type { Timestamp };
 
 export interface WireEvent {
   event: EventName;
@@ -30,7 +28,7 @@ export interface WireEvent {
 }
 
 export interface QmpGreeting {
-  QMP: { version: { qemu: { major: number; minor: number; micro: number }; package: string }; capabilities: string[] };
+  QMP: { version: VersionInfo; capabilities: string[] };
 }
 
 export interface Wire {

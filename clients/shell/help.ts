@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { COMMANDS, COMMAND_NAMES, isCommandName, resolveSchema, type JsonSchema } from '../../src/generated/commands.js';
-import { runIoArgv } from '../../src/cli/io-commands.js';
+import { runIoArgv } from '../../src/shared/io-commands.js';
 import { ioCommandName, isShortcut, NODE_IO_COMMANDS } from './io-shortcuts.js';
 import { describe, enumValues, paramsSchema, propertiesOf, requiredOf, typeName } from './schema.js';
 

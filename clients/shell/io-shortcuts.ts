@@ -1,11 +1,11 @@
 /**
  * The qemu-io commands against a daemon node: `zrp NODE OFF NR`, `zap -p NODE OFF LEN...`, ...
- * The NODE operand (after the flags) is taken out and the rest goes to src/cli/io-commands.ts,
+ * The NODE operand (after the flags) is taken out and the rest goes to src/shared/io-commands.ts,
  * the parser and printer `qzoned io` uses, over an IoTarget made of blockdev-* calls.
  */
-import { fail, QzonedError } from '../../src/errors.js';
-import { formatFailure, IO_COMMAND_NAMES, runIoArgv, type IoOutput, type IoTarget } from '../../src/cli/io-commands.js';
-import type { ZoneDescriptor } from '../../src/block/images.js';
+import { fail, QzonedError } from '../../src/shared/errors.js';
+import { formatFailure, IO_COMMAND_NAMES, runIoArgv, type IoOutput, type IoTarget } from '../../src/shared/io-commands.js';
+import type { ZoneDescriptor } from '../../src/generated/types.js';
 import type { CommandName } from '../../src/generated/commands.js';
 import type { QzonedClient } from '../client/client.js';
 import { ExecuteError } from '../client/errors.js';

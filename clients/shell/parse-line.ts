@@ -7,7 +7,7 @@
  *   COMMAND key=value key.sub=value ...     arguments built from the pairs
  *   {"execute": NAME, "arguments": {...}}   a JSON object line, taken as is (QMP or JSON-RPC shape)
  */
-import { tryParseInteger, tryParseSize } from '../../src/cli/size.js';
+import { tryParseInteger, tryParseSize } from '../../src/shared/size.js';
 import type { JsonSchema } from '../../src/generated/commands.js';
 import { isIntegerSchema, isSizeSchema, paramsSchema, propertiesOf } from './schema.js';
 

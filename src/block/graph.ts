@@ -11,19 +11,19 @@
  * included), gets image-locked. A read-only qcow2 node shares every permission, as QEMU's
  * force-share does: readers are let in beside a writer.
  *
- * BLOCK_ZONES_CHANGED is coalesced here per node (protocol.md §4): at most one event per
- * interval (100 ms: ten a second), carrying the latest state of every zone changed since the last.
+ * The graph emits no events: it tells whoever watches (GraphOptions.watchQcow2Node) when a qcow2
+ * node comes and goes, and the layer above turns what its image signals into events
+ * (src/events/zones-changed.ts).
  */
 import { deviceNotFound, fail, fromSystemError, isQzonedError } from '../errors.js';
 import type { NodeFile } from '../io/file.js';
-import { openImage, isZoned, type AnyImage, type BlockImage, type ZonedOps } from './images.js';
+import { openImage, type AnyImage } from './images.js';
 import { fileNodeInfo, openNodeFile } from './file-node.js';
 import type { ImageDir } from './image-dir.js';
 import type { PowerCutMode, PowerCutResult } from './power-cut.js';
-import type { EventBus } from '../rpc/events.js';
 import type { Logger } from '../log.js';
 import type {
-  BlockDeviceInfo, BlockdevInlineFile, BlockdevOptionsFile, BlockdevOptionsQcow2, ImageInfo, ZoneDescriptor,
+  BlockDeviceInfo, BlockdevInlineFile, BlockdevOptionsFile, BlockdevOptionsQcow2, ImageInfo,
 } from '../generated/types.js';
 
 export interface FileNode {
@@ -46,26 +46,29 @@ export interface Qcow2Node {
   readonly file: FileNode;
   readonly image: AnyImage;
   readonly readOnly: boolean;
-  readonly zoneEvents: ZoneEventCoalescer | null;
+  /** What watches the node (GraphOptions.watchQcow2Node), told when the node goes. */
+  readonly watch: NodeWatch | null;
   /** Exports serving this node (src/nbd/exports.ts): while any does, the node cannot go. */
   users: number;
 }
 
 export type BlockNode = FileNode | Qcow2Node;
 
+/** Whoever watches a qcow2 node, told once when the node goes (its image still open). */
+export interface NodeWatch {
+  stop(): void;
+}
+
 export interface GraphOptions {
-  events: EventBus;
+  /** Called for each qcow2 node as it is added; what it returns is stopped when the node goes. */
+  watchQcow2Node?: (name: string, image: AnyImage) => NodeWatch | null;
   log?: Logger;
-  /** Shortest time between two BLOCK_ZONES_CHANGED events of one node (default 100 ms). */
-  zoneEventIntervalMs?: number;
   /**
    * Nodes with the write cache on answer before their data's pwrite, which follows at the end of
    * the turn (src/io/write-behind.ts). Default true.
    */
   writeBehind?: boolean;
 }
-
-export const ZONE_EVENT_INTERVAL_MS = 100;
 
 export class BlockGraph {
   /** Insertion order = age: query-named-block-nodes lists the newest first, as QEMU does. */
@@ -235,10 +238,8 @@ export class BlockGraph {
           ? { displayName: file.filename, onFailure: (err) => this.options.log?.error({ err, node: name }, 'a write-behind failed; the node refuses I/O until it is added again') }
           : false,
       });
-      const zoneEvents = isZoned(image)
-        ? new ZoneEventCoalescer(name, image, this.options.events, this.options.zoneEventIntervalMs ?? ZONE_EVENT_INTERVAL_MS)
-        : null;
-      const node: Qcow2Node = { kind: 'qcow2', name, file, image, readOnly, zoneEvents, users: 0 };
+      const watch = this.options.watchQcow2Node?.(name, image) ?? null;
+      const node: Qcow2Node = { kind: 'qcow2', name, file, image, readOnly, watch, users: 0 };
       file.users++;
       this.nodes.set(name, node);
       return node;
@@ -254,7 +255,7 @@ export class BlockGraph {
     node.file.users--;
     const dropFile = node.file.implicit && node.file.users === 0;
     if (dropFile) this.nodes.delete(node.file.name);
-    node.zoneEvents?.stop();
+    node.watch?.stop();
     try {
       await node.image.close();
     } catch (e) {
@@ -263,52 +264,6 @@ export class BlockGraph {
       // The image works on the file node's descriptor: it closes only after the image has.
       if (dropFile) node.file.file.close();
     }
-  }
-}
-
-/**
- * Per-node BLOCK_ZONES_CHANGED: changed zone indexes accumulate; one event goes out at most once
- * per interval with each zone's state at sending time, so a busy node cannot flood a slow client.
- */
-export class ZoneEventCoalescer {
-  private readonly pending = new Set<number>();
-  private timer: NodeJS.Timeout | null = null;
-  private lastSent = -Infinity;
-  private readonly unsubscribe: () => void;
-
-  constructor(
-    private readonly nodeName: string,
-    private readonly image: BlockImage & ZonedOps,
-    private readonly events: EventBus,
-    private readonly intervalMs: number,
-  ) {
-    this.unsubscribe = image.onZonesChanged((zones) => this.changed(zones));
-  }
-
-  private changed(zones: number[]): void {
-    for (const z of zones) this.pending.add(z);
-    if (this.timer) return;
-    const wait = Math.max(0, this.lastSent + this.intervalMs - performance.now());
-    this.timer = setTimeout(() => this.send(), wait);
-  }
-
-  private send(): void {
-    this.timer = null;
-    if (this.pending.size === 0) return;
-    const zoneSize = this.image.zoneInfo().size;
-    const indexes = [...this.pending].sort((a, b) => a - b);
-    this.pending.clear();
-    const zones: ZoneDescriptor[] = [];
-    for (const i of indexes) zones.push(...this.image.zoneReport(i * zoneSize, 1));
-    this.lastSent = performance.now();
-    this.events.emit('BLOCK_ZONES_CHANGED', { 'node-name': this.nodeName, zones });
-  }
-
-  /** At node removal: what is pending goes out now (the image is still open), then no more. */
-  stop(): void {
-    this.unsubscribe();
-    if (this.timer) clearTimeout(this.timer);
-    this.send();
   }
 }
 

@@ -5,9 +5,9 @@ import { isZoned, openImage, type AnyImage } from '../block/images.js';
 import { fail } from '../errors.js';
 import { punchHole } from '../io/holes.js';
 import type { NodeFile } from '../io/file.js';
-import { collect, reportError, type CliContext } from './context.js';
+import { collect, reportError, type CliContext } from '../shared/cli-context.js';
 import { checkFormatOption, openLocked, probeFormat } from './img/common.js';
-import { runIoLine, type IoSession, type IoTarget } from './io-commands.js';
+import { runIoLine, type IoSession, type IoTarget } from '../shared/io-commands.js';
 
 /** The engine's image as an io target (zone calls wrapped so every operation is a Promise). */
 export function imageTarget(image: AnyImage): IoTarget {

@@ -8,7 +8,7 @@
  * refuses with its usual sentence.
  */
 import { DEFINITIONS, type JsonSchema } from '../generated/commands.js';
-import { tryParseSize, usageError } from './size.js';
+import { tryParseSize, usageError } from '../shared/size.js';
 
 type Tree = { [key: string]: string | Tree };
 

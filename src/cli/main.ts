@@ -2,7 +2,7 @@
 // Only the subcommand being run is loaded: `qzoned img info` must start about as fast as node
 // itself, so it cannot pay for the daemon, the shell or the schema validators.
 import { Command, CommanderError } from 'commander';
-import { reportError, type CliContext } from './context.js';
+import { reportError, type CliContext } from '../shared/cli-context.js';
 import { qzonedVersion } from '../version.js';
 
 export interface CliStreams {

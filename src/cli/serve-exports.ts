@@ -9,11 +9,11 @@
 import path from 'node:path';
 import { COMMANDS } from '../generated/commands.js';
 import { coerceToSchema, parseKeyval } from './keyval.js';
-import { matchHostPort } from './host-port.js';
-import { usageError } from './size.js';
+import { matchHostPort } from '../shared/host-port.js';
+import { usageError } from '../shared/size.js';
 import type { Daemon } from '../daemon.js';
 import type { NbdServerStartArguments } from '../generated/types.js';
-import type { Connection } from '../rpc/types.js';
+import type { Connection } from '../handlers/context.js';
 
 export interface ExportFlags {
   blockdev: string[];

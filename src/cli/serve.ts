@@ -2,12 +2,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { collect, reportError, type CliContext } from './context.js';
+import { collect, reportError, type CliContext } from '../shared/cli-context.js';
 import { applyExportFlags } from './serve-exports.js';
-import { parseSize, usageError } from './size.js';
-import { HOST_PORT_EXAMPLES, matchHostPort } from './host-port.js';
+import { parseSize, usageError } from '../shared/size.js';
+import { HOST_PORT_EXAMPLES, matchHostPort } from '../shared/host-port.js';
 import { closeOnSignals, DEFAULT_MAX_MESSAGE_SIZE, startDaemon, type ListenerConfig } from '../daemon.js';
-import { DEFAULT_MEMORY_BUDGET, minimumBudget } from '../rpc/memory-budget.js';
+import { DEFAULT_MEMORY_BUDGET, minimumBudget } from '../memory-budget.js';
 import { tuneMallocForService } from '../io/native/addon.js';
 import { createLogger } from '../log.js';
 

@@ -5,9 +5,9 @@
  * but not while a qcow2 node sits on it (that node owns the file's bytes).
  */
 import { payload, reserveRead } from './data.js';
-import { dataResult } from '../rpc/bulk-data.js';
+import { dataResult } from './data.js';
 import { flushFileNode, readFileNode, writeFileNode } from '../block/file-node.js';
-import type { HandlerTable } from '../rpc/dispatch.js';
+import type { HandlerTable } from './context.js';
 import type { Services } from './services.js';
 
 type BlockCoreCommands =

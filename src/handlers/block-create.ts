@@ -1,6 +1,6 @@
 /** schema/block-create.json: blockdev-create starts a job (the work is in src/jobs/create-job.ts). */
 import { startCreateJob } from '../jobs/create-job.js';
-import type { HandlerTable } from '../rpc/dispatch.js';
+import type { HandlerTable } from './context.js';
 import type { Services } from './services.js';
 
 export function blockCreateHandlers(s: Services): Pick<HandlerTable, 'blockdev-create'> {

@@ -1,5 +1,5 @@
 /** schema/block-export.json: the NBD server and its exports (the work is in src/nbd/exports.ts). */
-import type { HandlerTable } from '../rpc/dispatch.js';
+import type { HandlerTable } from './context.js';
 import type { Services } from './services.js';
 
 type BlockExportCommands = 'nbd-server-start' | 'nbd-server-stop' | 'block-export-add' | 'block-export-del' | 'query-block-exports';

@@ -2,7 +2,7 @@
 import { createRequire } from 'node:module';
 import { COMMAND_NAMES, COMMANDS } from '../generated/commands.js';
 import { unsupported } from '../errors.js';
-import type { HandlerTable } from '../rpc/dispatch.js';
+import type { HandlerTable } from './context.js';
 import type { OpenRpcDocument, SchemaInfo } from '../generated/types.js';
 import type { Services } from './services.js';
 

@@ -2,13 +2,12 @@
  * The payload of a data-carrying command: base64 `data`, or `pattern` + `length` like qemu-io's
  * -P; and the room a read needs. At most 16 MiB per call, a batch counting as one call
  * (protocol.md §1: too-large), checked before anything is allocated; a large read waits for room
- * in the daemon's memory budget (rpc/memory-budget.ts) before its buffer exists.
+ * in the daemon's memory budget (src/memory-budget.ts) before its buffer exists.
  */
-import { formatFound } from '../rpc/params-error.js';
-import { InvalidParamsError } from '../errors.js';
-import { base64Value, takeBulkData } from '../shared/bulk-data.js';
-import { CallScope, CHARGED_BYTES, readCost } from '../rpc/memory-budget.js';
-import type { HandlerContext } from '../rpc/dispatch.js';
+import { formatFound, InvalidParamsError } from '../errors.js';
+import { attachBulkData, base64Value, takeBulkData } from '../shared/bulk-data.js';
+import { CallScope, CHARGED_BYTES, readCost } from '../memory-budget.js';
+import type { HandlerContext } from './context.js';
 
 /** The call's scope; a caller without one (in-process) gets a scope of its own for this call. */
 const scopeOf = (ctx: HandlerContext | undefined): CallScope => ctx?.scope ?? new CallScope(undefined);
@@ -93,4 +92,19 @@ function patternBuffer(pattern: number, length: number): Buffer {
     lastPatternByte = pattern;
   }
   return lastPattern;
+}
+
+/** Results below this many bytes carry their data as text: small strings cost nothing to make. */
+export const BULK_RESULT_BYTES = 48 * 1024;
+
+/**
+ * A result `{ data }` for `bytes` (blockdev-read): attached to the result object when large, and
+ * the transport encodes it straight into the reply's bytes (src/shared/bulk-data.ts says why and
+ * how); a transport that does not gets it as text from dispatch.
+ */
+export function dataResult(bytes: Buffer): { data: string } {
+  if (bytes.length < BULK_RESULT_BYTES) return { data: bytes.toString('base64') };
+  const result: Record<string, unknown> = {};
+  attachBulkData(result, bytes);
+  return result as { data: string };
 }

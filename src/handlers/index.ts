@@ -1,5 +1,5 @@
 /** The handler table: one part per schema module; a command without a handler does not compile. */
-import type { HandlerTable } from '../rpc/dispatch.js';
+import type { HandlerTable } from './context.js';
 import { blockCoreHandlers } from './block-core.js';
 import { blockCreateHandlers } from './block-create.js';
 import { blockExportHandlers } from './block-export.js';
@@ -10,7 +10,7 @@ import { zoneHandlers } from './zone.js';
 import { zloopHandlers } from './zloop.js';
 import type { Services } from './services.js';
 
-export type { ExportService, Services, VersionNumbers } from './services.js';
+export type { ExportService, Services } from './services.js';
 
 export function createHandlers(services: Services): HandlerTable {
   return {

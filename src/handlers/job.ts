@@ -1,5 +1,5 @@
 /** schema/job.json: query-jobs, job-dismiss, job-cancel. */
-import type { HandlerTable } from '../rpc/dispatch.js';
+import type { HandlerTable } from './context.js';
 import type { Services } from './services.js';
 
 export function jobHandlers(s: Services): Pick<HandlerTable, 'query-jobs' | 'job-dismiss' | 'job-cancel'> {

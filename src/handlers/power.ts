@@ -1,6 +1,6 @@
 /** schema/power.json: blockdev-power-cut, on any read-write qcow2 node (src/block/power-cut.ts). */
 import { InvalidParamsError } from '../errors.js';
-import type { HandlerTable } from '../rpc/dispatch.js';
+import type { HandlerTable } from './context.js';
 import type { Services } from './services.js';
 
 export function powerHandlers(s: Services): Pick<HandlerTable, 'blockdev-power-cut'> {

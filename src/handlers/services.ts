@@ -1,18 +1,12 @@
 /** What the handlers work on: built once by the daemon (or a test) and shared by every connection. */
 import type { BlockGraph } from '../block/graph.js';
 import type { JobList } from '../jobs/job-list.js';
-import type { EventBus } from '../rpc/events.js';
+import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
-import type { MemoryBudget } from '../rpc/memory-budget.js';
+import type { MemoryBudget } from '../memory-budget.js';
 import type { BlockExportDelArguments, BlockExportInfo, BlockExportOptions, NbdServerStartArguments } from '../generated/types.js';
+import type { VersionNumbers } from '../version.js';
 
-export interface VersionNumbers {
-  major: number;
-  minor: number;
-  micro: number;
-  /** "qzoned M.m.u". */
-  package: string;
-}
 
 /**
  * The NBD server and its exports, as schema/block-export.json's commands need them. Declared here

@@ -1,6 +1,6 @@
 /** schema/zloop.json: the zloop export and import jobs (the work is in src/jobs/zloop-job.ts). */
 import { startZloopExportJob, startZloopImportJob } from '../jobs/zloop-job.js';
-import type { HandlerTable } from '../rpc/dispatch.js';
+import type { HandlerTable } from './context.js';
 import type { Services } from './services.js';
 
 export function zloopHandlers(s: Services): Pick<HandlerTable, 'blockdev-export-zloop' | 'blockdev-import-zloop'> {

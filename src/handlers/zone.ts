@@ -6,7 +6,7 @@
 import { fail, InvalidParamsError } from '../errors.js';
 import { isZoned, type BlockImage, type ZonedOps } from '../block/images.js';
 import { payload, reserveReply } from './data.js';
-import type { HandlerTable } from '../rpc/dispatch.js';
+import type { HandlerTable } from './context.js';
 import type { Services } from './services.js';
 
 /** What one zone of a report holds while it is built and sent: its object, then its JSON (~155 bytes). */

@@ -3,7 +3,7 @@
  * them), and the dismiss/cancel rules of job.c's verb table.
  */
 import { fail } from '../errors.js';
-import type { EventBus } from '../rpc/events.js';
+import type { EventBus } from '../events/bus.js';
 import type { JobInfo, JobType } from '../generated/types.js';
 import { Job } from './job.js';
 

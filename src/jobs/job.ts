@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { fail, isQzonedError, type Reason } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { EventBus } from '../rpc/events.js';
+import type { EventBus } from '../events/bus.js';
 import type { JobInfo, JobStatus, JobType, JobStatusChangeEventData } from '../generated/types.js';
 
 /** job.c JobSTT: the statuses each status may move to. */

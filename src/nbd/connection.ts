@@ -17,7 +17,7 @@ import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { TurnCork } from '../transport/transport.js';
-import { CHARGED_BYTES, type Account, type Charge } from '../rpc/memory-budget.js';
+import { CHARGED_BYTES, type Account, type Charge } from '../memory-budget.js';
 import { NbdInput } from './input.js';
 import { nbdFailure, type RequestKind } from './errors.js';
 import type { ExportClient, NbdExport, ReadRun } from './export.js';

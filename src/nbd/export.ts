@@ -11,7 +11,7 @@
  * write pointer behind the writer's back).
  */
 import { isZoned, type AnyImage, type BlockImage, type ZonedOps } from '../block/images.js';
-import { ZONE_CONDITION_NUMBER } from '../zoned/transitions.js';
+import { ZONE_CONDITION_NUMBER } from '../shared/zone-numbers.js';
 import { MAX_EXTENTS, STATE } from './protocol.js';
 
 export const BASE_ALLOCATION = 'base:allocation';

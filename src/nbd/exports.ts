@@ -11,8 +11,8 @@
 import path from 'node:path';
 import { fail, InvalidParamsError, isQzonedError, QzonedError, unsupported } from '../errors.js';
 import type { BlockGraph, Qcow2Node } from '../block/graph.js';
-import type { EventBus } from '../rpc/events.js';
-import type { MemoryBudget } from '../rpc/memory-budget.js';
+import type { EventBus } from '../events/bus.js';
+import type { MemoryBudget } from '../memory-budget.js';
 import type { Logger } from '../log.js';
 import type { ExportService } from '../handlers/services.js';
 import type {

@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import type { Logger } from '../log.js';
-import type { MemoryBudget } from '../rpc/memory-budget.js';
+import type { MemoryBudget } from '../memory-budget.js';
 import { QzonedError } from '../errors.js';
 import { listenUnix, removeSocketFile } from '../transport/unix.js';
 import { NbdConnection, type ConnectionHost } from './connection.js';

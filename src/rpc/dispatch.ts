@@ -5,32 +5,21 @@
  * only wire-errors.ts knows how an error looks on the wire.
  */
 import { randomUUID } from 'node:crypto';
-import { COMMANDS, isCommandName, type CommandName, type CommandParams, type CommandResult } from '../generated/commands.js';
+import { COMMANDS, isCommandName, type CommandName, type CommandParams } from '../generated/commands.js';
 import { nonIntegerError, validateParams } from './params-error.js';
 import { materializeBulkData } from '../shared/bulk-data.js';
 import { commandNotFound, InternalError, InvalidParamsError, isQzonedError } from '../errors.js';
-import type { Connection, NonIntegerNumber } from './types.js';
-import type { CallScope } from './memory-budget.js';
+import type { NonIntegerNumber } from './types.js';
+import type { CallScope } from '../memory-budget.js';
+import type { Connection, Handler, HandlerTable } from '../handlers/context.js';
 import type { Logger } from '../log.js';
-
-export interface HandlerContext {
-  connection: Connection;
-  log: Logger;
-  /** The call's data limit and memory reservations (a batch's members share one); absent in-process. */
-  scope?: CallScope;
-}
-
-export type Handler<C extends CommandName> = (params: CommandParams<C>, ctx: HandlerContext) => Promise<CommandResult<C>> | CommandResult<C>;
-
-/** One handler per command, typed by the generated map: a missing handler does not compile. */
-export type HandlerTable = { [C in CommandName]: Handler<C> };
 
 export interface CallOptions {
   /** The caller encodes attached result data itself (src/shared/bulk-data.ts). */
   bulkResults?: boolean;
   /** Numbers in params written with a fraction or an exponent. */
   nonIntegers?: readonly NonIntegerNumber[];
-  /** The call's data limit and memory reservations (rpc/memory-budget.ts), for the transport to end once the reply is built. */
+  /** The call's data limit and memory reservations (src/memory-budget.ts), for the transport to end once the reply is built. */
   scope?: CallScope;
 }
 

@@ -6,6 +6,7 @@
  * JSON types, e.g. a node name or inline options), where ajv reports every branch.
  */
 import type { ErrorObject } from 'ajv';
+import { formatFound } from '../errors.js';
 import { COMMANDS, isCommandName, resolveSchema, type JsonSchema } from '../generated/commands.js';
 import { paramValidators } from '../generated/validators.js';
 
@@ -60,68 +61,6 @@ export function nonIntegerError(pointer: string, text: string): ParamsError {
   };
 }
 
-/** A found value, short enough for one sentence. */
-export function formatFound(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  const text = jsonPreview(value, FOUND_CHARS + 1) ?? String(value);
-  return text.length > FOUND_CHARS ? `${text.slice(0, FOUND_CHARS - 3)}...` : text;
-}
-
-const FOUND_CHARS = 60;
-
-/**
- * The start of JSON.stringify(value), at least `limit` characters of it when it is that long:
- * each level adds a character, so however deep the value is nested (a client may send a thousand
- * levels) the walk stops after `limit` of them instead of overflowing the stack as JSON.stringify
- * does. undefined where JSON.stringify gives undefined.
- */
-export function jsonPreview(value: unknown, limit: number): string | undefined {
-  let out = '';
-  // Appends v's JSON (or its start, once `limit` is reached); false when v has none (undefined).
-  const put = (v: unknown): boolean => {
-    if (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function') {
-      v = (v as { toJSON(): unknown }).toJSON();
-    }
-    switch (typeof v) {
-      case 'string':
-        // A prefix of the string gives a prefix of its JSON, and no character gives less than one.
-        out += JSON.stringify(v.length > limit ? v.slice(0, limit + 2) : v);
-        return true;
-      case 'number':
-      case 'boolean':
-        out += JSON.stringify(v);
-        return true;
-      case 'bigint':
-        throw new TypeError('Do not know how to serialize a BigInt');
-      case 'object':
-        if (v === null) out += 'null';
-        else if (Array.isArray(v)) {
-          out += '[';
-          for (let i = 0; i < v.length && out.length < limit; i++) {
-            if (i > 0) out += ',';
-            if (!put(v[i])) out += 'null';
-          }
-          out += ']';
-        } else {
-          out += '{';
-          let first = true;
-          for (const k of Object.keys(v)) {
-            if (out.length >= limit) break;
-            const before = out.length;
-            out += `${first ? '' : ','}${JSON.stringify(k)}:`;
-            if (put((v as Record<string, unknown>)[k])) first = false;
-            else out = out.slice(0, before);
-          }
-          out += '}';
-        }
-        return true;
-      default:
-        // undefined, functions, symbols: left out of objects, null in arrays (as JSON.stringify)
-        return false;
-    }
-  };
-  return put(value) ? out : undefined;
-}
 
 const TYPE_WORDS: Record<string, string> = {
   integer: 'an integer',

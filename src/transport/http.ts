@@ -15,13 +15,13 @@ import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import type { Dispatcher } from '../rpc/dispatch.js';
-import type { Connection } from '../rpc/types.js';
+import type { Connection } from '../handlers/context.js';
 import type { Logger } from '../log.js';
 import { isAuthorized, isLoopbackHost, UNAUTHORIZED_TEXT, type TlsMaterial } from './auth.js';
 import { servePage } from '../web/serve-page.js';
 import { budgetRefusalText, JsonRpcSession, invalidRequestResponse, oversizeResponse } from './jsonrpc.js';
 import { chargedInput } from './transport.js';
-import { CHARGED_BYTES, type MemoryBudget } from '../rpc/memory-budget.js';
+import { CHARGED_BYTES, type MemoryBudget } from '../memory-budget.js';
 import type { WebSocketListener } from './websocket.js';
 
 export interface HttpOptions {

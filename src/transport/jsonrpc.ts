@@ -18,12 +18,14 @@ import {
   type JSONRPCResponse,
 } from 'json-rpc-2.0';
 import type { Dispatcher } from '../rpc/dispatch.js';
-import type { Connection, NonIntegerNumber, QzonedEvent } from '../rpc/types.js';
+import type { NonIntegerNumber } from '../rpc/types.js';
+import type { Connection } from '../handlers/context.js';
+import type { QzonedEvent } from '../events/bus.js';
 import { jsonRpcEnvelopeError, toJsonRpcError } from '../rpc/wire-errors.js';
 import type { Logger } from '../log.js';
 import { parseBulkMessage } from '../shared/bulk-json.js';
 import { encodeMessageData } from '../shared/bulk-data.js';
-import { CallScope, CHARGED_BYTES, type Account } from '../rpc/memory-budget.js';
+import { CallScope, CHARGED_BYTES, type Account } from '../memory-budget.js';
 import { fail, InternalError } from '../errors.js';
 import { randomUUID } from 'node:crypto';
 import { decodeUtf8 } from '../shared/utf8.js';

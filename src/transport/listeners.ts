@@ -7,14 +7,15 @@
 import type net from 'node:net';
 import { QzonedError } from '../errors.js';
 import type { Dispatcher } from '../rpc/dispatch.js';
-import type { EventBus } from '../rpc/events.js';
+import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
+import type { VersionNumbers } from '../version.js';
 import { checkBindSecurity, loadTls } from './auth.js';
 import { createHttpListener, type HttpListener } from './http.js';
 import { startQmp } from './qmp.js';
 import { removeSocketFile, startUnixJsonRpc, type SessionRegistry } from './unix.js';
 import { WebSocketListener } from './websocket.js';
-import { DEFAULT_MEMORY_BUDGET, MemoryBudget, minimumBudget, type BudgetStats } from '../rpc/memory-budget.js';
+import { DEFAULT_MEMORY_BUDGET, MemoryBudget, minimumBudget, type BudgetStats } from '../memory-budget.js';
 
 export interface ListenerConfig {
   socket: string | null; // JSON-RPC unix socket path; null = disabled
@@ -23,7 +24,7 @@ export interface ListenerConfig {
   token?: string; // required when ws.host is not loopback
   tls?: { cert: string; key: string };
   maxMessageSize: number; // bytes; default 32 MiB
-  /** Bytes in flight across all clients (rpc/memory-budget.ts); default DEFAULT_MEMORY_BUDGET. */
+  /** Bytes in flight across all clients (src/memory-budget.ts); default DEFAULT_MEMORY_BUDGET. */
   memoryBudget?: number;
   /** How long the budget may stand still before waits on it are refused (tests shorten it). */
   memoryWaitMs?: number;
@@ -33,7 +34,7 @@ export interface ServerContext {
   dispatcher: Dispatcher;
   events: EventBus;
   log: Logger;
-  version: { major: number; minor: number; micro: number; package: string };
+  version: VersionNumbers;
 }
 
 export interface Listeners {

@@ -9,10 +9,13 @@ import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { InternalError, QzonedError } from '../errors.js';
 import type { Dispatcher } from '../rpc/dispatch.js';
-import type { EventBus } from '../rpc/events.js';
-import type { Connection, NonIntegerNumber, QzonedEvent } from '../rpc/types.js';
+import type { EventBus } from '../events/bus.js';
+import type { NonIntegerNumber } from '../rpc/types.js';
+import type { Connection } from '../handlers/context.js';
+import type { QzonedEvent } from '../events/bus.js';
 import { toQmpError } from '../rpc/wire-errors.js';
 import type { Logger } from '../log.js';
+import type { VersionNumbers } from '../version.js';
 import { checkEnvelope, NEGOTIATION_DONE, NEGOTIATION_EXPECTED, type QmpRequest } from './qmp-envelope.js';
 import { QmpJsonStream } from './qmp-json/streamer.js';
 import { toPlain, type QmpStreamItem, type QmpValue } from './qmp-json/value.js';
@@ -20,7 +23,7 @@ import { qmpLine, toQmpJson } from './qmp-json/output.js';
 import { encodeMessageData } from '../shared/bulk-data.js';
 import { SocketTransport } from './socket-transport.js';
 import { chargedInput, flowLimitsFor, MeteredInput, watchBudget } from './transport.js';
-import { CallScope, CHARGED_BYTES, DEFAULT_MEMORY_BUDGET, MemoryBudget, minimumBudget, type Account, type Charge } from '../rpc/memory-budget.js';
+import { CallScope, CHARGED_BYTES, DEFAULT_MEMORY_BUDGET, MemoryBudget, minimumBudget, type Account, type Charge } from '../memory-budget.js';
 import { listenUnix, type SessionRegistry } from './unix.js';
 
 /** monitor/qmp.c QMP_REQ_QUEUE_LEN_MAX: input is suspended while this many requests wait. */
@@ -32,7 +35,7 @@ export interface QmpListenerOptions {
   events: EventBus;
   log: Logger;
   maxMessageSize: number;
-  version: { major: number; minor: number; micro: number; package: string };
+  version: VersionNumbers;
   sessions: SessionRegistry;
   /** The daemon's memory budget; absent: one of the default size for this listener alone. */
   budget?: MemoryBudget;

@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { InputPauses, TurnCork, type FlowLimits, type Transport } from './transport.js';
-import { CHARGED_BYTES, type Account } from '../rpc/memory-budget.js';
+import { CHARGED_BYTES, type Account } from '../memory-budget.js';
 
 export class SocketTransport implements Transport {
   readonly peer: string;

@@ -1,4 +1,4 @@
-import { CHARGED_BYTES, type Account } from '../rpc/memory-budget.js';
+import { CHARGED_BYTES, type Account } from '../memory-budget.js';
 
 /**
  * What a protocol session needs from a connection: send a message, hold input back while the

@@ -8,14 +8,14 @@ import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { QzonedError } from '../errors.js';
 import type { Dispatcher } from '../rpc/dispatch.js';
-import type { EventBus } from '../rpc/events.js';
-import type { Connection } from '../rpc/types.js';
+import type { EventBus } from '../events/bus.js';
+import type { Connection } from '../handlers/context.js';
 import type { Logger } from '../log.js';
 import { LineDecoder, encodeLine } from '../shared/framing.js';
 import { budgetRefusalText, JsonRpcSession, oversizeResponse } from './jsonrpc.js';
 import { SocketTransport } from './socket-transport.js';
 import { chargedInput, flowLimitsFor, MeteredInput, watchBudget } from './transport.js';
-import type { MemoryBudget } from '../rpc/memory-budget.js';
+import type { MemoryBudget } from '../memory-budget.js';
 
 /** Requests one connection may have running before its input is paused. */
 const MAX_IN_FLIGHT = 256;

@@ -8,12 +8,12 @@ import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Dispatcher } from '../rpc/dispatch.js';
-import type { EventBus } from '../rpc/events.js';
-import type { Connection } from '../rpc/types.js';
+import type { EventBus } from '../events/bus.js';
+import type { Connection } from '../handlers/context.js';
 import type { Logger } from '../log.js';
 import { budgetRefusalText, JsonRpcSession, invalidRequestResponse, oversizeResponse } from './jsonrpc.js';
 import { chargedInput, flowLimitsFor, InputPauses, MeteredInput, TurnCork, watchBudget, type FlowLimits, type Transport } from './transport.js';
-import { CHARGED_BYTES, type Account, type MemoryBudget } from '../rpc/memory-budget.js';
+import { CHARGED_BYTES, type Account, type MemoryBudget } from '../memory-budget.js';
 import type { SessionRegistry } from './unix.js';
 
 const CLOSE_TOO_BIG = 1009;

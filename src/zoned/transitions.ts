@@ -12,16 +12,6 @@ export const ZONE_CONDITIONS: readonly ZoneCondition[] = [
   'not-write-pointer', 'empty', 'implicit-open', 'explicit-open', 'closed', 'full', 'read-only', 'offline',
 ];
 
-/**
- * QEMU's BlockZoneState numbers: what qemu-io's zone report prints after "zcond:" and what the
- * NBD export's qzoned:zones context sends as an extent's flags (the persistent conditions on disk,
- * 0xd and 0xf in zoned/format.ts, are the same numbers).
- */
-export const ZONE_CONDITION_NUMBER: Readonly<Record<ZoneCondition, number>> = {
-  'not-write-pointer': 0, empty: 1, 'implicit-open': 2, 'explicit-open': 3, closed: 4,
-  'read-only': 13, full: 14, offline: 15,
-};
-
 /** Every operation the table has a row for: the data path's two and the four zone operations. */
 export type TableOp = 'write' | 'append' | MgmtOp;
 export type Resource = 'active' | 'open';

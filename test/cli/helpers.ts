@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ZoneCondition, ZoneDescriptor } from '../../src/block/images.js';
 import { fail } from '../../src/errors.js';
-import type { IoTarget, IoZoneOps } from '../../src/cli/io-commands.js';
+import type { IoTarget, IoZoneOps } from '../../src/shared/io-commands.js';
 import { toolInstalled } from '../helpers/tools.js';
 
 export const HAVE_QEMU_IMG = toolInstalled('qemu-img');

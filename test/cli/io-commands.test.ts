@@ -1,6 +1,6 @@
 import test from 'ava';
 import * as path from 'node:path';
-import { formatHexDump, formatReport, formatZoneLine, runIoLine, splitIoLine, type IoSession, type IoTarget } from '../../src/cli/io-commands.js';
+import { formatHexDump, formatReport, formatZoneLine, runIoLine, splitIoLine, type IoSession, type IoTarget } from '../../src/shared/io-commands.js';
 import { FakeTarget, HAVE_QEMU_IMG, HAVE_QEMU_IO, maskTiming, run, tempDir } from './helpers.js';
 
 const MiB = 1024 * 1024;

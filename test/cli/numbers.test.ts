@@ -1,7 +1,7 @@
 // Every count qemu-img and qemu-io take goes through qemu_strtol/strtoul with base 0: the same
 // rules here, wherever qzoned takes a count (img bench, -o counts, the shell's integers).
 import test from 'ava';
-import { tryParseInteger, parseCount } from '../../src/cli/size.js';
+import { tryParseInteger, parseCount } from '../../src/shared/size.js';
 import { parseLine } from '../../clients/shell/parse-line.js';
 import { parseDdOperands } from '../../src/cli/img/dd.js';
 import { prepareImgArgv } from '../../src/cli/img/main.js';

@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { formatG, formatHumanSize, formatIoSize, formatIoTime, parseSize, tryParseSize } from '../../src/cli/size.js';
+import { formatG, formatHumanSize, formatIoSize, formatIoTime, parseSize, tryParseSize } from '../../src/shared/size.js';
 import { HAVE_QEMU_IMG, qemuImg, tempDir } from './helpers.js';
 
 test('sizes parse with binary suffixes in either case, hex, and fractions only with a suffix', (t) => {

@@ -9,7 +9,7 @@ import test from 'ava';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
 import { COMMAND_NAMES } from '../../src/generated/commands.js';
-import { IO_COMMAND_NAMES } from '../../src/cli/io-commands.js';
+import { IO_COMMAND_NAMES } from '../../src/shared/io-commands.js';
 import { webSocketUrl } from '../../clients/shell/main.js';
 import { makeTempDir, removeDir } from '../helpers/tmp.js';
 

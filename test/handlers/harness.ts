@@ -9,10 +9,12 @@ import type { ExecutionContext } from 'ava';
 import { createServices, closeServices } from '../../src/daemon.js';
 import { createHandlers, type Services } from '../../src/handlers/index.js';
 import { Dispatcher } from '../../src/rpc/dispatch.js';
-import { EventBus } from '../../src/rpc/events.js';
+import { EventBus } from '../../src/events/bus.js';
 import { silentLogger } from '../../src/log.js';
 import { isQzonedError, type QzonedError } from '../../src/errors.js';
-import type { Connection, Dialect, QzonedEvent } from '../../src/rpc/types.js';
+import type { Connection } from '../../src/handlers/context.js';
+import type { Dialect } from '../../src/generated/commands.js';
+import type { QzonedEvent } from '../../src/events/bus.js';
 import { makeTempDir, removeDir } from '../helpers/tmp.js';
 
 export interface Harness {

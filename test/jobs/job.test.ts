@@ -2,7 +2,7 @@
 import test from 'ava';
 import { Job, JOB_TRANSITIONS, JOB_VERBS } from '../../src/jobs/job.js';
 import { JobList } from '../../src/jobs/job-list.js';
-import { EventBus } from '../../src/rpc/events.js';
+import { EventBus } from '../../src/events/bus.js';
 import type { JobStatus } from '../../src/generated/types.js';
 
 // qmp-notes.md §2.1, written out independently of src/jobs/job.ts.

@@ -1,11 +1,11 @@
 /**
- * NBD payloads and read replies in the daemon's memory budget (src/rpc/memory-budget.ts): every
+ * NBD payloads and read replies in the daemon's memory budget (src/memory-budget.ts): every
  * charge is given back once, on every path (answered, refused by the protocol layer, failed in
  * the engine, a client gone mid-request), and clients pipelining large reads past the budget are
  * held back, not served until the daemon runs out of memory.
  */
 import test from 'ava';
-import { minimumBudget } from '../../src/rpc/memory-budget.js';
+import { minimumBudget } from '../../src/memory-budget.js';
 import { CMD, ERRNO, FLAG, RawNbd, type Reply } from './raw-client.js';
 import { exportPlain, exportZoned, MiB, nbdFixture, type NbdFixture } from './helpers.js';
 

@@ -11,7 +11,7 @@ import test, { type ExecutionContext } from 'ava';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
 import { connectUnix, type QzonedClient } from '../../clients/client/index.js';
-import type { QzonedEvent } from '../../src/rpc/types.js';
+import type { QzonedEvent } from '../../src/events/bus.js';
 import { tempDir } from '../helpers/tmp.js';
 import { toolInstalled } from '../helpers/tools.js';
 

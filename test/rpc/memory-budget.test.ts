@@ -5,7 +5,7 @@
  * connection goes, and a call's (or batch's) data limit.
  */
 import test from 'ava';
-import { CallScope, MemoryBudget, readCost, shareOf, minimumBudget, type Charge } from '../../src/rpc/memory-budget.js';
+import { CallScope, MemoryBudget, readCost, shareOf, minimumBudget, type Charge } from '../../src/memory-budget.js';
 import { QzonedError } from '../../src/errors.js';
 
 const MiB = 1024 * 1024;

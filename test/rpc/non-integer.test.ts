@@ -7,8 +7,9 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { COMMANDS, resolveSchema, type JsonSchema } from '../../src/generated/commands.js';
-import { Dispatcher, type HandlerTable } from '../../src/rpc/dispatch.js';
-import { formatFound, jsonPreview } from '../../src/rpc/params-error.js';
+import { Dispatcher } from '../../src/rpc/dispatch.js';
+import { type HandlerTable } from '../../src/handlers/context.js';
+import { formatFound, jsonPreview } from '../../src/errors.js';
 import { InvalidParamsError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 

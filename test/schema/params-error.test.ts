@@ -1,5 +1,6 @@
 import test from 'ava';
-import { dottedPath, formatFound, validateParams } from '../../src/rpc/params-error.js';
+import { dottedPath, validateParams } from '../../src/rpc/params-error.js';
+import { formatFound } from '../../src/errors.js';
 
 const qcow2 = (extra: Record<string, unknown>) => ({
   'job-id': 'job0',

@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import { parseBulkMessage, BULK_MESSAGE_BYTES } from '../../src/shared/bulk-json.js';
 import { decodeUtf8 } from '../../src/shared/utf8.js';
 import { payload } from '../../src/handlers/data.js';
-import { formatFound } from '../../src/rpc/params-error.js';
+import { formatFound } from '../../src/errors.js';
 import { decodeCanonicalBase64 } from '../../src/shared/bulk-data.js';
 
 type Msg = Record<string, unknown> & { params: Record<string, unknown> };

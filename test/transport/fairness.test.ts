@@ -11,7 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Dispatcher } from '../../src/rpc/dispatch.js';
-import { EventBus } from '../../src/rpc/events.js';
+import { EventBus } from '../../src/events/bus.js';
 import { silentLogger } from '../../src/log.js';
 import { startQmp } from '../../src/transport/qmp.js';
 import { connectQmp, connectUnix, startFixture, stubHandlers, VERSION, type Fixture } from './helpers.js';

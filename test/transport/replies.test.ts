@@ -4,8 +4,9 @@
  * log entry, on every listener, and in a batch only that member does; the connection goes on.
  */
 import test from 'ava';
-import { Dispatcher, type HandlerTable } from '../../src/rpc/dispatch.js';
-import { EventBus } from '../../src/rpc/events.js';
+import { Dispatcher } from '../../src/rpc/dispatch.js';
+import { type HandlerTable } from '../../src/handlers/context.js';
+import { EventBus } from '../../src/events/bus.js';
 import { silentLogger } from '../../src/log.js';
 import { startListeners } from '../../src/transport/listeners.js';
 import { connectQmp, connectUnix, connectWs, httpRequest, stubHandlers, VERSION } from './helpers.js';

@@ -3,8 +3,8 @@
 // other emulators only let a user set at run time.
 import { isZoned, openImage } from '../../block/images.js';
 import { resizeZonedImage, setZoneLimits } from '../../zoned/reshape.js';
-import type { CliContext } from '../context.js';
-import { usageError } from '../size.js';
+import type { CliContext } from '../../shared/cli-context.js';
+import { usageError } from '../../shared/size.js';
 import { formatOf, progressPrinter } from './common.js';
 import { formatAmendOptionHelp, parseAmendOptions, wantsOptionHelp } from './options.js';
 import { refuseBackingFile } from './header.js';

@@ -1,7 +1,7 @@
 // `img bench`: qemu-img bench's flags and output lines, so the two compare directly.
 import { isZoned, openImage, type AnyImage } from '../../block/images.js';
-import type { CliContext } from '../context.js';
-import { parseSize, tryParseInteger, usageError } from '../size.js';
+import type { CliContext } from '../../shared/cli-context.js';
+import { parseSize, tryParseInteger, usageError } from '../../shared/size.js';
 import { checkFormatOption, warnIfShared, withForceShareHint } from './common.js';
 import { refuseBackingFile } from './header.js';
 

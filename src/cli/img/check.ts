@@ -1,9 +1,9 @@
 // `img check`: qemu-img check's output, exit codes and repair, with the zone metadata checks on top.
 import { checkAnyImage } from '../../block/images.js';
 import type { CheckResult } from '../../qcow2/check.js';
-import type { CliContext } from '../context.js';
+import type { CliContext } from '../../shared/cli-context.js';
 import { toQemuJson, type QDict } from '../qemu-json.js';
-import { usageError } from '../size.js';
+import { usageError } from '../../shared/size.js';
 import { formatOf, outputFormat, warnIfShared, withForceShareHint } from './common.js';
 import { refuseBackingFile } from './header.js';
 

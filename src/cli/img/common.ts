@@ -6,8 +6,8 @@ import { NodeFile } from '../../io/file.js';
 import { lockNeedFor } from '../../io/lock.js';
 import { openPath } from '../../io/confined-open.js';
 import { QCOW2_MAGIC } from '../../qcow2/format.js';
-import type { CliContext } from '../context.js';
-import { usageError } from '../size.js';
+import type { CliContext } from '../../shared/cli-context.js';
+import { usageError } from '../../shared/size.js';
 
 export type ImageFormat = 'qcow2' | 'raw';
 

@@ -2,8 +2,8 @@
 // 2 an image could not be opened, 4 a read failed). Zoned images compare their zones too: the
 // same geometry, and in every zone the same write pointer and condition.
 import type { ZoneDescriptor } from '../../block/images.js';
-import type { CliContext } from '../context.js';
-import { formatHumanSize } from '../size.js';
+import type { CliContext } from '../../shared/cli-context.js';
+import { formatHumanSize } from '../../shared/size.js';
 import { progressPrinter } from './common.js';
 import { openSource, type BlockStatus, type ImageSource } from './source.js';
 

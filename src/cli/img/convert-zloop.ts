@@ -3,8 +3,8 @@ import * as fs from 'node:fs';
 import { openImage } from '../../block/images.js';
 import { planExport, runExport } from '../../zloop/export.js';
 import { planImport, runImport } from '../../zloop/import.js';
-import type { CliContext } from '../context.js';
-import { parseSize } from '../size.js';
+import type { CliContext } from '../../shared/cli-context.js';
+import { parseSize } from '../../shared/size.js';
 import { probeFormat, progressPrinter, withForceShareHint } from './common.js';
 
 export interface ZloopCliOptions {

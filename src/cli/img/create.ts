@@ -4,8 +4,8 @@ import * as fs from 'node:fs';
 import { createImage } from '../../block/images.js';
 import { openPath } from '../../io/confined-open.js';
 import type { QzonedError } from '../../errors.js';
-import type { CliContext } from '../context.js';
-import { usageError } from '../size.js';
+import type { CliContext } from '../../shared/cli-context.js';
+import { usageError } from '../../shared/size.js';
 import { BACKING_FILE_REASON, formatCreateLine, formatCreateOptionHelp, parseCreateOptions, wantsOptionHelp } from './options.js';
 
 /** qemu-img create truncates an existing raw file, and so does this (a FIFO or device is refused, never waited on). */

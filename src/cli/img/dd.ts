@@ -2,8 +2,8 @@
 // 7.2 does it: count limits where reading stops (counted from the start of the input, before
 // skip), and the output is created as large as what is left after skip.
 import { createImage, openImage } from '../../block/images.js';
-import type { CliContext } from '../context.js';
-import { tryParseSize, usageError } from '../size.js';
+import type { CliContext } from '../../shared/cli-context.js';
+import { tryParseSize, usageError } from '../../shared/size.js';
 import { checkFormatOption, openLocked } from './common.js';
 import { createRaw } from './create.js';
 import { openSource } from './source.js';

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import { parseHeader, type Qcow2Header } from '../../qcow2/header.js';
 import { EXT, MAX_CLUSTER_BITS } from '../../qcow2/format.js';
-import { usageError } from '../size.js';
+import { usageError } from '../../shared/size.js';
 import { openError } from './common.js';
 import { openPath } from '../../io/confined-open.js';
 import { BACKING_FILE_REASON } from './options.js';

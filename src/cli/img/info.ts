@@ -9,9 +9,9 @@ import { checkFeatures, hasBit, isCorrupt, isDirty, isLazyRefcounts, type Qcow2H
 import { EXT, INCOMPAT } from '../../qcow2/format.js';
 import { ZONE_MODEL } from '../../zoned/format.js';
 import { decodeZonedExtension } from '../../zoned/format.js';
-import type { CliContext } from '../context.js';
+import type { CliContext } from '../../shared/cli-context.js';
 import { dumpQdictHuman, keepInsertionOrder, toQemuJson, type QDict, type QValue } from '../qemu-json.js';
-import { formatHumanSize, usageError } from '../size.js';
+import { formatHumanSize, usageError } from '../../shared/size.js';
 import { formatOf, openLocked, outputFormat, probeFormat, warnIfShared, withForceShareHint, type ImageFormat } from './common.js';
 import { backingOf, peekHeader } from './header.js';
 

@@ -2,8 +2,8 @@
 // flags for parsing and --help); each action loads its own module, so a run pays for the engine
 // parts its subcommand uses and nothing else.
 import { Command } from 'commander';
-import { collect, type CliContext } from '../context.js';
-import { usageError } from '../size.js';
+import { collect, type CliContext } from '../../shared/cli-context.js';
+import { usageError } from '../../shared/size.js';
 
 const FORCE_SHARE = 'read an image another process has open read-write (as of its last flush; what it shows may be stale)';
 

@@ -2,8 +2,8 @@
 // A zoned image's entries never cross a zone boundary and carry their zone (start, type,
 // condition, write pointer); the human output adds a table of the zones after the map.
 import type { ZoneDescriptor } from '../../block/images.js';
-import type { CliContext } from '../context.js';
-import { parseSize, usageError } from '../size.js';
+import type { CliContext } from '../../shared/cli-context.js';
+import { parseSize, usageError } from '../../shared/size.js';
 import { outputFormat } from './common.js';
 import { openSource, zonesOver, type BlockStatus, type ImageSource } from './source.js';
 

@@ -2,9 +2,9 @@
 // (qcow2_measure, raw_measure). A zoned target counts its zone metadata array in both.
 import { validateCreateOptions } from '../../qcow2/create.js';
 import { zonedHeaderForCreate } from '../../zoned/validate.js';
-import type { CliContext } from '../context.js';
+import type { CliContext } from '../../shared/cli-context.js';
 import { toQemuJson } from '../qemu-json.js';
-import { parseSize, usageError } from '../size.js';
+import { parseSize, usageError } from '../../shared/size.js';
 import { outputFormat } from './common.js';
 import { formatCreateOptionHelp, parseCreateOptions, targetZoneGeometry, wantsOptionHelp, withZonedMode } from './options.js';
 import { openSource, type ImageSource } from './source.js';

@@ -4,7 +4,7 @@ import type { ImageCreateOptions, ZoneCreateOptions, ZoneInfo } from '../../bloc
 import type { Preallocation } from '../../qcow2/create.js';
 import { DEFAULT_CLUSTER_BITS, DEFAULT_REFCOUNT_ORDER } from '../../qcow2/format.js';
 import { applyZoneDefaults } from '../../zoned/validate.js';
-import { parseCount, parseSize, usageError } from '../size.js';
+import { parseCount, parseSize, usageError } from '../../shared/size.js';
 
 type ValueKind = 'size' | 'count' | 'bool' | 'preallocation' | 'zone-mode' | 'fixed';
 

@@ -2,8 +2,8 @@
 // exit codes. A zoned image grows and shrinks by whole zones only.
 import { isZoned, openImage } from '../../block/images.js';
 import { resizeZonedImage } from '../../zoned/reshape.js';
-import type { CliContext } from '../context.js';
-import { tryParseSize, usageError } from '../size.js';
+import type { CliContext } from '../../shared/cli-context.js';
+import { tryParseSize, usageError } from '../../shared/size.js';
 import { formatOf, openLocked } from './common.js';
 import { refuseBackingFile } from './header.js';
 

@@ -6,7 +6,7 @@ import { allocationAt } from '../../io/holes.js';
 import { openPath } from '../../io/confined-open.js';
 import { SECTOR } from '../../qcow2/format.js';
 import type { Extent } from '../../qcow2/image.js';
-import type { CliContext } from '../context.js';
+import type { CliContext } from '../../shared/cli-context.js';
 import { formatOf, openLocked, warnIfShared, withForceShareHint, type ImageFormat } from './common.js';
 import { refuseBackingFile } from './header.js';
 

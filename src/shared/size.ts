@@ -1,5 +1,5 @@
 // Size parsing and the three ways QEMU's tools print sizes and times, so our output lines up with theirs.
-import { QzonedError } from '../errors.js';
+import { QzonedError } from './errors.js';
 
 /** A command-line mistake: no machine reason, just the sentence. */
 export function usageError(message: string): QzonedError {

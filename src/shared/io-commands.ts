@@ -1,25 +1,22 @@
 // The qemu-io command language: parsing, execution against an async target, and qemu-io 7.2's output.
 // Shared by `qzoned io` and the REPL's shortcuts, so it knows nothing of the engine or of RPC.
-import type { ZoneCondition, ZoneDescriptor } from '../block/images.js';
-import { fail, isQzonedError } from '../errors.js';
+import type {
+  PowerCutMode, ZoneCondition, ZoneDescriptor, ZoneInjectAction, ZoneInjectAttribute, ZoneInjectCondition, ZoneOp,
+} from '../generated/types.js';
+import { fail, isQzonedError } from './errors.js';
 import { formatIoSize, formatIoTime, tryParseSize } from './size.js';
-import { ZONE_CONDITION_NUMBER } from '../zoned/transitions.js';
+import { ZONE_CONDITION_NUMBER, ZONE_TYPE_NUMBER } from './zone-numbers.js';
 
-export type ZoneMgmtOp = 'open' | 'close' | 'finish' | 'reset';
-export type InjectCondition = 'read-only' | 'offline' | 'none';
-export type InjectAttribute = 'reset-recommended' | 'finish-recommended' | 'none';
-export type InjectAction = 'finish-by-controller';
-export type PowerCutMode = 'drop' | 'torn';
 
 /** Zone operations a target may offer (the ZonedOps shape of images.ts, every call a Promise). */
 export interface IoZoneOps {
   zoneReport(offset: number, nrZones: number): Promise<ZoneDescriptor[]>;
-  zoneMgmt(op: ZoneMgmtOp, range: { offset: number; length: number } | 'all'): Promise<void>;
+  zoneMgmt(op: ZoneOp, range: { offset: number; length: number } | 'all'): Promise<void>;
   /** Resolves to the byte offset where the data landed. */
   zoneAppend(zoneStart: number, data: Buffer): Promise<number>;
-  zoneInject(zoneStart: number, condition: InjectCondition): Promise<void>;
-  zoneInjectAttribute(zoneStart: number, attribute: InjectAttribute): Promise<void>;
-  zoneInjectAction(zoneStart: number, action: InjectAction): Promise<void>;
+  zoneInject(zoneStart: number, condition: ZoneInjectCondition): Promise<void>;
+  zoneInjectAttribute(zoneStart: number, attribute: ZoneInjectAttribute): Promise<void>;
+  zoneInjectAction(zoneStart: number, action: ZoneInjectAction): Promise<void>;
 }
 
 /** What the commands run against: an open image here, a daemon node in the REPL. */
@@ -64,11 +61,6 @@ const DEFAULT_WRITE_PATTERN = 0xcd;
 /** Zones asked for and printed at a time by zone_report. */
 const REPORT_BATCH = 4096;
 
-export { ZONE_CONDITION_NUMBER };
-/** QEMU's BlockZoneType numbers. */
-export const ZONE_TYPE_NUMBER: Record<ZoneDescriptor['type'], number> = {
-  conventional: 1, 'sequential-write-required': 2,
-};
 
 /** One zone_report line exactly as qemu-io prints it (512-byte sectors, hex). */
 export function formatZoneLine(zone: ZoneDescriptor): string {
@@ -257,7 +249,7 @@ function parseZoneRange(session: IoSession, parsed: Parsed): { offset: number; l
   return { offset: number(session, parsed.operands[0]!), length: number(session, parsed.operands[1]!) };
 }
 
-function zoneMgmtCommand(name: string, alias: string, op: ZoneMgmtOp, oneline: string): CommandDef {
+function zoneMgmtCommand(name: string, alias: string, op: ZoneOp, oneline: string): CommandDef {
   return {
     name, alias, argmin: 2, argmax: 2, optstring: '', args: 'offset len', oneline,
     async run(session, parsed, def) {

@@ -22,8 +22,8 @@
  *   (requests in flight per connection, QMP's queue, the output high-water mark), which keeps
  *   the small request's path free of bookkeeping.
  */
-import { fail } from '../errors.js';
-import { base64Length, MAX_DATA_BYTES } from '../shared/bulk-data.js';
+import { fail } from './errors.js';
+import { base64Length, MAX_DATA_BYTES } from './shared/bulk-data.js';
 
 export const DEFAULT_MEMORY_BUDGET = 512 * 1024 * 1024;
 

@@ -1,10 +1,20 @@
 /**
  * The event bus: every event gets its timestamp here (QMP's wall-clock seconds + microseconds) and
- * goes to every subscribed connection. Transports subscribe a connection once it may receive events
- * (QMP: after capabilities negotiation).
+ * goes to every subscribed connection. Jobs and the daemon's services emit; transports subscribe
+ * a connection once it may receive events (QMP: after capabilities negotiation). The layers below
+ * (the node graph, the images) only signal; what they signal becomes an event above them
+ * (zones-changed.ts).
  */
 import type { EventName, EventTypes } from '../generated/commands.js';
-import type { EventListener, QzonedEvent, Timestamp } from './types.js';
+import type { Timestamp } from '../generated/types.js';
+
+export interface QzonedEvent {
+  event: EventName;
+  data: Record<string, unknown>;
+  timestamp: Timestamp;
+}
+
+export type EventListener = (event: QzonedEvent) => void;
 
 /** Wall-clock microseconds at start, minus the monotonic clock then: now = base + monotonic. */
 const CLOCK_BASE_US = BigInt(Date.now()) * 1000n - process.hrtime.bigint() / 1000n;
