@@ -8,7 +8,7 @@ import type { WriteBehindOptions } from '../io/write-behind.js';
 import { Qcow2Image, type Qcow2Info } from '../qcow2/image.js';
 import { parseHeader, hasBit } from '../qcow2/header.js';
 import { INCOMPAT, MAX_CLUSTER_BITS } from '../qcow2/format.js';
-import type { Preallocation } from '../qcow2/create.js';
+import { createQcow2, type Preallocation } from '../qcow2/create.js';
 import { ZonedImage, zonedExtensionOf, type ZoneInfo } from '../zoned/zoned-image.js';
 import type { ZoneCreateOptions } from '../zoned/validate.js';
 import type { MgmtOp } from '../zoned/model.js';
@@ -251,11 +251,12 @@ export interface ImageCreateExtras {
  */
 export async function createImage(target: string | NodeFile, options: ImageCreateOptions, extras: ImageCreateExtras = {}): Promise<void> {
   const { zone, ...qcow2 } = options;
-  await ZonedImage.create(target, qcow2, zone ?? { mode: 'non-zoned' }, {
-    overwrite: extras.overwrite,
-    holder: extras.holder,
-    runPreallocation: extras.offload ? preallocateInWorker(extras.offload) : undefined,
-  });
+  const created = { overwrite: extras.overwrite, holder: extras.holder };
+  if (zone === undefined || zone.mode === 'non-zoned') {
+    await createQcow2(target, qcow2, { ...created, runPreallocation: extras.offload ? preallocateInWorker(extras.offload) : undefined });
+  } else {
+    await ZonedImage.create(target, qcow2, zone, created);
+  }
 }
 
 /** Does the header say zoned (bit 5, or a zoned extension with a non-zero model)? */

@@ -27,7 +27,8 @@ import { wrongKind, fileKind } from '../io/confined-open.js';
 import { truncateOffLoop } from '../io/created-file.js';
 import { runInWorker, type OffloadControl } from '../block/preallocation.js';
 import { validateCreateOptions } from '../qcow2/create.js';
-import { zonedHeaderForCreate } from '../zoned/validate.js';
+import { checkZonedPreallocation, zonedHeaderForCreate } from '../zoned/validate.js';
+import { DEFAULT_CLUSTER_SIZE } from '../qcow2/format.js';
 import type { BlockGraph, FileNode } from '../block/graph.js';
 import type { JobList } from './job-list.js';
 import type { Job } from './job.js';
@@ -119,10 +120,8 @@ function planQcow2(graph: BlockGraph, o: BlockdevCreateOptionsQcow2): CreatePlan
     zone: o.zone,
   };
   validateCreateOptions(options);
-  const zoned = zonedHeaderForCreate(o.zone, o.size, o['cluster-size'] ?? 65536);
-  if (zoned && (o.preallocation ?? 'off') !== 'off') {
-    throw unsupported(`a zoned image takes preallocation off only; found ${o.preallocation}`);
-  }
+  const zoned = zonedHeaderForCreate(o.zone, o.size, o['cluster-size'] ?? DEFAULT_CLUSTER_SIZE);
+  if (zoned) checkZonedPreallocation(o.preallocation);
   return { kind: 'qcow2', filename, exists, fileNode, options };
 }
 

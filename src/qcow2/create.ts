@@ -11,7 +11,7 @@ import { removeCreated, truncateOffLoop } from '../io/created-file.js';
 import { LOCK_NEEDS, type ImageLock } from '../io/lock.js';
 import { encodeHeader, type HeaderExtension, type Qcow2Header } from './header.js';
 import {
-  COMPAT, COMPRESSION, DEFAULT_CLUSTER_BITS, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, SECTOR,
+  COMPAT, COMPRESSION, DEFAULT_CLUSTER_SIZE, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, SECTOR,
 } from './format.js';
 import { Qcow2Image, type OpenOptions } from './image.js';
 import { fail, fromSystemError } from '../errors.js';
@@ -53,7 +53,7 @@ export interface CreateExtras {
 export function validateCreateOptions(o: Qcow2CreateOptions): number {
   if (!Number.isSafeInteger(o.size) || o.size < 0) throw fail('out-of-range', `size must be a non-negative integer; found ${o.size}`);
   if (o.size % SECTOR !== 0) throw fail('unaligned', `Image size must be a multiple of 512 bytes; found ${o.size}`);
-  const cs = o.clusterSize ?? 2 ** DEFAULT_CLUSTER_BITS;
+  const cs = o.clusterSize ?? DEFAULT_CLUSTER_SIZE;
   const bits = Math.log2(cs);
   if (!Number.isInteger(bits) || bits < MIN_CLUSTER_BITS || bits > MAX_CLUSTER_BITS) {
     throw fail('unsupported-feature', `Cluster size must be a power of two between 512 and 2048k; found ${cs}`);

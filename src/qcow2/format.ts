@@ -121,6 +121,8 @@ export const FULL_FEATURE_TABLE_MIN_CLUSTER = 4096;
 export const MIN_CLUSTER_BITS = 9;
 export const MAX_CLUSTER_BITS = 21;
 export const DEFAULT_CLUSTER_BITS = 16;
+/** The cluster size of an image created without one: 64 KiB, as qemu-img's. */
+export const DEFAULT_CLUSTER_SIZE = 2 ** DEFAULT_CLUSTER_BITS;
 export const DEFAULT_REFCOUNT_ORDER = 4;
 export const SECTOR = 512;
 

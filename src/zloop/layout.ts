@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fail, corrupt, isQzonedError } from '../errors.js';
 import { ConfinedDir, fileKind, wrongKind } from '../io/confined-open.js';
-import { SECTOR } from '../qcow2/format.js';
+import { DEFAULT_CLUSTER_SIZE, SECTOR } from '../qcow2/format.js';
 
 export const MiB = 1024 * 1024;
 
@@ -329,7 +329,7 @@ export function geometryFromAddOptions(text: string): ZloopGeometry {
     maxOpenZones: 0,
     maxActiveZones: 0,
     maxAppendBytes: Math.min(64 * 1024, zoneCapacity),
-    clusterSize: 65536,
+    clusterSize: DEFAULT_CLUSTER_SIZE,
   };
 }
 

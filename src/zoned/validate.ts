@@ -123,6 +123,11 @@ export function zonedHeaderForCreate(
   return fields;
 }
 
+/** A zoned image is created sparse: its zones start empty, so there is nothing to preallocate. */
+export function checkZonedPreallocation(preallocation: string | undefined): void {
+  if ((preallocation ?? 'off') !== 'off') throw unsupported(`a zoned image takes preallocation off only; found ${preallocation}`);
+}
+
 /** Throws the first broken §2 rule as one sentence; returns nothing when every rule holds. */
 export function validateZonedHeader(f: ZonedHeaderFields, ctx: ValidationContext): void {
   const creating = ctx.source === 'create';

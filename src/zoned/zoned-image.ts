@@ -11,13 +11,13 @@ import { Qcow2Image, type OpenOptions } from '../qcow2/image.js';
 import type { BlockFile, NodeFile } from '../io/file.js';
 import { createQcow2, type CreateExtras, type Qcow2CreateOptions } from '../qcow2/create.js';
 import { findExtension, hasBit, setBit, setExtension, type Qcow2Header } from '../qcow2/header.js';
-import { AUTOCLEAR, EXT, INCOMPAT, SECTOR } from '../qcow2/format.js';
+import { AUTOCLEAR, DEFAULT_CLUSTER_SIZE, EXT, INCOMPAT, SECTOR } from '../qcow2/format.js';
 import {
   decodeZoneAttributeExtension, decodeZonedExtension, decodeZoneEntry, encodeZonedExtension, writeZoneEntry, ZONE_ATTRIBUTE_BITS, ZONE_ENTRY_SIZE,
   type ZoneAttributeExtensionFields, type ZonedExtensionFields, type ZoneEntry,
 } from './format.js';
 import {
-  checkZonedFeatureBit, validateZoneAttributeExtension, validateZonedHeader, zonedHeaderForCreate, type ZoneCreateOptions,
+  checkZonedFeatureBit, checkZonedPreallocation, validateZoneAttributeExtension, validateZonedHeader, zonedHeaderForCreate, type ZoneCreateOptions,
 } from './validate.js';
 import { checkZoneEntries, geometryFromHeader, ZoneModel, type MgmtOp, type ZoneRange } from './model.js';
 import type {
@@ -105,18 +105,15 @@ export class ZonedImage {
     this.writeThrough = writeThrough;
   }
 
-  /** Creates a zoned image: every rule is checked before the file is created. */
+  /**
+   * Creates a zoned image: every rule is checked before the file is created. Options that ask for
+   * no zones are refused; createImage (src/block/images.ts) decides plain or zoned.
+   */
   static async create(path: string | NodeFile, options: Qcow2CreateOptions, zone: ZoneCreateOptions,
     extras: Pick<CreateExtras, 'overwrite' | 'holder' | 'runPreallocation'> = {}): Promise<void> {
-    const clusterSize = options.clusterSize ?? 65536;
-    const fields = zonedHeaderForCreate(zone, options.size, clusterSize);
-    if (!fields) {
-      await createQcow2(path, options, extras);
-      return;
-    }
-    if ((options.preallocation ?? 'off') !== 'off') {
-      throw unsupported(`a zoned image takes preallocation off only; found ${options.preallocation}`);
-    }
+    const fields = zonedHeaderForCreate(zone, options.size, options.clusterSize ?? DEFAULT_CLUSTER_SIZE);
+    if (!fields) throw unsupported(`ZonedImage.create makes zoned images; zone mode ${zone.mode} makes a plain one (createImage)`);
+    checkZonedPreallocation(options.preallocation);
     // The array's place is known only after allocation; the header gets it in `finish`.
     const placeholder = encodeZonedExtension({ ...fields, zonedmetaOffset: 0 });
     await createQcow2(path, options, {

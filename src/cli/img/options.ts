@@ -2,7 +2,7 @@
 // ones qemu-img knows that qzoned does not (each with the reason), and `-o help`.
 import type { ImageCreateOptions, ZoneCreateOptions, ZoneInfo } from '../../block/images.js';
 import type { Preallocation } from '../../qcow2/create.js';
-import { DEFAULT_CLUSTER_BITS, DEFAULT_REFCOUNT_ORDER } from '../../qcow2/format.js';
+import { DEFAULT_CLUSTER_SIZE, DEFAULT_REFCOUNT_ORDER } from '../../qcow2/format.js';
 import { applyZoneDefaults } from '../../zoned/validate.js';
 import { parseCount, parseSize, usageError } from '../../shared/size.js';
 
@@ -311,7 +311,7 @@ export function parseAmendOptions(optionLists: readonly string[]): AmendRequest 
 export function formatCreateLine(file: string, parsed: ParsedCreate): string {
   const { given } = parsed;
   if (parsed.format === 'raw') return `Formatting '${file}', fmt=raw size=${parsed.options.size}\n`;
-  const parts = [`cluster_size=${given.get('cluster-size') ?? 2 ** DEFAULT_CLUSTER_BITS}`, 'extended_l2=off'];
+  const parts = [`cluster_size=${given.get('cluster-size') ?? DEFAULT_CLUSTER_SIZE}`, 'extended_l2=off'];
   if (given.has('preallocation')) parts.push(`preallocation=${given.get('preallocation')}`);
   parts.push('compression_type=zlib');
   if (given.has('zone.mode')) {
