@@ -54,7 +54,7 @@ export async function powerBenchmarks(): Promise<void> {
       prepare: (image) => {
         const fill = appendAt(128 * KiB, 1);
         for (let i = 0; i < 512; i++) fill(image, i);
-        image.flushSync();
+        image.flush();
         image.zoneMgmt('reset', { offset: ZONE, length: ZONE });
       },
       op: appendAt(4 * KiB, 2),
@@ -76,7 +76,7 @@ export async function powerBenchmarks(): Promise<void> {
           const image = await ZonedImage.open(file, { rollbackJournal: journal });
           if (c.prepare) {
             c.prepare(image);
-            image.flushSync();
+            image.flush();
           }
           images.push(image);
         }

@@ -73,9 +73,9 @@ export async function zoneBenchmarks(): Promise<void> {
     for (let r = 0; r < ROUNDS; r++) {
       const zone = r * 64 * MiB;
       for (let i = 0; i < 512; i++) rz.append(zone, chunk);
-      rz.flushSync();
+      rz.flush();
       resetT.push(timeSync(() => rz.zoneMgmt('reset', { offset: zone, length: 64 * MiB })));
-      rz.flushSync();
+      rz.flush();
     }
     await rz.close();
     // The reset's own sync: its lowered entry, before anything is freed; the cleared L2 entries

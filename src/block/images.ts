@@ -34,8 +34,8 @@ export interface ImageCreateOptions {
 /** What a zoned image adds to the plain engine's surface. */
 export interface ZonedOps {
   readonly zoned: true;
-  /** The synchronous data path, with zone append. */
-  readonly syncPath: ZonedSyncPath;
+  /** The engine's data path without promises, with zone append. */
+  readonly engine: ZonedEngineDataPath;
   zoneInfo(): ZoneInfo;
   zoneReport(offset?: number, nrZones?: number, conditions?: ZoneCondition[]): ZoneDescriptor[];
   zoneMgmt(op: MgmtOp, range: { offset: number; length: number } | 'all'): Promise<void>;
@@ -51,19 +51,19 @@ export interface ZonedOps {
 }
 
 /**
- * The engine under a wrapper, called directly. It is synchronous: a tool that runs one request
+ * The engine under a wrapper, called directly, without promises: a tool that runs one request
  * after another (img bench) need not pay a promise per request, which the wrappers below exist
  * for (the daemon's handlers). Zoned images still enforce every zone rule here.
  */
-export interface SyncDataPath {
+export interface EngineDataPath {
   read(offset: number, length: number): Buffer;
   /** Reads out.length bytes at offset into `out`, filling every byte (a reply buffer, no copy). */
   readInto(out: Buffer, offset: number): void;
   write(offset: number, data: Buffer): void;
 }
 
-/** A zoned image's synchronous path: zone append, and write-zeroes under the same zone rules. */
-export interface ZonedSyncPath extends SyncDataPath {
+/** A zoned image's data path without promises: zone append, and write-zeroes under the same zone rules. */
+export interface ZonedEngineDataPath extends EngineDataPath {
   append(zoneStart: number, data: Buffer): number;
   writeZeroes(offset: number, length: number): void;
 }
@@ -82,7 +82,7 @@ export interface BlockImage {
   info(): Qcow2Info & { zone?: ZoneInfo };
   /**
    * Power lost and back (src/block/power-cut.ts): afterwards this object works on the image as
-   * opened again from the disk (`qcow2` and `syncPath` are new objects). Needs a read-write image
+   * opened again from the disk (`qcow2` and `engine` are new objects). Needs a read-write image
    * opened with `powerCut`.
    */
   powerCut(mode: PowerCutMode, seed?: number): Promise<PowerCutResult>;
@@ -95,7 +95,7 @@ export interface BlockImage {
   /** The plain engine underneath (for tools that need cluster-level access). */
   readonly qcow2: Qcow2Image;
   /** The same data path without promises (zone rules included). */
-  readonly syncPath: SyncDataPath;
+  readonly engine: EngineDataPath;
 }
 
 export type AnyImage = BlockImage | (BlockImage & ZonedOps);
@@ -127,7 +127,7 @@ class PlainImage implements BlockImage {
   private readonly power = new PowerListeners();
   /** `options`: how it was opened, so that a power cut opens it again the same way. */
   constructor(public qcow2: Qcow2Image, private readonly options: ImageOpenOptions) {}
-  get syncPath(): SyncDataPath { return this.qcow2; }
+  get engine(): EngineDataPath { return this.qcow2; }
   get path(): string { return this.qcow2.path; }
   get virtualSize(): number { return this.qcow2.virtualSize; }
   get readOnly(): boolean { return this.qcow2.readOnly; }
@@ -137,15 +137,16 @@ class PlainImage implements BlockImage {
   async discard(offset: number, length: number): Promise<void> { this.qcow2.discard(offset, length); this.afterOperation(); }
   async flush(): Promise<void> {
     await this.qcow2.writeBackOffLoop();
-    this.flushSync();
+    this.flushNow();
   }
-  protected flushSync(): void {
+  /** The flush itself, on the loop: the engine's changes durable, then the journal's new starting point. */
+  protected flushNow(): void {
     this.qcow2.flush();
     this.qcow2.durabilityPoint();
   }
   /** A write cache full of overwrites is written back, as a drive's is (src/io/rollback-journal.ts). */
   protected afterOperation(): void {
-    if (this.qcow2.journalOverBudget) this.flushSync();
+    if (this.qcow2.journalOverBudget) this.flushNow();
   }
   async close(): Promise<void> {
     // As flush(): the bulk of the dirty data goes back on the thread pool, so the close's own
@@ -177,7 +178,7 @@ class ZonedBlockImage implements BlockImage, ZonedOps {
     return this.image.onZonesChanged((zones) => { for (const l of this.listeners) l(zones); });
   }
   get qcow2(): Qcow2Image { return this.image.qcow2; }
-  get syncPath(): ZonedSyncPath { return this.image; }
+  get engine(): ZonedEngineDataPath { return this.image; }
   get path(): string { return this.image.qcow2.path; }
   get virtualSize(): number { return this.image.virtualSize; }
   get readOnly(): boolean { return this.image.qcow2.readOnly; }
@@ -187,7 +188,7 @@ class ZonedBlockImage implements BlockImage, ZonedOps {
   async discard(offset: number, length: number): Promise<void> { this.image.discard(offset, length); }
   async flush(): Promise<void> {
     await this.qcow2.writeBackOffLoop();
-    this.image.flushSync();
+    this.image.flush();
   }
   async close(): Promise<void> {
     await this.qcow2.writeBackOffLoop();
@@ -335,5 +336,5 @@ function openPlain(on: PoweredOff, options: ImageOpenOptions): Promise<Qcow2Imag
 }
 
 class WriteThroughImage extends PlainImage {
-  protected override afterOperation(): void { this.flushSync(); }
+  protected override afterOperation(): void { this.flushNow(); }
 }

@@ -140,7 +140,7 @@ export class NbdExport {
 
   /** Fills `out` from `offset`; zone rules decide what reads as zeros. Throws QzonedError. */
   readInto(out: Buffer, offset: number): void {
-    this.image.syncPath.readInto(out, offset);
+    this.image.engine.readInto(out, offset);
   }
 
   /**
@@ -151,7 +151,7 @@ export class NbdExport {
   async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
     const zoned = this.zoned;
     if (zoned && this.crossesZones(offset, data.length)) {
-      for (const [at, end] of this.zonePieces(offset, data.length)) zoned.syncPath.write(at, data.subarray(at - offset, end - offset));
+      for (const [at, end] of this.zonePieces(offset, data.length)) zoned.engine.write(at, data.subarray(at - offset, end - offset));
     } else {
       await this.image.write(offset, data);
     }
@@ -161,7 +161,7 @@ export class NbdExport {
   async writeZeroes(offset: number, length: number, fua: boolean): Promise<void> {
     const zoned = this.zoned;
     if (zoned && this.crossesZones(offset, length)) {
-      for (const [at, end] of this.zonePieces(offset, length)) zoned.syncPath.writeZeroes(at, end - at);
+      for (const [at, end] of this.zonePieces(offset, length)) zoned.engine.writeZeroes(at, end - at);
     } else {
       await this.image.writeZeroes(offset, length);
     }

@@ -85,7 +85,7 @@ export async function resizeZonedImage(path: string, newSize: number, options: R
     if (newNr === nr) return;
     const next: ZonedExtensionFields = { ...fields, nrZones: newNr, zonedmetaSize: ZONE_ENTRY_SIZE * newNr };
     validateZonedHeader({ ...next, zonedmetaOffset: undefined }, { virtualSize: newSize, clusterSize: q.clusterSize, source: 'create' });
-    image.flushSync();
+    image.flush();
     if (newNr < nr) {
       const dropped = [];
       for (let i = newNr; i < nr; i++) dropped.push({ zone: i, entry: { wp: i * zs, conventional: false, persistentCondition: 'none' as const } });

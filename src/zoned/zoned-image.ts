@@ -257,7 +257,7 @@ export class ZonedImage {
 
   private afterOperation(): void {
     // A write cache full of overwrites is written back, as a drive's is (src/io/rollback-journal.ts).
-    if (this.writeThrough || this.qcow2.journalOverBudget) this.flushSync();
+    if (this.writeThrough || this.qcow2.journalOverBudget) this.flush();
   }
 
   // ---- data path -----------------------------------------------------------------------------
@@ -393,7 +393,7 @@ export class ZonedImage {
     if (zone < this.model.nrZones && zoneStart === this.model.zoneStart(zone)) this.beforeZoneWrite(zone);
     this.ensureAttributeArray(() => this.model.checkAttributeOp(zoneStart, action));
     const changed = this.model.injectAction(zoneStart, action);
-    this.flushSync();
+    this.flush();
     this.changed(changed);
   }
 
@@ -405,7 +405,7 @@ export class ZonedImage {
   private ensureAttributeArray(check: () => unknown): void {
     if (this.metadata.hasAttributeArray) return;
     check();
-    this.flushSync();
+    this.flush();
     this.metadata.createAttributeArray();
     this.qcow2.durabilityPoint();
   }
@@ -433,7 +433,7 @@ export class ZonedImage {
   // ---- durability ----------------------------------------------------------------------------
 
   /** Engine changes durable, then the changed write pointers and attributes as of now, then a sync. */
-  flushSync(): void {
+  flush(): void {
     if (this.qcow2.readOnly || this.qcow2.isClosed) return;
     const zones = this.model.takeChanged();
     const attrZones = this.model.takeChangedAttributes();
@@ -515,7 +515,7 @@ export class ZonedImage {
   async close(): Promise<void> {
     if (this.qcow2.isClosed) return;
     try {
-      this.flushSync();
+      this.flush();
     } finally {
       await this.qcow2.close();
     }

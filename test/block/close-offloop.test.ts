@@ -24,7 +24,7 @@ for (const zoned of [false, true]) {
     try {
       const img = await openImage(file);
       const chunk = Buffer.alloc(8 * MiB, 0x7e);
-      for (let off = 0; off < 512 * MiB; off += chunk.length) img.syncPath.write(off, chunk);
+      for (let off = 0; off < 512 * MiB; off += chunk.length) img.engine.write(off, chunk);
       gap = await longestLoopGap(() => img.close());
     } finally {
       syncs.restore();

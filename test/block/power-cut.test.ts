@@ -152,7 +152,7 @@ test('past its budget of pre-images a node flushes on its own, as a full drive c
   const reopen = (off: PoweredOff) => ZonedImage.open(off.file, { ...options, heldLock: off.lock ?? undefined });
   let image = await ZonedImage.open(file, options);
   image.write(0, Buffer.alloc(65536, 1));
-  image.flushSync();
+  image.flush();
   let most = 0;
   for (let i = 0; i < 16; i++) {
     image.write(i * 4096, Buffer.alloc(4096, 2));

@@ -42,7 +42,7 @@ for (;;) {
     const len = Math.min(room, 512 * (1 + Math.floor(r() * (image.model.geometry.maxAppendBytes / 512))));
     image.append(start, crashPattern(zone, gens[zone]!, wp - start, len));
   } else if ((pick -= weights.flush) < 0) {
-    image.flushSync();
+    image.flush();
     say({ flushed: Array.from({ length: nr }, (_, z) => image.model.writePointer(z)) });
   } else if ((pick -= weights.finish) < 0) {
     if (cond === 'full') continue;

@@ -168,11 +168,11 @@ test('a zoned image whose queued append fails: flushes fail, nothing persists ab
   });
   const zone = 4 * MiB;
   t.is(zoned.append(zone, Buffer.alloc(64 * KiB, 1)), zone);
-  zoned.flushSync();
+  zoned.flush();
   t.is(zoned.append(zone, Buffer.alloc(64 * KiB, 2)), zone + 64 * KiB, 'answered: the write is still queued');
   await endOfTurn();
   t.is(failures.length, 1);
-  t.is(t.throws(() => zoned.flushSync()), failures[0]);
+  t.is(t.throws(() => zoned.flush()), failures[0]);
   t.is(t.throws(() => zoned.append(zone, Buffer.alloc(4 * KiB, 3))), failures[0]);
   t.is(t.throws(() => zoned.read(zone, 4 * KiB)), failures[0]);
   await t.throwsAsync(zoned.close(), { is: failures[0] });
@@ -200,7 +200,7 @@ test('an engine opened with write-behind: its data writes follow the turn, its s
   t.is(written.length, 1);
   t.like(written[0], { kind: 'write', data });
   zoned.append(4 * MiB, data);
-  zoned.flushSync();
+  zoned.flush();
   const flushed = rec.log.slice(before + 1);
   const firstSync = flushed.findIndex((e) => e.kind === 'sync');
   t.true(firstSync > 0 && flushed.slice(0, firstSync).some((e) => e.kind === 'write' && e.data.equals(data)),

@@ -51,12 +51,12 @@ test('reset costs I/O in proportion to the clusters written, not the zone size, 
   const costs: number[] = [];
   for (const [i, clusters] of [[0, 1], [1, 16], [2, 256]] as const) {
     image.write(i * ZONE, Buffer.alloc(clusters * CLUSTER, 0xab));
-    image.flushSync();
+    image.flush();
     const data = dataClusters(image, i * ZONE);
     t.is(data.size, clusters);
     const from = rec.length;
     image.zoneMgmt('reset', { offset: i * ZONE, length: ZONE });
-    image.flushSync();
+    image.flush();
     const w = writesSince(rec, from, data);
     t.is(w.zeroClusters, 0, `reset of ${clusters} clusters wrote nothing over the zone's data clusters`);
     costs.push(w.bytes);
@@ -72,11 +72,11 @@ test('reset of a finished, barely written zone does not cost the zone size eithe
   const { image, rec } = await setup(t);
   image.write(0, Buffer.alloc(4096, 1));
   image.zoneMgmt('finish', { offset: 0, length: ZONE });
-  image.flushSync();
+  image.flush();
   const data = dataClusters(image, 0);
   const from = rec.length;
   image.zoneMgmt('reset', { offset: 0, length: ZONE });
-  image.flushSync();
+  image.flush();
   const w = writesSince(rec, from, data);
   t.is(w.zeroClusters, 0);
   t.true(w.bytes <= 4 * CLUSTER, `${w.bytes} bytes`);
@@ -85,10 +85,10 @@ test('reset of a finished, barely written zone does not cost the zone size eithe
 test('finish writes no data: only metadata (the entry) reaches the file', async (t) => {
   const { image, rec } = await setup(t);
   image.write(ZONE, Buffer.alloc(100 * 512, 7)); // ends mid-cluster
-  image.flushSync();
+  image.flush();
   const from = rec.length;
   image.zoneMgmt('finish', { offset: ZONE, length: ZONE });
-  image.flushSync();
+  image.flush();
   const w = writesSince(rec, from);
   t.is(w.writes, 1, 'one write: the zone entry');
   t.is(w.bytes, 8);

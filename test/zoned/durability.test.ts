@@ -87,7 +87,7 @@ async function runScenario(dir: string, seed: number, steps: number, weights: Re
     const room = ZONE - cur(zone).stream.length;
     if (kind === 'flush') {
       const snapshot = Array.from({ length: NR_ZONES }, (_, z) => image.model.writePointer(z));
-      image.flushSync();
+      image.flush();
       ops.push({ kind, zone: 0, logStart, logEnd: rec.length, gen: 0, lenAfter: 0, finishedAfter: false, snapshot });
     } else if (kind === 'append' || kind === 'write') {
       if (finished[zone] || room === 0) continue;
@@ -279,20 +279,20 @@ test('a flush writes only the changed 8-byte entries', async (t) => {
   image.append(1 * ZONE, Buffer.alloc(4096, 1));
   image.append(4 * ZONE, Buffer.alloc(4096, 2));
   let from = rec.length;
-  image.flushSync();
+  image.flush();
   t.deepEqual(arrayWrites(from).map((w) => [w.pos, w.length]), [[8, 8], [32, 8]], 'entries 1 and 4, nothing else');
   // Adjacent changed entries may share one write; unchanged neighbours are never rewritten.
   image.append(2 * ZONE, Buffer.alloc(512, 3));
   image.append(3 * ZONE, Buffer.alloc(512, 4));
   from = rec.length;
-  image.flushSync();
+  image.flush();
   const w = arrayWrites(from);
   const covered = new Set(w.flatMap((x) => Array.from({ length: x.length / 8 }, (_, k) => x.pos / 8 + k)));
   t.true(w.every((x) => x.pos % 8 === 0 && x.length % 8 === 0), 'whole 8-byte entries');
   t.deepEqual([...covered].sort(), [2, 3]);
   // Nothing changed: a flush writes no entry at all.
   from = rec.length;
-  image.flushSync();
+  image.flush();
   t.deepEqual(arrayWrites(from), []);
   // The value written is the wp as of the flush.
   const buf = Buffer.alloc(8);
@@ -303,7 +303,7 @@ test('a flush writes only the changed 8-byte entries', async (t) => {
 test('a reset writes and syncs its entry before any L2 or refcount write of the zone', async (t) => {
   const { image, rec, arrayWrites } = await recorded(t);
   image.write(2 * ZONE, Buffer.alloc(20 * KiB, 5));
-  image.flushSync();
+  image.flush();
   // Metadata clusters now: every L2 table and refcount block (from the file's own pointers).
   const head = Buffer.alloc(CLUSTER);
   image.qcow2.file.pread(head, 0);
@@ -318,7 +318,7 @@ test('a reset writes and syncs its entry before any L2 or refcount write of the 
   t.true(meta.size >= 2);
   const from = rec.length;
   image.zoneMgmt('reset', { offset: 2 * ZONE, length: ZONE });
-  image.flushSync();
+  image.flush();
   const entry = arrayWrites(from).find((w) => w.pos <= 16 && w.pos + w.length >= 24);
   t.truthy(entry, 'the zone entry was written');
   const firstMeta = rec.log.findIndex((e, i) => i >= from && e.kind === 'write' && meta.has(Math.floor(e.pos / CLUSTER) * CLUSTER));
@@ -337,11 +337,11 @@ test('rule 1 after a rule-6 cycle break: no L2 entry reaches the disk before its
   const cs = CLUSTER;
   image.write(0, Buffer.alloc(5 * cs, 1));
   image.write(ZONE, Buffer.alloc(3 * cs, 2));
-  image.flushSync();
+  image.flush();
   image.zoneMgmt('reset', { offset: 0, length: ZONE });
   image.write(ZONE + 3 * cs, Buffer.alloc(2 * cs, 3));
   image.write(2 * ZONE, Buffer.alloc(2 * cs, 4));
-  image.flushSync();
+  image.flush();
   t.deepEqual(await corruptAtAnyCut(t, rec), []);
 });
 
@@ -352,19 +352,19 @@ test('rule 2 when a free breaks a cycle: no refcount decrease reaches the disk b
   // the L2 table that still references the clusters.
   const { image, rec } = await recorded(t);
   image.write(0, Buffer.alloc(2 * CLUSTER, 1));
-  image.flushSync();
+  image.flush();
   image.append(ZONE, Buffer.alloc(CLUSTER, 2));
   image.zoneMgmt('reset', { offset: 0, length: ZONE });
-  image.flushSync();
+  image.flush();
   t.deepEqual(await corruptAtAnyCut(t, rec), []);
 });
 
 test('check: clusters mapped above a wp after a crash are zone leaks (exit 3), and -r leaks frees them', async (t) => {
   const { image, rec, array, file } = await recorded(t);
   image.append(ZONE, Buffer.alloc(3 * CLUSTER, 7));
-  image.flushSync();
+  image.flush();
   image.append(ZONE, Buffer.alloc(4 * CLUSTER + 512, 8));
-  image.flushSync();
+  image.flush();
   // Power loss between step 1 (L2 durable) and step 2 (the entry): mapped clusters above the old wp.
   let entryWrite = -1;
   rec.log.forEach((e, i) => { if (e.kind === 'write' && e.pos >= array.offset && e.pos < array.offset + CLUSTER) entryWrite = i; });

@@ -29,7 +29,7 @@ test.serial('opening 4,096 written zones of 16 MiB: the event loop turns through
   await createImage(file, { size: ZONES * ZONE, zone: { mode: 'host-managed', size: ZONE } });
   const img = await openImage(file);
   if (!isZoned(img)) throw new Error('not zoned');
-  for (let z = 0; z < ZONES; z++) img.syncPath.write(z * ZONE, Buffer.alloc(4096, 0xab));
+  for (let z = 0; z < ZONES; z++) img.engine.write(z * ZONE, Buffer.alloc(4096, 0xab));
   await img.close();
 
   const syncs = trackOnLoopSyncs();
@@ -58,7 +58,7 @@ test.serial('bytes a crash left above write pointers are zeroed at open, and syn
   await createImage(file, { size: zones * ZONE, zone: { mode: 'host-managed', size: ZONE } });
   const img = await openImage(file);
   if (!isZoned(img)) throw new Error('not zoned');
-  for (let z = 0; z < zones; z++) img.syncPath.write(z * ZONE, Buffer.alloc(4096, 0xab));
+  for (let z = 0; z < zones; z++) img.engine.write(z * ZONE, Buffer.alloc(4096, 0xab));
   await img.close();
   // What a crash can leave: data that reached the file above a write pointer that did not.
   const probe = await openImage(file, { readOnly: true });

@@ -60,8 +60,8 @@ async function timeRequests(image: AnyImage, options: BenchOptions): Promise<num
   const zonePlan = options.zoneAppend ? planZoneAppends(image, options) : undefined;
   // The engine is synchronous and runs requests one after another whatever the depth, so the
   // requests go to it directly (zone rules included), without a promise each.
-  const engine = image.syncPath;
-  const append = zonePlan && isZoned(image) ? image.syncPath : undefined;
+  const engine = image.engine;
+  const append = zonePlan && isZoned(image) ? image.engine : undefined;
   // writethrough: every write is durable before the next (QEMU flushes after each one).
   const flushEach = options.write && options.cache === 'writethrough';
   const flushes = options.cache !== 'unsafe';

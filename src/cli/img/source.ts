@@ -201,7 +201,7 @@ function qcow2Source(file: string, image: AnyImage): ImageSource {
   return {
     file, format: 'qcow2', size: image.virtualSize, image, ...(zoned ? { zoned } : {}),
     read(offset, length) {
-      if (!zoned) return image.syncPath.read(offset, length);
+      if (!zoned) return image.engine.read(offset, length);
       const out = Buffer.alloc(length);
       zonedWalk(offset, length, (from, to) => {
         q.readInto(out.subarray(from - offset, to - offset), from);
