@@ -12,6 +12,7 @@ import { isIoCommand, splitIoLine } from '../../src/shared/io-commands.js';
 import { HOST_PORT_EXAMPLES, matchHostPort } from '../../src/shared/host-port.js';
 import { collect, reportError, type CliContext } from '../../src/shared/cli-context.js';
 import { COMMAND_NAMES, COMMANDS, isCommandName } from '../../src/generated/commands.js';
+import { nearest } from '../../src/shared/edit-distance.js';
 import type { QzonedClient } from '../client/client.js';
 import { connectHttp, connectQmp, connectUnix, connectWebSocket } from '../client/index.js';
 import { ClientError, DisconnectedError, ExecuteError } from '../client/errors.js';
@@ -84,29 +85,8 @@ function startsJob(command: string): boolean {
 
 /** Nearest command names by edit distance, for "did you mean". */
 function suggest(name: string): string | undefined {
-  const distance = (a: string, b: string): number => {
-    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-    for (let i = 1; i <= a.length; i++) {
-      let prev = row[0]!;
-      row[0] = i;
-      for (let j = 1; j <= b.length; j++) {
-        const keep = row[j]!;
-        row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-        prev = keep;
-      }
-    }
-    return row[b.length]!;
-  };
-  let best: string | undefined;
-  let bestDistance = 4;
-  for (const candidate of COMMAND_NAMES) {
-    const d = distance(name, candidate);
-    if (d < bestDistance) {
-      best = candidate;
-      bestDistance = d;
-    }
-  }
-  return best;
+  const best = nearest(name, COMMAND_NAMES);
+  return best !== undefined && best.distance < 4 ? best.name : undefined;
 }
 
 /** One connected shell: runs lines, prints results and events. Used by both modes. */

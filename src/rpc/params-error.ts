@@ -7,6 +7,7 @@
  */
 import type { ErrorObject } from 'ajv';
 import { formatFound } from '../errors.js';
+import { nearest } from '../shared/edit-distance.js';
 import { COMMANDS, isCommandName, resolveSchema, type JsonSchema } from '../generated/commands.js';
 import { paramValidators } from '../generated/validators.js';
 
@@ -99,20 +100,6 @@ function knownProperties(schema: JsonSchema | undefined): Map<string, JsonSchema
   return out;
 }
 
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const keep = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = keep;
-    }
-  }
-  return row[b.length];
-}
-
 /**
  * The known name an unknown one most likely meant: first the flat-to-nested case (zone-size is
  * zone.size, conventional-zones at the wrong level is zone.conventional-zones), then the nearest
@@ -129,16 +116,8 @@ function suggest(unknown: string, known: Map<string, JsonSchema>): string | unde
   for (const [name, schema] of known) {
     if (knownProperties(schema).has(unknown)) return `${name}.${unknown}`;
   }
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const name of known.keys()) {
-    const d = editDistance(unknown, name);
-    if (d < bestDistance) {
-      best = name;
-      bestDistance = d;
-    }
-  }
-  return best !== undefined && bestDistance <= Math.max(2, Math.floor(unknown.length / 3)) ? best : undefined;
+  const best = nearest(unknown, known.keys());
+  return best !== undefined && best.distance <= Math.max(2, Math.floor(unknown.length / 3)) ? best.name : undefined;
 }
 
 const join = (pointer: string, member: string) => `${pointer}/${escapeSegment(member)}`;

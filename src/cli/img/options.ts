@@ -5,6 +5,7 @@ import type { Preallocation } from '../../qcow2/create.js';
 import { DEFAULT_CLUSTER_SIZE, DEFAULT_REFCOUNT_ORDER } from '../../qcow2/format.js';
 import { applyZoneDefaults } from '../../zoned/validate.js';
 import { parseCount, parseSize, usageError } from '../../shared/size.js';
+import { nearest } from '../../shared/edit-distance.js';
 
 type ValueKind = 'size' | 'count' | 'bool' | 'preallocation' | 'zone-mode' | 'fixed';
 
@@ -85,33 +86,11 @@ function unsupportedReason(normalized: string): string | undefined {
   return UNSUPPORTED.find((u) => (u.prefix ? normalized.startsWith(u.name) : normalized === u.name))?.reason;
 }
 
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diagonal = above;
-    }
-  }
-  return row[b.length]!;
-}
-
 /** The known key nearest to an unknown one, spelled in the user's style (underscores if they used them). */
 export function nearestCreateKey(typed: string): string {
   const wanted = normalizeKey(typed);
   const candidates = [...CREATE_KEYS.map((key) => key.name), ...Object.keys(CREATE_ALIASES)];
-  let best = candidates[0]!;
-  let bestDistance = Infinity;
-  for (const candidate of candidates) {
-    const distance = editDistance(wanted, candidate);
-    if (distance < bestDistance) {
-      best = candidate;
-      bestDistance = distance;
-    }
-  }
+  const best = nearest(wanted, candidates)!.name;
   const canonical = CREATE_ALIASES[best] ?? best;
   return typed.includes('_') ? canonical.replace(/-/g, '_') : canonical;
 }
