@@ -15,6 +15,11 @@ export function corrupt(message: string): QzonedError {
   return fail('corrupt-image', message);
 }
 
+/** The file to be made is there already (reason file-exists), in qemu-img's words. */
+export function fileExists(path: string, action = 'create', data?: Record<string, unknown>): QzonedError {
+  return fail('file-exists', `Could not ${action} '${path}': the file already exists`, data);
+}
+
 /** Turns a Node system error (ENOENT, EACCES, ...) into a QzonedError with a sentence naming the file. */
 export function fromSystemError(e: unknown, path: string, action: string): QzonedError {
   if (isQzonedError(e)) return e;
@@ -22,7 +27,7 @@ export function fromSystemError(e: unknown, path: string, action: string): Qzone
   // The system code stays in data, so a tool can word the failure as its peer does (qemu-img).
   const data = err && err.code ? { code: err.code } : undefined;
   if (err && err.code === 'ENOENT') return fail('file-not-found', `Could not ${action} '${path}': no such file or directory`, data);
-  if (err && err.code === 'EEXIST') return fail('file-exists', `Could not ${action} '${path}': the file already exists`, data);
+  if (err && err.code === 'EEXIST') return fileExists(path, action, data);
   const why = err && err.message ? err.message : String(e);
   return fail('io-error', `Could not ${action} '${path}': ${why}`, data);
 }

@@ -28,7 +28,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fail, fromSystemError, type QzonedError } from '../errors.js';
+import { fail, fileExists, fromSystemError, type QzonedError } from '../errors.js';
 import { OPEN_HOW, requireNativeAddon, type NativeAddon } from './native/addon.js';
 
 export type FileKind =
@@ -231,7 +231,7 @@ export class ConfinedDir {
         // O_EXCL never follows a symlink; but a symlink there is refused as one, not as a file.
         const symlink = this.lookupError(rel, name);
         if (symlink) return symlink;
-        return fail('file-exists', `Could not ${action} '${name}': the file already exists`, { code: 'EEXIST' });
+        return fileExists(name, action, { code: 'EEXIST' });
       }
       default: {
         // A socket (ENXIO), a directory opened for writing (EISDIR), ...: say what the name is.

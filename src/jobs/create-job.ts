@@ -20,7 +20,7 @@
  * Whatever the outcome the job ends at current = total, as QEMU's create job counts its unit.
  */
 import fs from 'node:fs';
-import { fail, isQzonedError, unsupported } from '../errors.js';
+import { fail, fileExists, isQzonedError, unsupported } from '../errors.js';
 import { createImage, type ImageCreateOptions } from '../block/images.js';
 import { NodeFile } from '../io/file.js';
 import { wrongKind, fileKind } from '../io/confined-open.js';
@@ -81,7 +81,7 @@ function planCreate(graph: BlockGraph, options: BlockdevCreateOptions): CreatePl
 
 function planFile(graph: BlockGraph, o: BlockdevCreateOptionsFile): CreatePlan {
   // ◆ QEMU would truncate an existing file; protocol.md §4 refuses it.
-  if (graph.directory.lookup(o.filename)) throw fail('file-exists', `Could not create '${o.filename}': the file already exists`);
+  if (graph.directory.lookup(o.filename)) throw fileExists(o.filename);
   return { kind: 'file', filename: o.filename, size: o.size, preallocate: (o.preallocation ?? 'off') === 'full' };
 }
 

@@ -5,7 +5,7 @@
  * reply and a failed one concludes the job at once (aborting, concluded); the copy runs after the
  * reply, chunk by chunk, with progress in bytes, and ends waiting, pending, concluded.
  */
-import { fail, unsupported } from '../errors.js';
+import { fileExists, unsupported } from '../errors.js';
 import { NodeFile } from '../io/file.js';
 import { planExport, runExport, type ExportPlan } from '../zloop/export.js';
 import { closeImportPlan, planImport, runImport, type ImportPlan } from '../zloop/import.js';
@@ -59,7 +59,7 @@ export function startZloopImportJob(ctx: ZloopJobContext, params: CommandParams<
   const imageDir = ctx.graph.directory;
   try {
     // ◆ Unlike blockdev-create, an existing file is never overwritten: the job makes a new image.
-    if (imageDir.lookup(params.filename)) throw fail('file-exists', `Could not create '${params.filename}': the file already exists`);
+    if (imageDir.lookup(params.filename)) throw fileExists(params.filename);
     plan = planImport(locate(ctx.graph, params.dir), { addOptions: params['zloop-options'], dirName: params.dir });
   } catch (e) {
     job.fail(e, ctx.log);

@@ -14,7 +14,7 @@ import {
   COMPAT, COMPRESSION, DEFAULT_CLUSTER_SIZE, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, SECTOR,
 } from './format.js';
 import { Qcow2Image, type OpenOptions } from './image.js';
-import { fail, fromSystemError } from '../errors.js';
+import { fail, fileExists, fromSystemError } from '../errors.js';
 import { runPreallocation, type PreallocationTask } from './preallocate.js';
 
 export type Preallocation = 'off' | 'metadata' | 'full';
@@ -109,7 +109,7 @@ export async function createQcow2(target: string | NodeFile, options: Qcow2Creat
   const given = typeof target === 'string' ? null : target;
   const path = given ? given.displayName : target as string;
   const existed = given ? true : fs.existsSync(path);
-  if (!given && existed && !extras.overwrite) throw fail('file-exists', `Could not create '${path}': the file already exists`);
+  if (!given && existed && !extras.overwrite) throw fileExists(path);
   if (given?.readOnly) throw fail('read-only-node', `'${given.displayName}' is open read-only; an image is created through a read-write file`);
   let owned: NodeFile | null = null;
   try {
