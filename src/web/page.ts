@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { ZONE_CONDITION_NUMBER, ZONE_TYPE_NUMBER } from '../shared/zone-numbers.js';
 
 export interface WebPage {
   body: Buffer;
@@ -20,6 +21,7 @@ export interface WebPage {
 const SOURCE_DIR = new URL('../../../src/web/', import.meta.url);
 const STYLE_MARK = '/*{{zone-map.css}}*/';
 const SCRIPT_MARK = '/*{{zone-map.js}}*/';
+const NUMBERS_MARK = '/*{{qemu-zone-numbers}}*/';
 
 const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8').digest('base64');
 
@@ -33,15 +35,17 @@ function readSource(name: string): string {
 }
 
 /** Splices one source into its marker; the marker must appear exactly once. */
-function inline(template: string, mark: string, text: string): string {
+function inline(template: string, mark: string, text: string, name = 'zone-map.html'): string {
   const at = template.indexOf(mark);
-  if (at < 0 || template.indexOf(mark, at + 1) >= 0) throw new Error(`zone-map.html must hold the marker ${mark} exactly once`);
+  if (at < 0 || template.indexOf(mark, at + 1) >= 0) throw new Error(`${name} must hold the marker ${mark} exactly once`);
   return template.slice(0, at) + text + template.slice(at + mark.length);
 }
 
 export function buildZoneMapPage(): WebPage {
   const css = readSource('zone-map.css');
-  const js = readSource('zone-map.js');
+  // The zone numbers qemu-io prints come from the one table qzoned io uses.
+  const numbers = JSON.stringify({ condition: ZONE_CONDITION_NUMBER, type: ZONE_TYPE_NUMBER });
+  const js = inline(readSource('zone-map.js'), NUMBERS_MARK, numbers, 'zone-map.js');
   // An inlined '</script' or '</style' would end the element early and break the page.
   if (/<\/script/i.test(js) || /<\/style/i.test(css)) throw new Error('zone-map.js/css must not contain a closing </script> or </style> tag');
   const html = inline(inline(readSource('zone-map.html'), STYLE_MARK, css), SCRIPT_MARK, js);

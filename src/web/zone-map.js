@@ -7,15 +7,18 @@
   // Conditions. The order is the legend's and, where one pixel holds several zones, the priority:
   // the first condition present wins, so a single offline zone among many empty ones still shows.
   const CONDITIONS = [
-    { name: 'offline', label: 'offline', zcond: 15, fill: '#1f2328', base: '#6e7781' },
-    { name: 'read-only', label: 'read-only', zcond: 13, fill: '#cf222e', base: '#ffaba8' },
-    { name: 'explicit-open', label: 'explicit open', zcond: 3, fill: '#0969da', base: '#b6e3ff' },
-    { name: 'implicit-open', label: 'implicit open', zcond: 2, fill: '#1a7f37', base: '#a8ecb8' },
-    { name: 'closed', label: 'closed', zcond: 4, fill: '#bf8700', base: '#fae17d' },
-    { name: 'full', label: 'full', zcond: 14, fill: '#6639ba', base: '#d8b9ff' },
-    { name: 'empty', label: 'empty', zcond: 1, fill: '#8c959f', base: '#eaeef2' },
-    { name: 'not-write-pointer', label: 'conventional', zcond: 0, fill: '#1b7c83', base: '#8ddbe0' },
+    { name: 'offline', label: 'offline', fill: '#1f2328', base: '#6e7781' },
+    { name: 'read-only', label: 'read-only', fill: '#cf222e', base: '#ffaba8' },
+    { name: 'explicit-open', label: 'explicit open', fill: '#0969da', base: '#b6e3ff' },
+    { name: 'implicit-open', label: 'implicit open', fill: '#1a7f37', base: '#a8ecb8' },
+    { name: 'closed', label: 'closed', fill: '#bf8700', base: '#fae17d' },
+    { name: 'full', label: 'full', fill: '#6639ba', base: '#d8b9ff' },
+    { name: 'empty', label: 'empty', fill: '#8c959f', base: '#eaeef2' },
+    { name: 'not-write-pointer', label: 'conventional', fill: '#1b7c83', base: '#8ddbe0' },
   ];
+  // QEMU's BlockZoneState and BlockZoneType numbers, as qemu-io prints them ("zcond:", "type:"),
+  // spliced in by src/web/page.ts from src/shared/zone-numbers.ts, where qzoned io and NBD take them too.
+  const QEMU_ZONE_NUMBERS = /*{{qemu-zone-numbers}}*/;
   const CONDITION_INDEX = new Map(CONDITIONS.map((c, i) => [c.name, i]));
   const UNKNOWN = 255; // not reported yet
   const I_OFFLINE = CONDITION_INDEX.get('offline');
@@ -553,8 +556,9 @@
 
   function reportLine(i) {
     const sector = (b) => hex(Math.floor(b / 512));
-    const type = state.cond[i] === I_CONVENTIONAL ? 1 : 2;
-    return `start: ${sector(startOf(i))}, len ${sector(state.len[i])}, cap ${sector(state.cap[i])}, wptr ${sector(state.wp[i])}, zcond:${CONDITIONS[state.cond[i]].zcond}, [type: ${type}]`;
+    const type = QEMU_ZONE_NUMBERS.type[state.cond[i] === I_CONVENTIONAL ? 'conventional' : 'sequential-write-required'];
+    const zcond = QEMU_ZONE_NUMBERS.condition[CONDITIONS[state.cond[i]].name];
+    return `start: ${sector(startOf(i))}, len ${sector(state.len[i])}, cap ${sector(state.cap[i])}, wptr ${sector(state.wp[i])}, zcond:${zcond}, [type: ${type}]`;
   }
 
   function zoneSummary(i) {
