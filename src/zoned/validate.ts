@@ -22,24 +22,15 @@
 import { corrupt, fail, unsupported, type QzonedError } from '../errors.js';
 import { SECTOR } from '../qcow2/format.js';
 import { ZONE_ENTRY_SIZE, ZONE_MODEL, type ZoneAttributeExtensionFields, type ZonedExtensionFields } from './format.js';
+import type { ZoneCreateOptions } from '../generated/types.js';
 
 export const DEFAULT_ZONE_SIZE = 256 * 1024 * 1024;
 export const DEFAULT_MAX_APPEND_BYTES = 64 * 1024;
 const U32_MAX = 0xffffffff;
 const TWO_POW_53 = 2 ** 53;
 
-/** The create options union of protocol.md §4 (the series' Qcow2ZoneCreateOptions). */
-export type ZoneCreateOptions =
-  | { mode: 'non-zoned' }
-  | {
-      mode: 'host-managed';
-      size?: number;
-      capacity?: number;
-      'conventional-zones'?: number;
-      'max-open-zones'?: number;
-      'max-active-zones'?: number;
-      'max-append-bytes'?: number;
-    };
+/** The create options union of protocol.md §4 (the series' Qcow2ZoneCreateOptions), as schema/ has it. */
+export type { ZoneCreateOptions };
 
 /** Header fields as validated: zonedmetaOffset is absent at creation (the image layer places the array). */
 export type ZonedHeaderFields = Omit<ZonedExtensionFields, 'zonedmetaOffset'> & { zonedmetaOffset?: number };
