@@ -1,8 +1,8 @@
 /**
  * Write-behind for guest data: a request is answered before its data's pwrite, which runs at the
  * end of the event-loop turn (setImmediate), after the turn's replies have left. The client's
- * wake-up and the pwrite then overlap: on the benchmark machines a 4 KiB append's round trip went
- * from 69 to 60 us (interleaved A/B; bench/rpc.ts measures it as `4 KiB append round trips`).
+ * wake-up and the pwrite then overlap, which takes about a tenth off a 4 KiB append's round trip
+ * (bench/rpc.ts measures it as `4 KiB append round trips`; docs/performance.md).
  *
  * What it may change, and why that is allowed: only when the bytes reach the page cache, never
  * what any reader sees or what a flush makes durable. Every other call on the file (a read, an

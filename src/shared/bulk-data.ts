@@ -5,8 +5,8 @@
  * result's data (blockdev-read) is encoded straight into the reply's bytes. Neither the message
  * nor the member ever becomes one JavaScript string.
  *
- * Why: V8 puts every string above 128 KiB in a mapping of its own, and on these machines mapping
- * fresh pages costs ~9 us a page. A 128 KiB append as one JSON text made two such strings (the
+ * Why: V8 puts every string above 128 KiB in a mapping of its own, and mapping fresh pages costs
+ * some microseconds a page (~9 us where it was measured). A 128 KiB append as one JSON text made two such strings (the
  * text, then the member JSON.parse copied out of it): ~1.4 ms a call, 43 MiB/s through the daemon.
  *
  * The arguments keep a stand-in string, so the validators see a string where a string was; the

@@ -1,5 +1,5 @@
 /**
- * The zone map page (issue 14): zone-map.html with zone-map.css and zone-map.js inlined, so GET /
+ * The zone map page: zone-map.html with zone-map.css and zone-map.js inlined, so GET /
  * is one response under one token check and the page fetches nothing else. The three files are
  * plain browser sources beside this module; tsc copies only .ts, so they are read at run time
  * from src/web/ of the package root (this file runs as dist/src/web/page.js).
