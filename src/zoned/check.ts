@@ -8,8 +8,9 @@
  */
 import { NodeFile, type BlockFile } from '../io/file.js';
 import { checkImage, type CheckResult } from '../qcow2/check.js';
-import { hasBit, parseHeader } from '../qcow2/header.js';
-import { INCOMPAT, L1E_OFFSET_MASK, L2E_OFFSET_MASK, MAX_CLUSTER_BITS, OFLAG_COMPRESSED, OFLAG_ZERO } from '../qcow2/format.js';
+import { hasBit, parseHeader, type Qcow2Header } from '../qcow2/header.js';
+import { INCOMPAT, MAX_CLUSTER_BITS } from '../qcow2/format.js';
+import { mappedClusters, readZeroExtended } from '../qcow2/mapped-clusters.js';
 import {
   decodeZoneEntry, ZONE_ATTRIBUTE_MASK, ZONE_ENTRY_SIZE, type ZoneAttributeExtensionFields, type ZonedExtensionFields, type ZoneEntry,
 } from './format.js';
@@ -26,14 +27,11 @@ export interface ZonedCheckOptions {
 
 interface ZonedLayout {
   fields: ZonedExtensionFields;
+  header: Qcow2Header;
   /** The zone attributes extension, when autoclear bit 2 says it is valid. */
   attributes: ZoneAttributeExtensionFields | undefined;
   /** The metadata arrays, counted as references by the qcow2 check. */
   ranges: Array<{ offset: number; length: number; what: string }>;
-  virtualSize: number;
-  clusterBits: number;
-  l1Offset: number;
-  l1Size: number;
 }
 
 function readLayout(file: BlockFile, path: string): ZonedLayout {
@@ -45,10 +43,7 @@ function readLayout(file: BlockFile, path: string): ZonedLayout {
   checkZonedFeatureBit(hasBit(h.incompatible, INCOMPAT.zoned), fields?.zoneModel);
   if (!fields || fields.zoneModel === 0) throw fail('unsupported-feature', `'${path}' is not a zoned image`);
   validateZonedHeader(fields, { virtualSize: h.size, clusterSize: 2 ** h.clusterBits, source: 'open' });
-  return {
-    fields, attributes: zoneAttributeExtensionOf(h), ranges: zonedMetadataRanges(h),
-    virtualSize: h.size, clusterBits: h.clusterBits, l1Offset: h.l1TableOffset, l1Size: h.l1Size,
-  };
+  return { fields, header: h, attributes: zoneAttributeExtensionOf(h), ranges: zonedMetadataRanges(h) };
 }
 
 /**
@@ -60,7 +55,7 @@ function attributeProblems(file: BlockFile, layout: ZonedLayout): { errors: stri
   if (!a) return { errors: [], warnings: [] };
   const { nrZones, conventionalZones } = layout.fields;
   try {
-    validateZoneAttributeExtension(a, { nrZones, clusterSize: 2 ** layout.clusterBits });
+    validateZoneAttributeExtension(a, { nrZones, clusterSize: 2 ** layout.header.clusterBits });
   } catch (e) {
     if (!isQzonedError(e)) throw e;
     return { errors: [e.message], warnings: [] };
@@ -103,49 +98,24 @@ function readEntries(file: BlockFile, f: ZonedExtensionFields): { entries: ZoneE
 
 /**
  * Guest clusters of sequential zones that a clean image would not have: mapped at or above the
- * zone's write pointer, or holding the write pointer with non-zero bytes after it. Walks only the
- * L2 tables that exist, so its cost follows what was written, not the device size. Zones whose
+ * zone's write pointer, or holding the write pointer with non-zero bytes after it. Zones whose
  * entry is corrupt are skipped (they are reported as corruption).
  */
 function findZoneLeaks(file: BlockFile, layout: ZonedLayout, entries: readonly ZoneEntry[], badZones: ReadonlySet<number>): string[] {
-  const cs = 2 ** layout.clusterBits;
-  const perL2 = cs / 8;
+  const cs = 2 ** layout.header.clusterBits;
   const { zoneSize, conventionalZones } = layout.fields;
   const out: string[] = [];
-  const fileSize = file.size();
-  // Bytes beyond the end of the file read as zeros; the qcow2 pass reports every pointer there.
-  const read = (buf: Buffer, offset: number): void => {
-    buf.fill(0);
-    if (offset < fileSize) file.pread(buf.subarray(0, Math.min(buf.length, fileSize - offset)), offset);
-  };
-  const l1 = Buffer.alloc(layout.l1Size * 8);
-  read(l1, layout.l1Offset);
-  const l2 = Buffer.alloc(cs);
-  for (let i = 0; i < layout.l1Size; i++) {
-    const l2Offset = Number(l1.readBigUInt64BE(i * 8) & L1E_OFFSET_MASK);
-    // Unaligned or outside the file: a corruption of the qcow2 pass, no zone data to judge here.
-    if (l2Offset === 0 || l2Offset % cs !== 0 || l2Offset >= fileSize) continue;
-    read(l2, l2Offset);
-    for (let j = 0; j < perL2; j++) {
-      const e = l2.readBigUInt64BE(j * 8);
-      if (e === 0n) continue;
-      const compressed = (e & OFLAG_COMPRESSED) !== 0n;
-      const host = compressed ? 0 : Number(e & L2E_OFFSET_MASK);
-      // No host cluster (a zero entry, or flags alone, which read as unallocated): nothing mapped.
-      if (!compressed && host === 0) continue;
-      const guest = (i * perL2 + j) * cs;
-      if (guest >= layout.virtualSize) continue;
-      const zone = Math.floor(guest / zoneSize);
-      if (zone < conventionalZones || badZones.has(zone)) continue;
-      const wp = entries[zone]!.wp;
-      if (guest >= wp) {
-        out.push(`Leaked cluster: guest offset 0x${guest.toString(16)} of zone ${zone} is mapped at or above its write pointer 0x${wp.toString(16)}`);
-      } else if (wp < guest + cs && !compressed && (e & OFLAG_ZERO) === 0n) {
-        const tail = Buffer.alloc(guest + cs - wp);
-        read(tail, host + (wp - guest));
-        if (tail.some((b) => b !== 0)) {
-          out.push(`Leaked data: the cluster at guest offset 0x${guest.toString(16)} of zone ${zone} holds non-zero bytes after its write pointer 0x${wp.toString(16)}`);
-        }
+  for (const { guest, host, zero } of mappedClusters(file, layout.header)) {
+    const zone = Math.floor(guest / zoneSize);
+    if (zone < conventionalZones || badZones.has(zone)) continue;
+    const wp = entries[zone]!.wp;
+    if (guest >= wp) {
+      out.push(`Leaked cluster: guest offset 0x${guest.toString(16)} of zone ${zone} is mapped at or above its write pointer 0x${wp.toString(16)}`);
+    } else if (wp < guest + cs && host !== null && !zero) {
+      const tail = Buffer.alloc(guest + cs - wp);
+      readZeroExtended(file, tail, host + (wp - guest));
+      if (tail.some((b) => b !== 0)) {
+        out.push(`Leaked data: the cluster at guest offset 0x${guest.toString(16)} of zone ${zone} holds non-zero bytes after its write pointer 0x${wp.toString(16)}`);
       }
     }
   }
@@ -170,7 +140,7 @@ function checkZones(path: string, base: CheckResult): { result: CheckResult; zon
       };
     }
     const { entries, undecodable } = readEntries(file, layout.fields);
-    const geometry = geometryFromHeader(layout.fields, layout.virtualSize);
+    const geometry = geometryFromHeader(layout.fields, layout.header.size);
     const problems = findZoneEntryProblems(geometry, entries);
     const attrs = attributeProblems(file, layout);
     const errors = [...[...undecodable.values()].map((m) => m.replace(/^The metadata entry of zone/, 'zone')), ...problems.errors, ...attrs.errors];
