@@ -1,5 +1,5 @@
 /**
- * Service benchmarks (issue 11), each against references measured with the same client in the
+ * Service benchmarks, each against references measured with the same client in the
  * same run: sequential round trips over the unix socket, the QMP socket and WebSocket, against
  * qemu-storage-daemon's QMP and a server that does no work at all, and the two sockets against
  * each other; pipelined throughput with 64 requests in flight on one connection; 128 KiB appends

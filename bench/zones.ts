@@ -1,5 +1,5 @@
 /**
- * Zoned benchmarks (issue 10): zone append against plain sequential writes of the same size
+ * Zoned benchmarks: zone append against plain sequential writes of the same size
  * through the engine, and against qemu-img bench; reset of a full 64 MiB zone; create of a
  * 16 TiB image with 64 MiB zones; a full report of its 262,144 zones.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 11's bad-input matrix against the real service with images attached: 10,000+ seeded
+ * The bad-input matrix against the real service with images attached: 10,000+ seeded
  * messages that are each invalid (garbage, broken envelopes, arguments the schema refuses,
  * arguments the zone rules refuse: unaligned, out of range, not at the write pointer, not a zone
  * start). No crash, every reply an error, the service still answers, and both images are

@@ -1,5 +1,5 @@
 /**
- * Issue 11's load test: 64 clients x 1,000 mixed requests against one daemon, over the JSON-RPC
+ * Load: 64 clients x 1,000 mixed requests against one daemon, over the JSON-RPC
  * unix socket and WebSocket at once, without a single error; appends from every client land
  * contiguously in their zones. The clients are the project's typed client (clients/client).
  */

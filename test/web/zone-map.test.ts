@@ -1,5 +1,5 @@
 /**
- * Issue 14: the zone map page on the HTTP/WebSocket port, tested in Debian's chromium (headless,
+ * The zone map page on the HTTP/WebSocket port, tested in Debian's chromium (headless,
  * playwright-core) against the service started as `npm start` starts it. Without
  * /usr/bin/chromium the browser tests register as skipped, by name; the HTTP-level ones still run.
  */
