@@ -9,6 +9,7 @@
  */
 import { DEFINITIONS, type JsonSchema } from '../generated/commands.js';
 import { tryParseSize, usageError } from '../shared/size.js';
+import { splitPairs } from './comma-list.js';
 
 type Tree = { [key: string]: string | Tree };
 
@@ -45,27 +46,6 @@ export function parseKeyval(text: string, what: string): Record<string, unknown>
     }
   }
   return root;
-}
-
-/** Splits on single commas; ",," stands for a comma inside a value. */
-function splitPairs(text: string): string[] {
-  const pairs: string[] = [];
-  let current = '';
-  for (let i = 0; i < text.length; i++) {
-    if (text[i] === ',') {
-      if (text[i + 1] === ',') {
-        current += ',';
-        i++;
-        continue;
-      }
-      pairs.push(current);
-      current = '';
-      continue;
-    }
-    current += text[i];
-  }
-  pairs.push(current);
-  return pairs.filter((p) => p.length > 0);
 }
 
 function resolve(schema: JsonSchema): JsonSchema {

@@ -6,6 +6,7 @@ import { DEFAULT_CLUSTER_SIZE, DEFAULT_REFCOUNT_ORDER } from '../../qcow2/format
 import { applyZoneDefaults } from '../../zoned/validate.js';
 import { parseCount, parseSize, usageError } from '../../shared/size.js';
 import { nearest } from '../../shared/edit-distance.js';
+import { splitPairs } from '../comma-list.js';
 
 type ValueKind = 'size' | 'count' | 'bool' | 'preallocation' | 'zone-mode' | 'fixed';
 
@@ -97,23 +98,7 @@ export function nearestCreateKey(typed: string): string {
 
 /** Splits one -o argument as QemuOpts does: comma-separated, ",," for a literal comma. */
 export function splitOptionList(text: string): Array<[string, string]> {
-  const items: string[] = [];
-  let current = '';
-  for (let i = 0; i < text.length; i++) {
-    if (text[i] === ',') {
-      if (text[i + 1] === ',') {
-        current += ',';
-        i++;
-        continue;
-      }
-      items.push(current);
-      current = '';
-      continue;
-    }
-    current += text[i];
-  }
-  items.push(current);
-  return items.filter((item) => item.length > 0).map((item) => {
+  return splitPairs(text).map((item) => {
     const eq = item.indexOf('=');
     if (eq < 0) throw usageError(`Invalid option '${item}' in -o: expected key=value`);
     return [item.slice(0, eq), item.slice(eq + 1)];
