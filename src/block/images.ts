@@ -132,9 +132,9 @@ class PlainImage implements BlockImage {
   get virtualSize(): number { return this.qcow2.virtualSize; }
   get readOnly(): boolean { return this.qcow2.readOnly; }
   async read(offset: number, length: number): Promise<Buffer> { return this.qcow2.read(offset, length); }
-  async write(offset: number, data: Buffer): Promise<void> { this.qcow2.write(offset, data); this.afterOperation(); }
-  async writeZeroes(offset: number, length: number): Promise<void> { this.qcow2.writeZeroes(offset, length); this.afterOperation(); }
-  async discard(offset: number, length: number): Promise<void> { this.qcow2.discard(offset, length); this.afterOperation(); }
+  async write(offset: number, data: Buffer): Promise<void> { this.qcow2.write(offset, data); await this.afterOperation(); }
+  async writeZeroes(offset: number, length: number): Promise<void> { this.qcow2.writeZeroes(offset, length); await this.afterOperation(); }
+  async discard(offset: number, length: number): Promise<void> { this.qcow2.discard(offset, length); await this.afterOperation(); }
   async flush(): Promise<void> {
     await this.qcow2.writeBackOffLoop();
     this.flushNow();
@@ -144,9 +144,18 @@ class PlainImage implements BlockImage {
     this.qcow2.flush();
     this.qcow2.durabilityPoint();
   }
-  /** A write cache full of overwrites is written back, as a drive's is (src/io/rollback-journal.ts). */
-  protected afterOperation(): void {
-    if (this.qcow2.journalOverBudget) this.flushNow();
+  /** The flush a full journal asked for, while it runs: the writes meanwhile wait for it, not start another. */
+  private budgetFlush: Promise<void> | null = null;
+  /**
+   * A write cache full of overwrites is written back, as a drive's is (src/io/rollback-journal.ts).
+   * As any flush here: the data goes back on the thread pool first, so up to the journal's
+   * budget of dirty data is never synced on the loop.
+   */
+  protected async afterOperation(): Promise<void> {
+    if (!this.budgetFlush && this.qcow2.journalOverBudget) {
+      this.budgetFlush = this.flush().finally(() => { this.budgetFlush = null; });
+    }
+    if (this.budgetFlush) await this.budgetFlush;
   }
   async close(): Promise<void> {
     // As flush(): the bulk of the dirty data goes back on the thread pool, so the close's own
@@ -292,9 +301,10 @@ export interface ImageOpenOptions {
   /**
    * Read-write opens: keep what blockdev-power-cut needs (src/io/rollback-journal.ts), so that
    * powerCut() works. Costs a read of the old bytes for writes below the file's size at the
-   * last flush; nothing for writes that grow the file.
+   * last flush; nothing for writes that grow the file. An object sets the journal's budget of
+   * kept pre-images (default JOURNAL_BUDGET), past which the node flushes on its own.
    */
-  powerCut?: boolean;
+  powerCut?: boolean | { journalBudgetBytes: number };
   /** Named to a second opener that finds the image locked ("qzoned io", "qzoned daemon node q1"). */
   holder?: string;
   /** write-cache off: each operation is durable before it returns. */
@@ -325,16 +335,20 @@ export async function openImage(source: string | NodeFile, options: ImageOpenOpt
 }
 
 /** Opens (or, after a power cut, opens again on the same descriptor, under the locks it kept). */
+function journalOptions(powerCut: ImageOpenOptions['powerCut']): boolean | { budgetBytes: number } {
+  return typeof powerCut === 'object' ? { budgetBytes: powerCut.journalBudgetBytes } : powerCut === true;
+}
+
 function openZoned(on: PoweredOff, options: ImageOpenOptions): Promise<ZonedImage> {
   const { powerCut, ...rest } = options;
-  return ZonedImage.open(on.file, { ...rest, rollbackJournal: powerCut === true, heldLock: on.lock ?? undefined });
+  return ZonedImage.open(on.file, { ...rest, rollbackJournal: journalOptions(powerCut), heldLock: on.lock ?? undefined });
 }
 
 function openPlain(on: PoweredOff, options: ImageOpenOptions): Promise<Qcow2Image> {
   const { powerCut, ...rest } = options;
-  return Qcow2Image.open(on.file, { ...rest, rollbackJournal: powerCut === true, trackWrites: powerCut === true, heldLock: on.lock ?? undefined });
+  return Qcow2Image.open(on.file, { ...rest, rollbackJournal: journalOptions(powerCut), trackWrites: Boolean(powerCut), heldLock: on.lock ?? undefined });
 }
 
 class WriteThroughImage extends PlainImage {
-  protected override afterOperation(): void { this.flushNow(); }
+  protected override async afterOperation(): Promise<void> { this.flushNow(); }
 }

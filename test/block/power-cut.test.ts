@@ -193,3 +193,28 @@ test('a cluster freed since the last flush and reused keeps its pre-image; one f
   const check = await checkAnyImage(file);
   t.is(check.corruptions + check.leaks, 0, JSON.stringify(check));
 });
+
+test('a node past its journal budget flushes with the data synced off the loop first, once for the writes that meet it, and keeps its pre-images within the budget', async (t) => {
+  const dir = memoryTempDir(t);
+  const file = path.join(dir, 'budget-plain.qcow2');
+  await createImage(file, { size: 1024 * 1024, clusterSize: 4096 });
+  const image = await openImage(file, { powerCut: { journalBudgetBytes: 16 * 1024 } });
+  t.false(isZoned(image));
+  await image.write(0, Buffer.alloc(256 * 1024, 1));
+  await image.flush();
+  const qcow2 = (image as AnyImage & { qcow2: Qcow2Image }).qcow2;
+  const order: string[] = [];
+  const offLoop = qcow2.writeBackOffLoop.bind(qcow2);
+  const onLoop = qcow2.flush.bind(qcow2);
+  qcow2.writeBackOffLoop = async () => { order.push('off-loop'); await offLoop(); };
+  qcow2.flush = () => { order.push('on-loop'); onLoop(); };
+  // Eight overwrites in one turn, each keeping a 4 KiB pre-image: the budget is met at the fourth.
+  await Promise.all(Array.from({ length: 8 }, (_, i) => image.write(i * 4096, Buffer.alloc(4096, 2))));
+  t.deepEqual(order, ['off-loop', 'on-loop'], 'one flush, its data written back off the loop before the ordered syncs');
+  t.true(qcow2.journal!.journaledBytes <= 16 * 1024, `the journal is back within its budget (${qcow2.journal!.journaledBytes} bytes)`);
+  const result = await image.powerCut('drop');
+  t.truthy(result);
+  const after = await image.read(0, 8 * 4096);
+  t.true(after.subarray(0, 4 * 4096).every((b) => b === 2), 'the overwrites before the node\'s own flush survive a cut');
+  await image.close();
+});
