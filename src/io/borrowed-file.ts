@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { fromSystemError } from '../errors.js';
 import type { BlockFile } from './file.js';
+import { preadFull, pwriteFull } from './fd-io.js';
 
 export class BorrowedFile implements BlockFile {
   readonly readOnly = false;
@@ -15,22 +16,13 @@ export class BorrowedFile implements BlockFile {
 
   pread(buf: Buffer, pos: number): void {
     this.assertHeld();
-    let done = 0;
-    while (done < buf.length) {
-      const n = fs.readSync(this.fd, buf, done, buf.length - done, pos + done);
-      if (n === 0) {
-        buf.fill(0, done);
-        return;
-      }
-      done += n;
-    }
+    preadFull(this.fd, buf, pos);
   }
 
   pwrite(buf: Buffer, pos: number): void {
     this.assertHeld();
-    let done = 0;
     try {
-      while (done < buf.length) done += fs.writeSync(this.fd, buf, done, buf.length - done, pos + done);
+      pwriteFull(this.fd, buf, pos);
     } catch (e) {
       throw fromSystemError(e, this.path, 'write');
     }

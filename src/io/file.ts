@@ -9,6 +9,7 @@ import { fail, fromSystemError } from '../errors.js';
 import { openPath, type OpenedFile } from './confined-open.js';
 import { FileLocks } from './lock.js';
 import { Preallocator, type PreallocatorOptions } from './preallocate.js';
+import { preadFull, pwriteFull } from './fd-io.js';
 
 export interface BlockFile {
   readonly path: string;
@@ -124,21 +125,12 @@ export class NodeFile implements BlockFile {
   }
 
   pread(buf: Buffer, pos: number): void {
-    let done = 0;
-    while (done < buf.length) {
-      const n = fs.readSync(this.fd, buf, done, buf.length - done, pos + done);
-      if (n === 0) {
-        buf.fill(0, done);
-        return;
-      }
-      done += n;
-    }
+    preadFull(this.fd, buf, pos);
   }
 
   pwrite(buf: Buffer, pos: number): void {
     this.preallocator?.willGrow(pos, pos + buf.length);
-    let done = 0;
-    while (done < buf.length) done += fs.writeSync(this.fd, buf, done, buf.length - done, pos + done);
+    pwriteFull(this.fd, buf, pos);
   }
 
   sync(): void {
