@@ -11,8 +11,8 @@ import { usageError } from '../../shared/size.js';
 
 export type ImageFormat = 'qcow2' | 'raw';
 
-/** Reads the first bytes: qcow2 if they hold its magic, raw otherwise (qemu-img's probe, for our two formats). */
-export function probeFormat(file: string): ImageFormat {
+/** Runs `read` on the file opened read-only, with qemu-img's wording when it cannot be opened; closes it after. */
+export function withOpenFile<T>(file: string, read: (fd: number) => T): T {
   let fd: number;
   try {
     fd = openPath(file).fd;
@@ -20,12 +20,19 @@ export function probeFormat(file: string): ImageFormat {
     throw openError(file, error);
   }
   try {
-    const head = Buffer.alloc(4);
-    const got = fs.readSync(fd, head, 0, 4, 0);
-    return got === 4 && head.readUInt32BE(0) === QCOW2_MAGIC ? 'qcow2' : 'raw';
+    return read(fd);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Reads the first bytes: qcow2 if they hold its magic, raw otherwise (qemu-img's probe, for our two formats). */
+export function probeFormat(file: string): ImageFormat {
+  return withOpenFile(file, (fd) => {
+    const head = Buffer.alloc(4);
+    const got = fs.readSync(fd, head, 0, 4, 0);
+    return got === 4 && head.readUInt32BE(0) === QCOW2_MAGIC ? 'qcow2' : 'raw';
+  });
 }
 
 export function openError(file: string, error: unknown): Error {

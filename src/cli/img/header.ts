@@ -4,41 +4,30 @@ import * as fs from 'node:fs';
 import { parseHeader, type Qcow2Header } from '../../qcow2/header.js';
 import { EXT, MAX_CLUSTER_BITS } from '../../qcow2/format.js';
 import { usageError } from '../../shared/size.js';
-import { openError } from './common.js';
-import { openPath } from '../../io/confined-open.js';
+import { withOpenFile } from './common.js';
 import { BACKING_FILE_REASON } from './options.js';
 
 /** The header of a qcow2 file, read without opening the engine (info, and the backing-file refusal). */
 export function peekHeader(file: string): Qcow2Header {
-  let fd: number;
-  try {
-    fd = openPath(file).fd;
-  } catch (error) {
-    throw openError(file, error);
-  }
-  try {
+  return withOpenFile(file, (fd) => {
     const buf = Buffer.alloc(Math.min(fs.fstatSync(fd).size, 2 ** MAX_CLUSTER_BITS));
     fs.readSync(fd, buf, 0, buf.length, 0);
     return parseHeader(buf);
-  } finally {
-    fs.closeSync(fd);
-  }
+  });
 }
 
 /** The backing file a header names (qcow2.txt: backing_file_offset/size) and its format extension. */
 export function backingOf(file: string, h: Qcow2Header): { name: string; format?: string } | undefined {
   if (h.backingFileOffset === 0) return undefined;
-  const fd = openPath(file).fd;
-  try {
-    const name = Buffer.alloc(h.backingFileSize);
-    fs.readSync(fd, name, 0, name.length, h.backingFileOffset);
-    const ext = h.extensions.find((e) => e.magic === EXT.backingFormat);
-    const backing: { name: string; format?: string } = { name: name.toString('utf8') };
-    if (ext) backing.format = ext.data.toString('utf8').replace(/\0+$/, '');
-    return backing;
-  } finally {
-    fs.closeSync(fd);
-  }
+  const name = withOpenFile(file, (fd) => {
+    const bytes = Buffer.alloc(h.backingFileSize);
+    fs.readSync(fd, bytes, 0, bytes.length, h.backingFileOffset);
+    return bytes.toString('utf8');
+  });
+  const ext = h.extensions.find((e) => e.magic === EXT.backingFormat);
+  const backing: { name: string; format?: string } = { name };
+  if (ext) backing.format = ext.data.toString('utf8').replace(/\0+$/, '');
+  return backing;
 }
 
 /** Refuses an image with a backing file in one sentence that names it and says what to do instead. */
