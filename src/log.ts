@@ -1,5 +1,5 @@
 /**
- * The pino logger. One JSON object per line on stderr (cli.md: structured logs). Child loggers
+ * The pino logger. One JSON object per line on stderr (docs/spec/cli.md: structured logs). Child loggers
  * carry the component and, for connections, the peer.
  */
 import pino, { type Logger } from 'pino';

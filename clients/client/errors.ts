@@ -4,7 +4,7 @@
  *   ClientError                 anything the client library throws
  *   ├── ConnectError            could not connect: no socket, refused, 401 (bad token), TLS, no QMP greeting
  *   ├── ExecuteError            the server answered a command with an error; carries errorClass
- *   │                           (QMP class), reason (protocol.md §2: branch on `zone-full`, not on text),
+ *   │                           (QMP class), reason (docs/spec/protocol.md §2: branch on `zone-full`, not on text),
  *   │                           code (JSON-RPC code; derived from the class on QMP), data
  *   ├── ProtocolError           the server sent something this client cannot make sense of
  *   └── DisconnectedError       the connection closed (or was closed) while a command was in flight
@@ -29,7 +29,7 @@ export class ProtocolError extends ClientError {}
 
 export class DisconnectedError extends ClientError {}
 
-/** JSON-RPC codes as protocol.md §2 assigns them (the server's table); QMP replies carry only the class, so the code is derived. */
+/** JSON-RPC codes as docs/spec/protocol.md §2 assigns them (the server's table); QMP replies carry only the class, so the code is derived. */
 export { JSONRPC_CODES } from '../../src/shared/error-codes.js';
 
 export interface ExecuteErrorFields {

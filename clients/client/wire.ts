@@ -1,5 +1,5 @@
 /**
- * What the four wires share (protocol.md §1): the Wire a QzonedClient (client.ts) drives, the
+ * What the four wires share (docs/spec/protocol.md §1): the Wire a QzonedClient (client.ts) drives, the
  * shapes of events and the QMP greeting, how a wire error becomes an ExecuteError, and how a
  * request's data travels attached. One file per wire beside it:
  *
@@ -69,7 +69,7 @@ export interface WebOptions {
 // Replies are not limited by the server (a full report of 262,144 zones is ~30 MB); this only guards memory.
 export const MAX_REPLY_BYTES = 1024 * 1024 * 1024;
 
-/** A JSON-RPC error object as protocol.md §2 shapes it. */
+/** A JSON-RPC error object as docs/spec/protocol.md §2 shapes it. */
 export interface WireError {
   code: number;
   message: string;

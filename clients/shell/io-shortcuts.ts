@@ -10,7 +10,7 @@ import type { CommandName } from '../../src/generated/commands.js';
 import type { QzonedClient } from '../client/client.js';
 import { ExecuteError } from '../client/errors.js';
 
-/** protocol.md §1: data-carrying commands move at most 16 MiB per call. */
+/** docs/spec/protocol.md §1: data-carrying commands move at most 16 MiB per call. */
 export const MAX_CALL_BYTES = 16 * 1024 * 1024;
 
 /**

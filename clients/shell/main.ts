@@ -1,5 +1,5 @@
 /**
- * `qzoned shell` (cli.md): a REPL in the spirit of qmp-shell over any transport. Interactive on a
+ * `qzoned shell` (docs/spec/cli.md): a REPL in the spirit of qmp-shell over any transport. Interactive on a
  * terminal (node:readline: line editing, Tab completion, history in ~/.qzoned_history); with -c, or
  * with lines on a non-terminal stdin, it runs them in order and stops at the first error (exit 1).
  */

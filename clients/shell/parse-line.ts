@@ -1,5 +1,5 @@
 /**
- * qmp-shell's line syntax (python/qemu/qmp/qmp_shell.py; qmp-notes.md §5), with the intended
+ * qmp-shell's line syntax (python/qemu/qmp/qmp_shell.py; docs/spec/qmp-notes.md §5), with the intended
  * dotted-key semantics rather than upstream's bug (its `parent` is never reset between tokens),
  * plus qzoned's one addition: at positions the schema marks `x-size`, a string such as `64M` or
  * `0x10000` becomes a byte count.

@@ -7,7 +7,7 @@ export function emitErrors(schema: LoadedSchema): string {
     keys.map((k) => `  ${JSON.stringify(k)}: ${JSON.stringify(d[k] ?? '')},`).join('\n');
   return `// ${GENERATED_HEADER}
 
-/** protocol.md §2 \`data.reason\` values (schema/errors.json Reason). */
+/** docs/spec/protocol.md §2 \`data.reason\` values (schema/errors.json Reason). */
 export const REASONS = [
 ${list(schema.reasons)}
 ] as const;

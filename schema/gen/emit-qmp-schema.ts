@@ -1,6 +1,6 @@
 /**
  * src/generated/qmp-schema.json: the query-qmp-schema answer in QEMU's introspection format
- * (qapi/introspect.json, qmp-notes.md §4): SchemaInfo entries with meaningless numeric type names,
+ * (qapi/introspect.json, docs/spec/qmp-notes.md §4): SchemaInfo entries with meaningless numeric type names,
  * every integer as builtin "int", optional members with "default": null, a flat union as an object
  * with tag + variants, an alternate for a oneOf of different JSON types. Structurally equal types
  * share one name, so every command without arguments and every {} result is "0", as in QEMU.

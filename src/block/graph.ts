@@ -123,7 +123,7 @@ export class BlockGraph {
     return this.serialize(async () => {
       const node = this.get(name);
       if (node.kind === 'file') {
-        // QEMU's text (qmp-notes.md §3).
+        // QEMU's text (docs/spec/qmp-notes.md §3).
         if (node.users > 0) throw fail('node-in-use', `Block device ${name} is in use`);
         this.nodes.delete(name);
         node.file.close();
@@ -189,7 +189,7 @@ export class BlockGraph {
   }
 
   private checkNameFree(name: string): void {
-    // QEMU's text (qmp-notes.md §3).
+    // QEMU's text (docs/spec/qmp-notes.md §3).
     if (this.nodes.has(name)) throw fail('node-name-in-use', `Duplicate nodes with node-name='${name}'`);
   }
 

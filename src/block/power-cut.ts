@@ -1,5 +1,5 @@
 /**
- * A power cut on command (zone-model.md "Power cut"): the node ends up exactly as if the host had
+ * A power cut on command (docs/spec/zone-model.md "Power cut"): the node ends up exactly as if the host had
  * lost power at that instant and the image were opened again.
  *
  * Built from three parts, each exact by construction:

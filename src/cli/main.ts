@@ -1,4 +1,4 @@
-// `qzoned`: one executable, subcommands serve | img | io | shell (cli.md). Returns the exit status.
+// `qzoned`: one executable, subcommands serve | img | io | shell (docs/spec/cli.md). Returns the exit status.
 // Only the subcommand being run is loaded: `qzoned img info` must start about as fast as node
 // itself, so it cannot pay for the daemon, the shell or the schema validators.
 import { Command, CommanderError } from 'commander';

@@ -1,4 +1,4 @@
-// `qzoned serve` (cli.md, protocol.md §1): the daemon with its four listeners, until SIGTERM/SIGINT.
+// `qzoned serve` (docs/spec/cli.md, docs/spec/protocol.md §1): the daemon with its four listeners, until SIGTERM/SIGINT.
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';

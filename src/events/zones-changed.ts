@@ -1,5 +1,5 @@
 /**
- * BLOCK_ZONES_CHANGED, coalesced per node (protocol.md §4): a zoned image signals which zones a
+ * BLOCK_ZONES_CHANGED, coalesced per node (docs/spec/protocol.md §4): a zoned image signals which zones a
  * command changed; at most one event per interval (100 ms: ten a second) goes out, carrying the
  * latest state of every zone changed since the last, so a busy node cannot flood a slow client.
  * The node graph only says when a node comes and goes (GraphOptions.watchQcow2Node).

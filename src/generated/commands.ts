@@ -1213,7 +1213,7 @@ export const DEFINITIONS: Readonly<Record<string, JsonSchema>> = {
     }
   },
   "ZoneAttribute": {
-    "description": "A zone attribute as NVMe ZNS devices raise it (the Zone Attributes field of the zone descriptor). Persisted in the image; cleared by the operations zone-model.md \"Zone attributes\" lists.",
+    "description": "A zone attribute as NVMe ZNS devices raise it (the Zone Attributes field of the zone descriptor). Persisted in the image; cleared by the operations docs/spec/zone-model.md \"Zone attributes\" lists.",
     "type": "string",
     "enum": [
       "finished-by-controller",

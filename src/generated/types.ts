@@ -271,7 +271,7 @@ export type ZoneType = 'conventional' | 'sequential-write-required';
 export type ZoneCondition =
   'not-write-pointer' | 'empty' | 'implicit-open' | 'explicit-open' | 'closed' | 'full' | 'read-only' | 'offline';
 /**
- * A zone attribute as NVMe ZNS devices raise it (the Zone Attributes field of the zone descriptor). Persisted in the image; cleared by the operations zone-model.md "Zone attributes" lists.
+ * A zone attribute as NVMe ZNS devices raise it (the Zone Attributes field of the zone descriptor). Persisted in the image; cleared by the operations docs/spec/zone-model.md "Zone attributes" lists.
  *
  * This interface was referenced by `QzonedSchema`'s JSON-Schema
  * via the `definition` "ZoneAttribute".

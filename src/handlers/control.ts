@@ -30,7 +30,7 @@ export function controlHandlers(s: Services): Pick<HandlerTable, ControlCommands
     // Negotiation state belongs to the QMP transport; here only the arguments are judged.
     qmp_capabilities: (params) => {
       const wanted = params.enable ?? [];
-      // QEMU's text when a capability was not offered (qmp-notes.md §1.3); qzoned offers none.
+      // QEMU's text when a capability was not offered (docs/spec/qmp-notes.md §1.3); qzoned offers none.
       if (wanted.length > 0) throw unsupported(`Capability ${wanted[0]} not available`);
       return {};
     },

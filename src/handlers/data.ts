@@ -1,7 +1,7 @@
 /**
  * The payload of a data-carrying command: base64 `data`, or `pattern` + `length` like qemu-io's
  * -P; and the room a read needs. At most 16 MiB per call, a batch counting as one call
- * (protocol.md §1: too-large), checked before anything is allocated; a large read waits for room
+ * (docs/spec/protocol.md §1: too-large), checked before anything is allocated; a large read waits for room
  * in the daemon's memory budget (src/memory-budget.ts) before its buffer exists.
  */
 import { formatFound, InvalidParamsError } from '../errors.js';

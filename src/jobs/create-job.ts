@@ -3,7 +3,7 @@
  * thrown before the job exists. Then, as QEMU: created, running; every rule is checked before any
  * byte is written (path confinement, the target node, qcow2 options, zone geometry), and a broken
  * one fails the job at once (aborting, concluded, before the command returns, as QEMU 7.2 does:
- * qmp-notes.md §2.4). The writing happens after the reply: waiting, pending, concluded (the job
+ * docs/spec/qmp-notes.md §2.4). The writing happens after the reply: waiting, pending, concluded (the job
  * is auto-finalized; job-dismiss removes it).
  *
  * A preallocation (`metadata` or `full`) runs in a worker thread (src/block/preallocation.ts), so
@@ -80,7 +80,7 @@ function planCreate(graph: BlockGraph, options: BlockdevCreateOptions): CreatePl
 }
 
 function planFile(graph: BlockGraph, o: BlockdevCreateOptionsFile): CreatePlan {
-  // ◆ QEMU would truncate an existing file; protocol.md §4 refuses it.
+  // ◆ QEMU would truncate an existing file; docs/spec/protocol.md §4 refuses it.
   if (graph.directory.lookup(o.filename)) throw fileExists(o.filename);
   return { kind: 'file', filename: o.filename, size: o.size, preallocate: (o.preallocation ?? 'off') === 'full' };
 }
@@ -90,7 +90,7 @@ function planQcow2(graph: BlockGraph, o: BlockdevCreateOptionsQcow2): CreatePlan
   let filename: string;
   let identity: { dev: number; ino: number } | null;
   if (typeof o.file === 'string') {
-    // QEMU's job error for a missing node (qmp-notes.md §2.4).
+    // QEMU's job error for a missing node (docs/spec/qmp-notes.md §2.4).
     if (!graph.has(o.file)) throw fail('node-not-found', `Cannot find device='${o.file}' nor node-name='${o.file}'`);
     const node = graph.get(o.file);
     if (node.kind !== 'file') throw unsupported(`node '${o.file}' is a qcow2 node; blockdev-create needs a file node`);

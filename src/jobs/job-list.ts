@@ -25,7 +25,7 @@ export class JobList {
 
   get(id: string): Job {
     const job = this.jobs.get(id);
-    // QEMU's exact text (qmp-notes.md §2.1), with the reason qzoned adds.
+    // QEMU's exact text (docs/spec/qmp-notes.md §2.1), with the reason qzoned adds.
     if (!job) throw fail('job-not-found', 'Job not found');
     return job;
   }

@@ -1,7 +1,7 @@
 /**
  * A job (QEMU job.c): a status that moves only along JobSTT, verbs allowed per status as in
  * JobVerbTable, and a JOB_STATUS_CHANGE event on every change. Both tables are data, copied from
- * job.c (qmp-notes.md §2.1), so a test can walk them.
+ * job.c (docs/spec/qmp-notes.md §2.1), so a test can walk them.
  */
 import { randomUUID } from 'node:crypto';
 import { fail, isQzonedError, type Reason } from '../errors.js';

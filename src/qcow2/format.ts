@@ -89,7 +89,7 @@ export const INCOMPAT = {
   externalDataFile: 2,
   compressionType: 3,
   extendedL2: 4,
-  /** qzoned's zoned extension (qcow2-zoned-format.md §2). */
+  /** qzoned's zoned extension (docs/spec/qcow2-zoned-format.md §2). */
   zoned: 5,
 } as const;
 
@@ -97,7 +97,7 @@ export const COMPAT = { lazyRefcounts: 0 } as const;
 export const AUTOCLEAR = {
   bitmaps: 0,
   rawExternalData: 1,
-  /** qzoned's zone attributes extension is valid (qcow2-zoned-format.md §2, Zone attributes). */
+  /** qzoned's zone attributes extension is valid (docs/spec/qcow2-zoned-format.md §2, Zone attributes). */
   zoneAttributes: 2,
 } as const;
 

@@ -1,5 +1,5 @@
 /**
- * Turns the generated validators' ajv errors into the one sentence protocol.md §2 asks for: the
+ * Turns the generated validators' ajv errors into the one sentence docs/spec/protocol.md §2 asks for: the
  * argument's dotted path as a person reads it, what was expected, what was found. The validators run
  * with allErrors false and discriminator true, so a failing discriminated union already reports only
  * the member its tag chose; what is left to untangle here is an alternate (a oneOf of different

@@ -1,5 +1,5 @@
 /**
- * The only place that knows what an error looks like on the wire (protocol.md §2 and §3).
+ * The only place that knows what an error looks like on the wire (docs/spec/protocol.md §2 and §3).
  * JSON-RPC: {code, message, data: {class, reason?, path?, errors?}}; QMP: {class, desc, reason?}.
  * The codes and their pairing with the classes are src/shared/error-codes.ts, which clients read too.
  */

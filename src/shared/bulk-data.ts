@@ -15,7 +15,7 @@
  * its bytes is refused as bad base64 instead of being written.
  */
 
-/** The most decoded data one call moves (protocol.md §1: too-large). */
+/** The most decoded data one call moves (docs/spec/protocol.md §1: too-large). */
 export const MAX_DATA_BYTES = 16 * 1024 * 1024;
 
 const attached = new WeakMap<object, Buffer>();

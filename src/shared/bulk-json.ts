@@ -1,6 +1,6 @@
 /**
  * Parsing a large message without making it a string: a request whose arguments (or, on the
- * client's side, a reply whose result) carry a long base64 `data` member (protocol.md §1: binary
+ * client's side, a reply whose result) carry a long base64 `data` member (docs/spec/protocol.md §1: binary
  * data travels as base64 in `data`) is parsed as its skeleton, the message with that one literal
  * cut out, while the literal is decoded piece by piece from the bytes (bulk-data.ts says why).
  * Anything else is left to the ordinary path, which then answers exactly as it always did: this

@@ -1,5 +1,5 @@
 /**
- * The JSON-RPC error codes of protocol.md §2, and how they pair with QMP's error classes: the
+ * The JSON-RPC error codes of docs/spec/protocol.md §2, and how they pair with QMP's error classes: the
  * server chooses a code from the error it throws (src/rpc/wire-errors.ts), and a client that
  * hears only one of the two (QMP carries the class, a bare JSON-RPC error the code) derives the
  * other from the same table.

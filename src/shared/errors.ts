@@ -1,11 +1,11 @@
 /**
  * The one error type of qzoned: a class (QMP's ErrorClass), an optional machine-readable reason
- * (protocol.md §2), and one human sentence. The daemon's engine throws it and only the wire layer
+ * (docs/spec/protocol.md §2), and one human sentence. The daemon's engine throws it and only the wire layer
  * turns it into JSON-RPC or QMP shapes; the qemu-io commands (io-commands.ts), which the shell
  * runs against a daemon as qzoned io runs them on a file, throw it too. src/errors.ts adds what
  * the daemon alone makes of it.
  */
-// ErrorClass and the protocol.md §2 `data.reason` values come from schema/errors.json, via the generator.
+// ErrorClass and the docs/spec/protocol.md §2 `data.reason` values come from schema/errors.json, via the generator.
 import { REASONS, type ErrorClass, type Reason } from '../generated/errors.js';
 export { REASONS };
 export type { ErrorClass, Reason };

@@ -27,7 +27,7 @@ export interface IoTarget {
   writeZeroes(offset: number, length: number): Promise<void>;
   discard(offset: number, length: number): Promise<void>;
   flush(): Promise<void>;
-  /** blockdev-power-cut (zone-model.md "Power cut"); absent where the target cannot lose power (read-only). */
+  /** blockdev-power-cut (docs/spec/zone-model.md "Power cut"); absent where the target cannot lose power (read-only). */
   powerCut?(mode: PowerCutMode, seed?: number): Promise<{ seed?: number }>;
   /** Present on zoned targets only. */
   readonly zones?: IoZoneOps;
@@ -256,7 +256,7 @@ function zoneMgmtCommand(name: string, alias: string, op: ZoneOp, oneline: strin
       operandCount(session, def, parsed, 2, 2);
       const range = parseZoneRange(session, parsed);
       const zones = await attempt(`zone ${op}`, async () => zonesOf(session.target));
-      // zone-model.md: a reset over the whole device is "all", in every interface.
+      // docs/spec/zone-model.md: a reset over the whole device is "all", in every interface.
       const whole = op === 'reset' && range.offset === 0 && range.length === session.target.virtualSize;
       await attempt(`zone ${op}`, () => zones.zoneMgmt(op, whole ? 'all' : range));
     },

@@ -1,5 +1,5 @@
 /**
- * WebSocket and HTTP security (protocol.md §1): loopback by default; any other address needs a
+ * WebSocket and HTTP security (docs/spec/protocol.md §1): loopback by default; any other address needs a
  * token, sent as `Authorization: Bearer TOKEN` or `?token=TOKEN`; a refusal is a 401 before any
  * JSON-RPC is read. Once a token is configured it is required on every connection, loopback too.
  */

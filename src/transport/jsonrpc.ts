@@ -1,7 +1,7 @@
 /**
  * JSON-RPC 2.0 sessions: the only file that touches json-rpc-2.0. One JSONRPCServerAndClient per
  * connection: its server side runs requests through the Dispatcher, its client side sends events
- * as notifications. The library's defaults are overridden where protocol.md §2 needs it: every
+ * as notifications. The library's defaults are overridden where docs/spec/protocol.md §2 needs it: every
  * command error is mapped by rpc/wire-errors.ts (nothing goes out as code 0), its console logging
  * goes to pino, and the request envelope (batches, ids, members) is checked here before the
  * library sees it, because the library answers a batch of one with a bare object and accepts ids
@@ -246,7 +246,7 @@ export class JsonRpcSession {
     if (this.pending === 0 && this.idleWaiters.length > 0) setImmediate(() => this.wakeIdle());
   }
 
-  /** Sends an event as a JSON-RPC notification (protocol.md §2). */
+  /** Sends an event as a JSON-RPC notification (docs/spec/protocol.md §2). */
   notify(event: QzonedEvent): void {
     this.rpc.notify(event.event, { data: event.data, timestamp: event.timestamp });
   }

@@ -1,6 +1,6 @@
 /**
  * The QMP request envelope, checked as qapi/qmp-dispatch.c does (qmp_dispatch() and
- * qmp_dispatch_check_obj()), with QEMU's exact texts (qmp-notes.md §1.4). qzoned never offers the
+ * qmp_dispatch_check_obj()), with QEMU's exact texts (docs/spec/qmp-notes.md §1.4). qzoned never offers the
  * oob capability, so `exec-oob` is always an unexpected member, as in QEMU without oob.
  */
 import { isDict, type QmpValue } from './qmp-json/value.js';

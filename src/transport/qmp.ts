@@ -1,5 +1,5 @@
 /**
- * The QMP dialect on its own unix socket (protocol.md §3, qmp-notes.md §1): greeting on connect,
+ * The QMP dialect on its own unix socket (docs/spec/protocol.md §3, docs/spec/qmp-notes.md §1): greeting on connect,
  * capabilities negotiation per connection, QEMU's streaming JSON input and envelope texts, id
  * echoed verbatim, CRLF ASCII output, events only after negotiation. Like QEMU's monitor, one
  * connection's requests run one at a time in arrival order (negotiation depends on it), and input
@@ -45,7 +45,7 @@ const genericError = (desc: string): QzonedError => new QzonedError('GenericErro
 
 function errorReply(e: unknown, id: QmpValue | undefined): Record<string, unknown> {
   const error = toQmpError(e);
-  // QEMU's member order: the id first on errors, last on returns (qmp-notes.md §1.1).
+  // QEMU's member order: the id first on errors, last on returns (docs/spec/qmp-notes.md §1.1).
   return id === undefined ? { error } : { id, error };
 }
 

@@ -1,6 +1,6 @@
 // The zone map page's script (plain browser JavaScript: no build step). It is inlined into the
 // page by src/web/page.ts and talks to the service only through JSON-RPC 2.0 over a WebSocket to
-// the host and port that served it, like every other client (protocol.md §1-2).
+// the host and port that served it, like every other client (docs/spec/protocol.md §1-2).
 'use strict';
 (() => {
   // ---------------------------------------------------------------------------------------------
@@ -218,7 +218,7 @@
     wp: new Float64Array(0),
     cap: new Float64Array(0),
     len: new Float64Array(0),
-    attributes: new Map(), // zone number → its attributes (zone-model.md "Zone attributes"), only zones that have some
+    attributes: new Map(), // zone number → its attributes (docs/spec/zone-model.md "Zone attributes"), only zones that have some
     counts: new Array(CONDITIONS.length).fill(0),
     notable: CONDITIONS.map(() => new Set()), // zone numbers per notable condition
     reported: 0,
@@ -552,7 +552,7 @@
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Report lines, as qemu-io's zrp prints them (cli.md: 512-byte sectors, QEMU's zcond numbers)
+  // Report lines, as qemu-io's zrp prints them (docs/spec/cli.md: 512-byte sectors, QEMU's zcond numbers)
 
   function reportLine(i) {
     const sector = (b) => hex(Math.floor(b / 512));

@@ -1,5 +1,5 @@
 /**
- * Byte layouts of the zoned extension (qcow2-zoned-format.md §2): the header extension and the
+ * Byte layouts of the zoned extension (docs/spec/qcow2-zoned-format.md §2): the header extension and the
  * entries of the zone metadata array. Rules about the values live in validate.ts; this file only
  * turns bytes into fields and back. All numbers are big-endian.
  *
@@ -189,7 +189,7 @@ const CONDITION_OF_CODE = new Map(
   (Object.keys(PERSISTENT_COND) as PersistentCondition[]).map((k) => [PERSISTENT_COND[k] as number, k]),
 );
 
-// ---- zone attributes extension (qcow2-zoned-format.md §2, Zone attributes) ----
+// ---- zone attributes extension (docs/spec/qcow2-zoned-format.md §2, Zone attributes) ----
 //
 // Header extension, magic EXT.zoneAttributes (0x007a6174), ZONE_ATTR_EXT_LENGTH = 16 bytes, valid
 // only while autoclear bit AUTOCLEAR.zoneAttributes (2) is set:

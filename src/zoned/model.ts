@@ -1,5 +1,5 @@
 /**
- * The zone state machine of zone-model.md: it applies the operation × condition table
+ * The zone state machine of docs/spec/zone-model.md: it applies the operation × condition table
  * (transitions.ts) with open and active accounting, LRU eviction of implicitly open zones and
  * error precedence. Pure: no I/O, no Buffers, no clocks. The image layer (zoned-image.ts) does the
  * I/O around it.
@@ -16,7 +16,7 @@
  *
  *   Writes and appends, two-phase:
  *     const plan = m.planWrite(offset, length, 'write' | 'write-zeroes')  // or m.planAppend(zoneStart, length)
- *       checks everything in zone-model.md's order and throws QzonedError(reason) on the first
+ *       checks everything in docs/spec/zone-model.md's order and throws QzonedError(reason) on the first
  *       failure; changes nothing. plan.offset is where the data lands (an append's result).
  *     ...write the data at plan.offset through the engine...
  *     const changed = m.commitWrite(plan)   // only after the data I/O succeeded
@@ -37,7 +37,7 @@
  *     m.zoneMgmt(op, range) = planMgmt + commitMgmt, for open/close/finish (no I/O before commit).
  *   Fault injection: m.inject(zoneStart, ZoneInjectCondition); attributes and device actions:
  *     m.injectAttribute(zoneStart, ZoneInjectAttribute), m.injectAction(zoneStart, ZoneInjectAction).
- *   Reports: m.report(offset, nrZones?, conditions?) → protocol.md ZoneDescriptor[].
+ *   Reports: m.report(offset, nrZones?, conditions?) → docs/spec/protocol.md ZoneDescriptor[].
  *
  *   Persistence: m.entry(i) is the zone's metadata entry now; m.takeChanged() returns (and
  *   forgets) the zones whose entry changed since the last call (wp or persistent condition; open
@@ -61,7 +61,7 @@ const RZR = ZONE_ATTRIBUTE_BITS['reset-recommended'];
 const ZFC = ZONE_ATTRIBUTE_BITS['finished-by-controller'];
 
 /**
- * zone-model.md "Zone attributes": what a change of condition clears. Becoming empty (a reset) or
+ * docs/spec/zone-model.md "Zone attributes": what a change of condition clears. Becoming empty (a reset) or
  * offline clears every attribute (as QEMU's NVMe emulation clears the Zone Attributes field);
  * becoming full (a finish, or writes up to capacity) clears finish-recommended, since nothing is
  * left to finish.
@@ -129,7 +129,7 @@ export interface WritePlan {
   readonly zone: number;
   /** True when the range lies in conventional zones (no write pointer moves). */
   readonly conventional: boolean;
-  /** Resources the zone takes (zone-model.md "Getting resources"). */
+  /** Resources the zone takes (docs/spec/zone-model.md "Getting resources"). */
   readonly acquires: readonly Resource[];
   /** The implicitly open zone that would be closed to make room, if any. */
   readonly evict: number | undefined;
@@ -371,7 +371,7 @@ export class ZoneModel {
 
   // ---- writes ----
 
-  /** Checks a write or write-zeroes (zone-model.md "Writes and appends"); changes nothing. */
+  /** Checks a write or write-zeroes (docs/spec/zone-model.md "Writes and appends"); changes nothing. */
   planWrite(offset: number, length: number, kind: 'write' | 'write-zeroes' = 'write'): WritePlan {
     return this.fastPlan(kind, offset, length) ?? this.runWrite(new Txn(this), kind, offset, length);
   }
@@ -506,7 +506,7 @@ export class ZoneModel {
   // ---- fault injection ----
 
   /**
-   * zone-model.md "Fault injection": read-only/offline release the zone's resources and keep its
+   * docs/spec/zone-model.md "Fault injection": read-only/offline release the zone's resources and keep its
    * wp; none returns it to the condition its wp implies (closed needs an active slot).
    */
   inject(zoneStart: number, condition: ZoneInjectCondition): number[] {
@@ -529,7 +529,7 @@ export class ZoneModel {
   }
 
   /**
-   * zone-model.md "Zone attributes": raises reset-recommended or finish-recommended on a zone
+   * docs/spec/zone-model.md "Zone attributes": raises reset-recommended or finish-recommended on a zone
    * (ATTRIBUTE_INJECTION says where each may be raised), or clears every attribute (none). The
    * condition and write pointer stay.
    */
@@ -557,7 +557,7 @@ export class ZoneModel {
   }
 
   /**
-   * zone-model.md "Zone attributes": finish-by-controller, a zone active excursion. The zone
+   * docs/spec/zone-model.md "Zone attributes": finish-by-controller, a zone active excursion. The zone
    * becomes full as by a finish (resources released, the write pointer at the zone end), gains
    * finished-by-controller and loses finish-recommended and reset-recommended.
    */
@@ -575,7 +575,7 @@ export class ZoneModel {
   // ---- reports ----
 
   /**
-   * zone-model.md "Reports": from the zone holding `offset`, in order, up to nrZones descriptors
+   * docs/spec/zone-model.md "Reports": from the zone holding `offset`, in order, up to nrZones descriptors
    * (after filtering by `conditions`), never past the device end.
    */
   report(offset = 0, nrZones?: number, conditions?: readonly ZoneCondition[]): ZoneDescriptor[] {
@@ -620,9 +620,9 @@ export class ZoneModel {
     return d;
   }
 
-  // ---- resources (zone-model.md "Getting resources"; NVMe ZNS TP 4053 §2.5 Active/Open Resources) ----
+  // ---- resources (docs/spec/zone-model.md "Getting resources"; NVMe ZNS TP 4053 §2.5 Active/Open Resources) ----
 
-  /** zone-model.md "Getting resources", Active: a zone becoming active needs active < max-active. */
+  /** docs/spec/zone-model.md "Getting resources", Active: a zone becoming active needs active < max-active. */
   private acquireActive(t: Txn, i: number): void {
     const max = this.geometry.maxActiveZones;
     if (max !== 0 && t.active >= max) {
@@ -631,7 +631,7 @@ export class ZoneModel {
   }
 
   /**
-   * zone-model.md "Getting resources", Open: a zone becoming open needs open < max-open, else the
+   * docs/spec/zone-model.md "Getting resources", Open: a zone becoming open needs open < max-open, else the
    * least recently used implicitly open zone is chosen for eviction. Returns that zone (not yet
    * evicted) or undefined when a slot is free.
    */
@@ -646,7 +646,7 @@ export class ZoneModel {
     return victim;
   }
 
-  /** zone-model.md ◆ LRU: the evicted zone becomes closed and stays active. */
+  /** docs/spec/zone-model.md ◆ LRU: the evicted zone becomes closed and stays active. */
   private evictImplicitOpen(t: Txn, victim: number): void {
     t.set(victim, 'closed');
   }

@@ -1,5 +1,5 @@
 /**
- * The zone state machine's rules as data: zone-model.md's "Operations × starting condition"
+ * The zone state machine's rules as data: docs/spec/zone-model.md's "Operations × starting condition"
  * table, the conditions `all` selects, and which conditions hold resources. model.ts is the
  * machine that consults them (accounting, eviction, error precedence); a rule changes here, in
  * one cell, and test/zoned/model.table.test.ts checks every cell against the spec's table written
@@ -46,7 +46,7 @@ const writeRow = (conventional: Transition): Record<ZoneCondition, Transition> =
 });
 
 /**
- * zone-model.md "Operations × starting condition", as data. The column not-write-pointer holds
+ * docs/spec/zone-model.md "Operations × starting condition", as data. The column not-write-pointer holds
  * the conventional-zone rules (random-access writes; everything else `conventional-zone`).
  * A write or append that brings the write pointer to start + capacity then makes the zone full.
  */
@@ -95,7 +95,7 @@ export const ZONE_TRANSITIONS: Readonly<Record<TableOp, Readonly<Record<ZoneCond
   },
 };
 
-/** zone-model.md "Ranges and all": the conditions `all: true` selects, per operation. */
+/** docs/spec/zone-model.md "Ranges and all": the conditions `all: true` selects, per operation. */
 export const ALL_SELECTS: Readonly<Record<MgmtOp, readonly ZoneCondition[]>> = {
   open: ['closed'],
   close: ['implicit-open', 'explicit-open'],
@@ -110,7 +110,7 @@ export const isActive = (c: ZoneCondition): boolean => isOpen(c) || c === 'close
 export type AttributeOp = 'finish-recommended' | 'reset-recommended' | 'finish-by-controller';
 
 /**
- * zone-model.md "Zone attributes", as data: where each attribute may be raised (the condition
+ * docs/spec/zone-model.md "Zone attributes", as data: where each attribute may be raised (the condition
  * stays: `to` is the zone's own condition) and where a device may finish a zone on its own (it
  * becomes full). A device raises finish-recommended on active zones and reset-recommended on
  * zones holding data; it finishes only active zones (a zone active excursion frees resources).

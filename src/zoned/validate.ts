@@ -1,5 +1,5 @@
 /**
- * Every rule of the zoned extension (qcow2-zoned-format.md §2), in one function that serves both
+ * Every rule of the zoned extension (docs/spec/qcow2-zoned-format.md §2), in one function that serves both
  * image creation and open, so the two can never disagree.
  *
  *   validateZonedHeader(fields, { virtualSize, clusterSize, source })
@@ -29,7 +29,7 @@ export const DEFAULT_MAX_APPEND_BYTES = 64 * 1024;
 const U32_MAX = 0xffffffff;
 const TWO_POW_53 = 2 ** 53;
 
-/** The create options union of protocol.md §4 (the series' Qcow2ZoneCreateOptions), as schema/ has it. */
+/** The create options union of docs/spec/protocol.md §4 (the series' Qcow2ZoneCreateOptions), as schema/ has it. */
 export type { ZoneCreateOptions };
 
 /** Header fields as validated: zonedmetaOffset is absent at creation (the image layer places the array). */
@@ -229,7 +229,7 @@ export function checkZonedFeatureBit(bitSet: boolean, zoneModel: number | undefi
 }
 
 /**
- * The zone attributes extension's rules (qcow2-zoned-format.md §2, Zone attributes), checked on
+ * The zone attributes extension's rules (docs/spec/qcow2-zoned-format.md §2, Zone attributes), checked on
  * open when autoclear bit 2 says the extension is valid: the array is one byte per zone, at a
  * non-zero multiple of the cluster size. A broken rule is `corrupt-image`.
  */

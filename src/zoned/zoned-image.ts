@@ -502,7 +502,7 @@ export class ZonedImage {
       const wp = pick > sectors ? start + this.model.zoneLength(p.zone) : p.durableWp + kept;
       if (wp === this.model.writePointer(p.zone)) continue;
       entries.push({ zone: p.zone, entry: { ...this.model.entry(p.zone), wp } });
-      // A zone that comes back full has nothing left to finish (zone-model.md "Zone attributes").
+      // A zone that comes back full has nothing left to finish (docs/spec/zone-model.md "Zone attributes").
       const attrs = this.model.attributeByte(p.zone);
       const fzr = ZONE_ATTRIBUTE_BITS['finish-recommended'];
       if (wp >= start + this.model.zoneCapacity(p.zone) && (attrs & fzr) !== 0) attributes.push({ zone: p.zone, attributes: attrs & ~fzr });

@@ -1,5 +1,5 @@
 /**
- * blockdev-power-cut through the engine (zone-model.md "Power cut"): a recorded workload is cut
+ * blockdev-power-cut through the engine (docs/spec/zone-model.md "Power cut"): a recorded workload is cut
  * at every point, in drop mode and with many torn seeds, and the reference device
  * (test/zoned/reference-model.ts) decides what may survive. After each cut the image must check
  * clean, read back the same after a restart, and keep working: the rest of the workload runs on,

@@ -1,4 +1,4 @@
-// The shell's line syntax: qmp-shell's tokens, value conversion and errors (qmp-notes.md §5), the
+// The shell's line syntax: qmp-shell's tokens, value conversion and errors (docs/spec/qmp-notes.md §5), the
 // intended dotted-key semantics, schema-driven sizes, raw JSON lines; and completion from the schema.
 import test from 'ava';
 import { buildArguments, formatSyntaxError, LineSyntaxError, parseLine, parseValue, tokenize } from '../../clients/shell/parse-line.js';

@@ -9,7 +9,7 @@ test('report, append, mgmt and inject on a host-managed node', async (t) => {
   const h = harness(t);
   await zonedNode(h, 'z', { 'conventional-zones': 1 });
   const report = await h.call('blockdev-zone-report', { 'node-name': 'z' });
-  // zone-model.md "Reports": a conventional zone's write pointer is start + length (null_blk).
+  // docs/spec/zone-model.md "Reports": a conventional zone's write pointer is start + length (null_blk).
   t.is(report.length, 8);
   t.deepEqual(report[0], { start: 0, length: MiB, capacity: MiB, 'write-pointer': MiB, type: 'conventional', condition: 'not-write-pointer' });
   t.deepEqual(report[1], { start: MiB, length: MiB, capacity: MiB, 'write-pointer': MiB, type: 'sequential-write-required', condition: 'empty' });

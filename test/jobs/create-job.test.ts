@@ -1,4 +1,4 @@
-// blockdev-create as a job, through the dispatcher: event sequences as qmp-notes.md §2.3/§2.4 show them.
+// blockdev-create as a job, through the dispatcher: event sequences as docs/spec/qmp-notes.md §2.3/§2.4 show them.
 import fs from 'node:fs';
 import test from 'ava';
 import { harness, fileBytes } from '../handlers/harness.js';

@@ -1,11 +1,11 @@
-// The job state machine as data (job.c JobSTT / JobVerbTable, qmp-notes.md §2.1).
+// The job state machine as data (job.c JobSTT / JobVerbTable, docs/spec/qmp-notes.md §2.1).
 import test from 'ava';
 import { Job, JOB_TRANSITIONS, JOB_VERBS } from '../../src/jobs/job.js';
 import { JobList } from '../../src/jobs/job-list.js';
 import { EventBus } from '../../src/events/bus.js';
 import type { JobStatus } from '../../src/generated/types.js';
 
-// qmp-notes.md §2.1, written out independently of src/jobs/job.ts.
+// docs/spec/qmp-notes.md §2.1, written out independently of src/jobs/job.ts.
 const JOB_STT = `
 undefined -> created
 created   -> running | aborting | null

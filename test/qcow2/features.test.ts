@@ -1,5 +1,5 @@
 /**
- * The format spec's feature table (qcow2-zoned-format.md §1), one test per row, on images qemu-img
+ * The format spec's feature table (docs/spec/qcow2-zoned-format.md §1), one test per row, on images qemu-img
  * made, patched byte-wise where qemu-img cannot make them. Refused images must stay byte-identical;
  * read-only-at-most images open read-only and refuse read-write with a sentence.
  */

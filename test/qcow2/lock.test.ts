@@ -1,5 +1,5 @@
 /**
- * The exclusive writer lock (protocol.md "Exclusive writers") as taken by the engine's read-write
+ * The exclusive writer lock (docs/spec/protocol.md "Exclusive writers") as taken by the engine's read-write
  * open: a second writer, in this process or another, gets `image-locked` naming the holder;
  * readers are let in; the lock dies with a SIGKILLed holder.
  */

@@ -39,7 +39,7 @@ for (const name of badCases) {
   });
 }
 
-test('the committed schema loads without problems and covers protocol.md §4 and the zloop jobs', (t) => {
+test('the committed schema loads without problems and covers docs/spec/protocol.md §4 and the zloop jobs', (t) => {
   const schema = loadSchemaDir(schemaDir);
   const names = schema.commands.map((c) => c.name).sort();
   t.deepEqual(names, [

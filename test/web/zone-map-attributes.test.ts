@@ -1,5 +1,5 @@
 /**
- * The zone map shows zone attributes (zone-model.md "Zone attributes") as the service reports
+ * The zone map shows zone attributes (docs/spec/zone-model.md "Zone attributes") as the service reports
  * them, live: raised, carried through a power cut, cleared by a reset. Chromium as in
  * zone-map.test.ts; skipped by name without it.
  */

@@ -1,5 +1,5 @@
 /**
- * Zone append under concurrency (zone-model.md "Writes and appends"): appends in flight together
+ * Zone append under concurrency (docs/spec/zone-model.md "Writes and appends"): appends in flight together
  * to one zone get distinct, contiguous offsets and each offset holds that append's own bytes;
  * appends to different zones interleave freely.
  */

@@ -1,6 +1,6 @@
 /**
- * Zone attributes in the image (qcow2-zoned-format.md §2, Zone attributes): through a restart and
- * a power cut, durable when injected, cleared as zone-model.md says and that clearing durable too;
+ * Zone attributes in the image (docs/spec/qcow2-zoned-format.md §2, Zone attributes): through a restart and
+ * a power cut, durable when injected, cleared as docs/spec/zone-model.md says and that clearing durable too;
  * the header extension and autoclear bit 2 appear with the first attribute only; how an older
  * qzoned's open and `img check -r leaks` leave such an image, and how this one takes it back;
  * `qzoned img check` and QEMU's check of the stripped copy; through the daemon's commands.

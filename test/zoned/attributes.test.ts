@@ -1,5 +1,5 @@
 /**
- * Zone attributes (zone-model.md "Zone attributes"): where each may be raised, written out here
+ * Zone attributes (docs/spec/zone-model.md "Zone attributes"): where each may be raised, written out here
  * from the spec's table (never read from src/zoned/transitions.ts), what clears them, and the
  * model against the reference model over random sequences with attribute injections, checking
  * that no changed attribute byte escapes persistence.
@@ -17,7 +17,7 @@ const CONDITIONS: readonly ZoneCondition[] = [
   'not-write-pointer', 'empty', 'implicit-open', 'explicit-open', 'closed', 'full', 'read-only', 'offline',
 ];
 
-/** zone-model.md "Zone attributes", the injection table: `raised`, `→ full` or `!reason`. */
+/** docs/spec/zone-model.md "Zone attributes", the injection table: `raised`, `→ full` or `!reason`. */
 const SPEC_TABLE = `
 injection            | not-write-pointer  | empty                    | implicit-open | explicit-open | closed | full                     | read-only       | offline
 finish-recommended   | !conventional-zone | !invalid-zone-transition | raised        | raised        | raised | !invalid-zone-transition | !zone-read-only | !zone-offline

@@ -6,7 +6,7 @@ import {
   writeZoneEntry, type ZonedExtensionFields,
 } from '../../src/zoned/format.js';
 
-// Written by hand from the header table of qcow2-zoned-format.md §2, not by the encoder.
+// Written by hand from the header table of docs/spec/qcow2-zoned-format.md §2, not by the encoder.
 const FIXTURE_HEX = [
   '01', '000000', //                 zone_model 1, reserved
   '0000000200000000', //             zone_size 8 GiB (needs the 64-bit field)

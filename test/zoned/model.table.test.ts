@@ -1,6 +1,6 @@
 /**
  * Every operation from every starting condition, with no limits and with the open/active limits
- * reached, run through the model. The expected cells are zone-model.md's "Operations × starting
+ * reached, run through the model. The expected cells are docs/spec/zone-model.md's "Operations × starting
  * condition" table written out below by hand, never read from the production table
  * (src/zoned/transitions.ts), so a wrong cell there fails here twice: in the cell-by-cell
  * comparison and in the model's behaviour.

@@ -1,4 +1,4 @@
-/** Focused cases of zone-model.md: LRU, precedence, short last zone, capacity, conventional zones, ranges, all, reports, injection, reopen. */
+/** Focused cases of docs/spec/zone-model.md: LRU, precedence, short last zone, capacity, conventional zones, ranges, all, reports, injection, reopen. */
 import test, { type ExecutionContext } from 'ava';
 import { isQzonedError } from '../../src/errors.js';
 import { checkZoneEntries, findZoneEntryProblems, ZoneModel, type ZoneGeometry } from '../../src/zoned/model.js';

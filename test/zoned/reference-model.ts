@@ -1,10 +1,10 @@
 /**
- * A deliberately small reference of zone-model.md, written from the spec's text and nothing else:
+ * A deliberately small reference of docs/spec/zone-model.md, written from the spec's text and nothing else:
  * counts are recomputed by scanning, all-or-nothing is a deep copy restored on error, and every
  * operation is a plain switch. Slow and obvious, so that src/zoned/model.ts can be checked against it.
  *
  * RefDevice (at the end) adds the bytes and what is durable, and decides what a power cut
- * (zone-model.md "Power cut") may leave.
+ * (docs/spec/zone-model.md "Power cut") may leave.
  */
 export interface RefGeometry {
   size: number;
@@ -19,7 +19,7 @@ export interface RefGeometry {
 export type RefCond =
   | 'not-write-pointer' | 'empty' | 'implicit-open' | 'explicit-open' | 'closed' | 'full' | 'read-only' | 'offline';
 
-/** zone-model.md "Zone attributes", in report order. */
+/** docs/spec/zone-model.md "Zone attributes", in report order. */
 export const REF_ATTRIBUTES = ['finished-by-controller', 'finish-recommended', 'reset-recommended'] as const;
 export type RefAttribute = (typeof REF_ATTRIBUTES)[number];
 
@@ -348,7 +348,7 @@ export interface RefObserved {
 }
 
 /**
- * The device behind the zones, from zone-model.md "Power cut" and nothing else: the bytes every
+ * The device behind the zones, from docs/spec/zone-model.md "Power cut" and nothing else: the bytes every
  * zone holds now, and what is durable, the state at the last completed flush plus what a reset or
  * an injection made durable since. A plain (non-zoned) image is a device of conventional zones
  * only. Decides what a power cut may leave: `expectDrop()` exactly, `tornProblems()` the rules a

@@ -12,13 +12,13 @@
  * 2. No "qemu-io> " prompts: commands come from -c, not standard input.
  * 3. "zap -p 0 0x1000 0x3ffd000" asks 67100672 bytes with max_append_bytes=131072: the original
  *    printed "zone append failed: Operation not supported"; qzoned names the reason
- *    (append-too-large), in cli.md's format, and the exit status is non-zero (not checked here,
+ *    (append-too-large), in docs/spec/cli.md's format, and the exit status is non-zero (not checked here,
  *    as the original does not).
  * 4. The Formatting line lists qzoned's option names (zone.mode=..., the union of the series
  *    since v8) whichever spelling the command used.
  * 5. The series' own command line (zone.* options) is run too, on a second file, and must give
  *    the same zone report.
- * Every other line was checked by hand against zone-model.md (e.g. closing an explicitly open
+ * Every other line was checked by hand against docs/spec/zone-model.md (e.g. closing an explicitly open
  * zone whose wp is at its start makes it empty, zcond:1; a report stops at the device end).
  */
 import fs from 'node:fs';

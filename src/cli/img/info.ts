@@ -41,7 +41,7 @@ function qcow2Specific(input: InfoInput): QDict {
     data['extended-l2'] = q.extendedL2;
   }
   if (input.zone) {
-    // protocol.md's order: the zone section is qzoned's own, so it need not follow QEMU's hash order.
+    // docs/spec/protocol.md's order: the zone section is qzoned's own, so it need not follow QEMU's hash order.
     const z = input.zone;
     data.zone = keepInsertionOrder({
       mode: z.mode, size: z.size, capacity: z.capacity, 'conventional-zones': z['conventional-zones'], 'nr-zones': z['nr-zones'],

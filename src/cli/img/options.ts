@@ -11,7 +11,7 @@ import { splitPairs } from '../comma-list.js';
 type ValueKind = 'size' | 'count' | 'bool' | 'preallocation' | 'zone-mode' | 'fixed';
 
 interface CreateKey {
-  /** The name as cli.md writes it (dashes, dots for nesting). */
+  /** The name as docs/spec/cli.md writes it (dashes, dots for nesting). */
   name: string;
   kind: ValueKind;
   /** For 'fixed': the only values accepted (settings qemu-img prints that qzoned always writes one way). */

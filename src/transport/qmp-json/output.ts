@@ -2,7 +2,7 @@
  * QMP output as QEMU writes it (qobject/qjson.c, compact mode): `{"a": 1, "b": [1, 2]}` with ": "
  * and ", ", ASCII only: control characters, DEL and everything above it as \uXXXX with uppercase
  * hex, astral characters as surrogate pairs; doubles printed with "%.17g". Each message is one
- * line ending in CRLF (qmp-notes.md §1.1).
+ * line ending in CRLF (docs/spec/qmp-notes.md §1.1).
  */
 import { QmpFloat, type QmpValue } from './value.js';
 

@@ -1,5 +1,5 @@
 /**
- * QEMU's streaming JSON input, as the QMP socket reads it (qmp-notes.md §1.1, §1.5): the lexer
+ * QEMU's streaming JSON input, as the QMP socket reads it (docs/spec/qmp-notes.md §1.1, §1.5): the lexer
  * (lexer.ts, json-lexer.c) cuts the bytes into tokens, this streamer (json-streamer.c) counts
  * brackets and limits and hands each complete message to the parser (parser.ts, json-parser.c),
  * so QMP clients see QEMU's behaviour and error texts: no framing, values split or concatenated
