@@ -22,7 +22,7 @@ import { NbdInput } from './input.js';
 import { nbdFailure, type RequestKind } from './errors.js';
 import type { ExportClient, NbdExport, ReadRun } from './export.js';
 import {
-  CLIENT_FLAG, CMD, CMD_FLAG, HANDSHAKE_FLAG, IHAVEOPT, INFO, MAX_PAYLOAD, MAX_STRING_BYTES, NBD_ERR, OPT,
+  CLIENT_FLAG, CMD, CMD_FLAG, HANDSHAKE_FLAG, IHAVEOPT, INFO, MAX_PAYLOAD, MAX_STRING_BYTES, NBD_ERR, OPT, truncateUtf8,
   OPTION_HEADER_SIZE, REP, REPLY_FLAG_DONE, REPLY_TYPE, REQUEST_HEADER_SIZE, REQUEST_MAGIC, SIMPLE_REPLY_SIZE,
   STRUCTURED_HEADER_SIZE, TRANSMISSION_FLAG,
   encodeBlockStatus, encodeExportNameReply, encodeGreeting, encodeInfoBlockSize, encodeInfoExport, encodeInfoString,
@@ -307,7 +307,6 @@ export class NbdConnection implements ExportClient {
       return;
     }
     this.send(encodeExportNameReply(exp.size, this.transmissionFlags(exp), this.noZeroes));
-    this.contexts = this.selected && this.selected.exportName === name ? this.selected.contexts : [];
     this.enterTransmission(exp);
   }
 
@@ -342,8 +341,6 @@ export class NbdConnection implements ExportClient {
     this.optionReply(code, REP.INFO, encodeInfoBlockSize(exp.minimumBlockSize, exp.preferredBlockSize, MAX_PAYLOAD));
     this.optionReply(code, REP.ACK);
     if (code !== OPT.GO) return;
-    // Contexts selected for another export do not carry over (proto.md, NBD_OPT_SET_META_CONTEXT).
-    this.contexts = this.selected && this.selected.exportName === name ? this.selected.contexts : [];
     this.enterTransmission(exp);
   }
 
@@ -390,6 +387,8 @@ export class NbdConnection implements ExportClient {
   private enterTransmission(exp: NbdExport): void {
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
+    // Contexts selected for another export do not carry over (proto.md, NBD_OPT_SET_META_CONTEXT).
+    this.contexts = this.selected && this.selected.exportName === exp.name ? this.selected.contexts : [];
     this.exp = exp;
     exp.attach(this);
     this.phase = 'transmission';
@@ -401,7 +400,7 @@ export class NbdConnection implements ExportClient {
   }
 
   private optionError(code: number, type: number, message: string): void {
-    this.optionReply(code, type, Buffer.from(message, 'utf8').subarray(0, MAX_STRING_BYTES));
+    this.optionReply(code, type, truncateUtf8(message, MAX_STRING_BYTES));
   }
 
   // ---- transmission ----------------------------------------------------------------------------
@@ -743,11 +742,6 @@ export class NbdConnection implements ExportClient {
     this.account?.close();
     this.host.closed(this);
     this.log.debug('NBD connection closed');
-  }
-
-  /** True once the socket has closed. */
-  get isClosed(): boolean {
-    return this.finished;
   }
 }
 

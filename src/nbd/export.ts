@@ -244,7 +244,7 @@ export class NbdExport {
     if (!this.zoned) {
       clusters(offset, end);
     } else {
-      for (const zone of this.zoned.zoneReport(offset, zonesSpanned(this.zoned, offset, end))) {
+      for (const zone of this.zoned.zoneReport(offset, this.zonesSpanned(offset, end))) {
         if (zone.condition === 'offline') return null;
         const from = Math.max(offset, zone.start);
         const to = Math.min(end, zone.start + zone.length);
@@ -300,7 +300,7 @@ export class NbdExport {
       mapped(offset, end);
       return out.extents;
     }
-    for (const zone of this.zoned.zoneReport(offset, zonesSpanned(this.zoned, offset, end))) {
+    for (const zone of this.zoned.zoneReport(offset, this.zonesSpanned(offset, end))) {
       const from = Math.max(offset, zone.start);
       const to = Math.min(end, zone.start + zone.length);
       if (zone.condition === 'offline') {
@@ -319,7 +319,7 @@ export class NbdExport {
   private zoneExtents(offset: number, end: number): Extent[] {
     const out: Extent[] = [];
     if (!this.zoned) return out;
-    const zones = this.zoned.zoneReport(offset, Math.min(MAX_EXTENTS, zonesSpanned(this.zoned, offset, end)));
+    const zones = this.zoned.zoneReport(offset, Math.min(MAX_EXTENTS, this.zonesSpanned(offset, end)));
     for (const zone of zones) {
       const flags = ZONE_CONDITION_NUMBER[zone.condition];
       // A zone longer than an extent can say (zone sizes are 64-bit) takes several.
@@ -332,11 +332,12 @@ export class NbdExport {
     }
     return out;
   }
-}
 
-function zonesSpanned(image: ZonedOps, offset: number, end: number): number {
-  const size = image.zoneInfo().size;
-  return Math.floor((Math.max(offset, end - 1)) / size) - Math.floor(offset / size) + 1;
+  /** How many zones [offset, end) touches (at least one). */
+  private zonesSpanned(offset: number, end: number): number {
+    const size = this.zoneSize;
+    return Math.floor((Math.max(offset, end - 1)) / size) - Math.floor(offset / size) + 1;
+  }
 }
 
 /** Extents merged as they are added: neighbours with the same flags become one. */

@@ -34,11 +34,6 @@ export class NbdInput {
     return this.end - this.start;
   }
 
-  /** True while a payload is being read straight into its buffer. */
-  get readingPayload(): boolean {
-    return this.direct !== null;
-  }
-
   /** Where the next read should land. */
   nextBuffer(): Buffer {
     if (this.direct) return this.direct.buf.subarray(this.direct.filled);

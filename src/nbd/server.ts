@@ -182,10 +182,6 @@ export class NbdServer implements ConnectionHost {
     }
   }
 
-  get connectionCount(): number {
-    return this.connections.size;
-  }
-
   /**
    * Stops listening, disconnects every client (requests in flight finish first) and resolves
    * once all are gone and a unix socket file is removed. Exports are left to the caller.

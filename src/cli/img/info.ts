@@ -12,7 +12,7 @@ import { decodeZonedExtension } from '../../zoned/format.js';
 import type { CliContext } from '../../shared/cli-context.js';
 import { dumpQdictHuman, keepInsertionOrder, toQemuJson, type QDict, type QValue } from '../qemu-json.js';
 import { formatHumanSize, usageError } from '../../shared/size.js';
-import { formatOf, openLocked, outputFormat, probeFormat, warnIfShared, withForceShareHint, type ImageFormat } from './common.js';
+import { formatOf, openLocked, outputFormat, warnIfShared, withForceShareHint, type ImageFormat } from './common.js';
 import { backingOf, peekHeader } from './header.js';
 
 /** The numbers qemu-img info needs, from the header (or the engine, for zones) or from a raw file's stat. */
@@ -173,7 +173,7 @@ export async function runInfo(ctx: CliContext, file: string, opts: InfoCliOption
   while (next) {
     if (seen.has(next.file)) throw usageError(`Backing file '${next.file}' creates an infinite loop.`);
     seen.add(next.file);
-    const format = next.format === undefined ? probeFormat(next.file) : formatOf(next.file, next.format);
+    const format = formatOf(next.file, next.format);
     const forceShare = opts.forceShare === true;
     await warnIfShared(ctx, next.file, forceShare);
     const info = await collectInfo(next.file, format, forceShare);

@@ -9,6 +9,7 @@ import type { Extent } from '../../qcow2/image.js';
 import type { CliContext } from '../../shared/cli-context.js';
 import { formatOf, openLocked, warnIfShared, withForceShareHint, type ImageFormat } from './common.js';
 import { refuseBackingFile } from './header.js';
+import { preadFull } from '../../io/fd-io.js';
 
 /** One run of qemu's block status (bdrv_block_status_above) as qemu-img map prints it. */
 export interface BlockStatus {
@@ -70,13 +71,8 @@ async function openRaw(file: string, forceShare: boolean, holder: string): Promi
   return {
     file, format: 'raw', size,
     read(offset, length) {
-      const buffer = Buffer.alloc(length);
-      let done = 0;
-      while (done < length) {
-        const n = fs.readSync(fd, buffer, done, length - done, offset + done);
-        if (n === 0) break;
-        done += n;
-      }
+      const buffer = Buffer.allocUnsafe(length);
+      preadFull(fd, buffer, offset);
       return buffer;
     },
     status(offset, length) {
