@@ -9,7 +9,7 @@ import type { NodeWatch } from '../block/graph.js';
 import type { ZoneDescriptor } from '../generated/types.js';
 import type { EventBus } from './bus.js';
 
-export const ZONE_EVENT_INTERVAL_MS = 100;
+const ZONE_EVENT_INTERVAL_MS = 100;
 
 /** A watcher for the node graph: a coalescer for each zoned node, none for the others. */
 export function zoneEventsFor(events: EventBus, intervalMs = ZONE_EVENT_INTERVAL_MS): (name: string, image: AnyImage) => NodeWatch | null {
@@ -17,7 +17,7 @@ export function zoneEventsFor(events: EventBus, intervalMs = ZONE_EVENT_INTERVAL
 }
 
 /** Changed zone indexes accumulate; one event goes out at most once per interval with each zone's state at sending time. */
-export class ZoneEventCoalescer implements NodeWatch {
+class ZoneEventCoalescer implements NodeWatch {
   private readonly pending = new Set<number>();
   private timer: NodeJS.Timeout | null = null;
   private lastSent = -Infinity;

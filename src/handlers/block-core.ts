@@ -4,8 +4,7 @@
  * the node layer (src/block/file-node.ts, on the descriptor it holds), as a QEMU file node does,
  * but not while a qcow2 node sits on it (that node owns the file's bytes).
  */
-import { payload, reserveRead } from './data.js';
-import { dataResult } from './data.js';
+import { dataResult, payload, reserveRead } from './data.js';
 import { flushFileNode, readFileNode, writeFileNode } from '../block/file-node.js';
 import type { HandlerTable } from './context.js';
 import type { Services } from './services.js';

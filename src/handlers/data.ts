@@ -13,7 +13,7 @@ import type { HandlerContext } from './context.js';
 const scopeOf = (ctx: HandlerContext | undefined): CallScope => ctx?.scope ?? new CallScope(undefined);
 
 /** Counts a call's data against the per-call (per-batch) limit. */
-export function checkDataLength(length: number, what: string, ctx?: HandlerContext): void {
+function checkDataLength(length: number, what: string, ctx?: HandlerContext): void {
   scopeOf(ctx).takeData(length, what);
 }
 
@@ -95,7 +95,7 @@ function patternBuffer(pattern: number, length: number): Buffer {
 }
 
 /** Results below this many bytes carry their data as text: small strings cost nothing to make. */
-export const BULK_RESULT_BYTES = 48 * 1024;
+const BULK_RESULT_BYTES = 48 * 1024;
 
 /**
  * A result `{ data }` for `bytes` (blockdev-read): attached to the result object when large, and

@@ -4,15 +4,10 @@
  * calls come from the optional addon; without it every byte counts as stored and a discard
  * writes zeros, which reads the same.
  */
-import fs from 'node:fs';
 import { nativeAddon } from './native/addon.js';
+import { pwriteFull } from './fd-io.js';
 
 const ENXIO = 6;
-
-/** Can this process tell holes from data at all? */
-export function canSeekHoles(): boolean {
-  return nativeAddon().addon !== null;
-}
 
 /**
  * The run of [offset, ...) that is all data or all hole: its end, and whether it is data. `eof`
@@ -38,8 +33,6 @@ export function punchHole(fd: number, offset: number, length: number): void {
   if (addon && addon.punchHole(fd, offset, length) === 0) return;
   const zeros = Buffer.alloc(Math.min(length, 1024 * 1024));
   for (let done = 0; done < length; done += zeros.length) {
-    const n = Math.min(zeros.length, length - done);
-    let written = 0;
-    while (written < n) written += fs.writeSync(fd, zeros, written, n - written, offset + done + written);
+    pwriteFull(fd, zeros.subarray(0, Math.min(zeros.length, length - done)), offset + done);
   }
 }

@@ -54,7 +54,7 @@ function parseTag(link: string): { key: string; need: LockNeed; holder: string }
 }
 
 /** Whether an fdinfo text lists a lock covering `byte` ("lock:\t1: OFDLCK ADVISORY  READ -1 fe:00:123 100 101"). */
-export function fdinfoLocksByte(fdinfo: string, byte: number): boolean {
+function fdinfoLocksByte(fdinfo: string, byte: number): boolean {
   for (const line of fdinfo.split('\n')) {
     const m = /^lock:\s+\d+:\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+(\d+)\s+(\d+|EOF)\s*$/.exec(line);
     if (!m) continue;

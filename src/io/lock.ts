@@ -188,11 +188,6 @@ export class FileLocks {
     return (await this.whoHolds(write)) ?? 'another process';
   }
 
-  /** Users of this description (tests). */
-  get holders(): string[] {
-    return [...this.users].map((u) => u.holder);
-  }
-
   /**
    * The descriptor is being closed, which drops every lock of its description: users still
    * holding one (an image closes its file before it lets go of its lock, so nobody else can take

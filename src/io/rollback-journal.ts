@@ -175,7 +175,6 @@ export class RollbackJournal implements BlockFile {
   private keep(from: number, to: number): void {
     const first = Math.floor(from / JOURNAL_BLOCK);
     const last = Math.floor((to - 1) / JOURNAL_BLOCK);
-    if (this.preimages.has(first) && (first === last || this.allKept(first + 1, last))) return;
     for (let b = first; b <= last;) {
       if (this.preimages.has(b)) {
         b++;
@@ -194,8 +193,4 @@ export class RollbackJournal implements BlockFile {
     }
   }
 
-  private allKept(first: number, last: number): boolean {
-    for (let b = first; b <= last; b++) if (!this.preimages.has(b)) return false;
-    return true;
-  }
 }

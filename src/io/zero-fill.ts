@@ -9,7 +9,7 @@ import type { SliceControl } from './slice-control.js';
 
 const MiB = 1024 * 1024;
 /** Zeros written per slice: the same slice as the qcow2 engine's `full`. */
-export const ZERO_FILL_SLICE_BYTES = 8 * MiB;
+const ZERO_FILL_SLICE_BYTES = 8 * MiB;
 
 export interface ZeroFillTask {
   fd: number;

@@ -336,11 +336,6 @@ export class Qcow2Image {
     this.assertWritable();
   }
 
-  /** The first corruption met while open, or null. */
-  get corruptionFound(): string | null {
-    return this.corruption;
-  }
-
   /**
    * QEMU's qcow2_signal_corruption for every error an engine call throws: a corrupt-image error
    * about the image's metadata is remembered, and on a writable image the corrupt bit

@@ -19,10 +19,12 @@ export interface MappedCluster {
   zero: boolean;
 }
 
-/** Reads `buf.length` bytes at `offset`; what lies beyond the end of the file reads as zeros. */
-export function readZeroExtended(file: BlockFile, buf: Buffer, offset: number): void {
+/**
+ * Reads `buf.length` bytes at `offset`; what lies beyond the end of the file reads as zeros.
+ * `fileSize`: the file's size when the caller has it already (saves an fstat per call).
+ */
+export function readZeroExtended(file: BlockFile, buf: Buffer, offset: number, fileSize = file.size()): void {
   buf.fill(0);
-  const fileSize = file.size();
   if (offset < fileSize) file.pread(buf.subarray(0, Math.min(buf.length, fileSize - offset)), offset);
 }
 
@@ -32,12 +34,12 @@ export function* mappedClusters(file: BlockFile, header: Pick<Qcow2Header, 'clus
   const perL2 = cs / 8;
   const fileSize = file.size();
   const l1 = Buffer.alloc(header.l1Size * 8);
-  readZeroExtended(file, l1, header.l1TableOffset);
+  readZeroExtended(file, l1, header.l1TableOffset, fileSize);
   const l2 = Buffer.alloc(cs);
   for (let i = 0; i < header.l1Size; i++) {
     const l2Offset = Number(l1.readBigUInt64BE(i * 8) & L1E_OFFSET_MASK);
     if (l2Offset === 0 || l2Offset % cs !== 0 || l2Offset >= fileSize) continue;
-    readZeroExtended(file, l2, l2Offset);
+    readZeroExtended(file, l2, l2Offset, fileSize);
     for (let j = 0; j < perL2; j++) {
       const e = l2.readBigUInt64BE(j * 8);
       if (e === 0n) continue;

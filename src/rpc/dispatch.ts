@@ -14,7 +14,7 @@ import type { CallScope } from '../memory-budget.js';
 import type { Connection, Handler, HandlerTable } from '../handlers/context.js';
 import type { Logger } from '../log.js';
 
-export interface CallOptions {
+interface CallOptions {
   /** The caller encodes attached result data itself (src/shared/bulk-data.ts). */
   bulkResults?: boolean;
   /** Numbers in params written with a fraction or an exponent. */

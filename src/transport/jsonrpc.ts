@@ -45,7 +45,7 @@ interface ServerParams {
  * message can make the daemon do before anything else runs (geth and other JSON-RPC servers set
  * the same kind of limit, 1000 by default there).
  */
-export const MAX_BATCH = 1000;
+const MAX_BATCH = 1000;
 
 const REQUEST_MEMBERS = new Set(['jsonrpc', 'method', 'params', 'id']);
 

@@ -126,7 +126,6 @@ export class WebSocketListener {
     const account = budget.open(connection.id);
     const transport = new WsTransport(ws, socket, peer, flowLimitsFor(maxMessageSize, budget.share), clog, input, account);
     const session = new JsonRpcSession({ connection, dispatcher, log: clog, push: (m) => transport.send(m), account });
-    // After ws has read each chunk (its listener came first): what it holds of a message not yet whole.
     // Before ws reads a chunk (and hands over its messages): the turn's slice starts. After
     // it (its listener came first): what it holds of a message not yet whole.
     socket.prependListener('data', () => input.startSlice());
