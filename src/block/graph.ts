@@ -147,6 +147,10 @@ export class BlockGraph {
         throw fail('unsupported-feature', `node '${name}' is a file node; blockdev-power-cut needs a qcow2 node`);
       }
       if (node.readOnly) throw fail('read-only-node', `node '${name}' is read-only; a power cut loses unflushed writes, and it has none`);
+      if (!node.image.qcow2.journal) {
+        throw fail('unsupported-feature', `node '${name}' was added without power-cut, so it keeps nothing to roll back to; `
+          + 'add it again with "power-cut": true (the default only for a zoned image) to cut its power');
+      }
       try {
         return await node.image.powerCut(mode, seed);
       } catch (e) {
@@ -231,7 +235,7 @@ export class BlockGraph {
       }
       const image = await openImage(file.file, {
         readOnly,
-        powerCut: !readOnly,
+        powerCut: readOnly ? false : (options['power-cut'] ?? 'if-zoned'),
         holder: `qzoned daemon node ${name}`,
         writeThrough: options['write-cache'] === false,
         writeBehind: !readOnly && options['write-cache'] !== false && (this.options.writeBehind ?? true)

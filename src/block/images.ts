@@ -126,7 +126,7 @@ export function isZoned(image: AnyImage): image is BlockImage & ZonedOps {
 class PlainImage implements BlockImage {
   private readonly power = new PowerListeners();
   /** `options`: how it was opened, so that a power cut opens it again the same way. */
-  constructor(public qcow2: Qcow2Image, private readonly options: ImageOpenOptions) {}
+  constructor(public qcow2: Qcow2Image, private readonly options: ResolvedOpenOptions) {}
   get engine(): EngineDataPath { return this.qcow2; }
   get path(): string { return this.qcow2.path; }
   get virtualSize(): number { return this.qcow2.virtualSize; }
@@ -192,7 +192,7 @@ class ZonedBlockImage implements BlockImage, ZonedOps {
   private readonly listeners = new Set<(zones: number[]) => void>();
   private readonly power = new PowerListeners();
   private unsubscribe: () => void;
-  constructor(public image: ZonedImage, private readonly options: ImageOpenOptions) {
+  constructor(public image: ZonedImage, private readonly options: ResolvedOpenOptions) {
     this.unsubscribe = this.subscribe();
   }
   /** One subscription on the current image, passed on to this object's listeners. */
@@ -316,8 +316,9 @@ export interface ImageOpenOptions {
    * powerCut() works. Costs a read of the old bytes for writes below the file's size at the
    * last flush; nothing for writes that grow the file. An object sets the journal's budget of
    * kept pre-images (default JOURNAL_BUDGET), past which the node flushes on its own.
+   * `'if-zoned'`: only when the image turns out to be zoned (the daemon's default).
    */
-  powerCut?: boolean | { journalBudgetBytes: number };
+  powerCut?: boolean | 'if-zoned' | { journalBudgetBytes: number };
   /** Named to a second opener that finds the image locked ("qzoned io", "qzoned daemon node q1"). */
   holder?: string;
   /** write-cache off: each operation is durable before it returns. */
@@ -341,23 +342,27 @@ export async function openImage(source: string | NodeFile, options: ImageOpenOpt
     file.close();
     throw e;
   }
-  if (zoned) return new ZonedBlockImage(await openZoned({ file, lock: null }, options), options);
-  const qcow2 = await openPlain({ file, lock: null }, options);
-  if (!options.writeThrough) return new PlainImage(qcow2, options);
-  return new WriteThroughImage(qcow2, options);
+  const resolved: ResolvedOpenOptions = { ...options, powerCut: options.powerCut === 'if-zoned' ? zoned : options.powerCut };
+  if (zoned) return new ZonedBlockImage(await openZoned({ file, lock: null }, resolved), resolved);
+  const qcow2 = await openPlain({ file, lock: null }, resolved);
+  if (!resolved.writeThrough) return new PlainImage(qcow2, resolved);
+  return new WriteThroughImage(qcow2, resolved);
 }
 
+/** Open options once the image's kind is known: whether it keeps a power-cut journal is decided. */
+type ResolvedOpenOptions = ImageOpenOptions & { powerCut?: Exclude<ImageOpenOptions['powerCut'], 'if-zoned'> };
+
 /** Opens (or, after a power cut, opens again on the same descriptor, under the locks it kept). */
-function journalOptions(powerCut: ImageOpenOptions['powerCut']): boolean | { budgetBytes: number } {
+function journalOptions(powerCut: ResolvedOpenOptions['powerCut']): boolean | { budgetBytes: number } {
   return typeof powerCut === 'object' ? { budgetBytes: powerCut.journalBudgetBytes } : powerCut === true;
 }
 
-function openZoned(on: PoweredOff, options: ImageOpenOptions): Promise<ZonedImage> {
+function openZoned(on: PoweredOff, options: ResolvedOpenOptions): Promise<ZonedImage> {
   const { powerCut, ...rest } = options;
   return ZonedImage.open(on.file, { ...rest, rollbackJournal: journalOptions(powerCut), heldLock: on.lock ?? undefined });
 }
 
-function openPlain(on: PoweredOff, options: ImageOpenOptions): Promise<Qcow2Image> {
+function openPlain(on: PoweredOff, options: ResolvedOpenOptions): Promise<Qcow2Image> {
   const { powerCut, ...rest } = options;
   return Qcow2Image.open(on.file, { ...rest, rollbackJournal: journalOptions(powerCut), trackWrites: Boolean(powerCut), heldLock: on.lock ?? undefined });
 }

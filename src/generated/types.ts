@@ -556,6 +556,10 @@ export interface BlockdevOptionsQcow2 {
    * false makes every write, append and zone operation durable before it is acknowledged. true (the default): a write is answered before its data reaches the image file, at the end of the daemon's current turn, and is durable after the next blockdev-flush; a failure of that late write fails every later request on the node until it is added again.
    */
   'write-cache'?: boolean;
+  /**
+   * A read-write node keeps, as it is written, what blockdev-power-cut needs to turn it back into its state at the last flush: the old bytes of each block first overwritten since then (a read of them, kept in memory up to 256 MiB, past which the node flushes on its own). Writes into clusters that were free at the last flush (zone appends, first writes to unallocated space) cost nothing; overwrites cost that read. Default: true for a zoned image, the fault-injection tool's subject; false for a plain image, so that an image used as an ordinary disk (an NBD export, a VM's drive) costs what it costs in QEMU. blockdev-power-cut on a node without it fails and says to add the node again with power-cut true.
+   */
+  'power-cut'?: boolean;
 }
 /**
  * Zone geometry and state of a zoned qcow2 node.
@@ -1325,7 +1329,7 @@ export interface JobCancelArguments {
  */
 export interface BlockdevPowerCutArguments {
   /**
-   * A read-write qcow2 node, zoned or not.
+   * A read-write qcow2 node, zoned or not, that keeps what a power cut needs (blockdev-add member power-cut: by default a zoned node does, a plain one does not).
    */
   'node-name': NodeName;
   /**

@@ -211,3 +211,52 @@ test('blockdev-power-cut refuses what it cannot do, with a reason, and leaves th
   await refused({ 'node-name': 'ro', mode: 'torn', seed: 2 ** 32 }, undefined, -32602);
   t.is((await s.client.blockdevZoneReport({ 'node-name': 'ro' })).length, 6, 'the node still answers');
 });
+
+test('power-cut on blockdev-add: a zoned node keeps the journal by default, a plain one only when asked; a node without it refuses the cut, unchanged', async (t) => {
+  const dir = memoryTempDir(t, 'qzoned-power-');
+  const s = await start(dir);
+  t.teardown(() => stop(s));
+  await createImage(path.join(s.imageDir, 'p.qcow2'), { size: 1 << 20, clusterSize: 4096 });
+  await createImage(path.join(s.imageDir, 'z.qcow2'), { size: G.size, clusterSize: 4096, zone: { mode: 'host-managed', size: G.zoneSize, 'conventional-zones': 1 } });
+  const flushed = Buffer.alloc(4096, 0x11);
+  const unflushed = Buffer.alloc(4096, 0x22);
+  const write = async (node: string, data: Buffer): Promise<void> => { await s.client.blockdevWrite({ 'node-name': node, offset: 0, data: data.toString('base64') }); };
+  const first = async (node: string): Promise<Buffer> => Buffer.from((await s.client.blockdevRead({ 'node-name': node, offset: 0, length: 4096 })).data, 'base64');
+  const refusedWithout = async (node: string): Promise<void> => {
+    const e = await t.throwsAsync(s.client.blockdevPowerCut({ 'node-name': node }));
+    t.is((e as { reason?: string }).reason, 'unsupported-feature', node);
+    t.regex(e!.message, /"power-cut": true/, node);
+    t.deepEqual(await first(node), unflushed, `${node}: the refused cut lost nothing`);
+  };
+
+  // Plain, by default: no journal, so no cut.
+  await s.client.blockdevAdd({ driver: 'qcow2', 'node-name': 'p', file: { driver: 'file', filename: 'p.qcow2' } });
+  await write('p', flushed);
+  await s.client.blockdevFlush({ 'node-name': 'p' });
+  await write('p', unflushed);
+  await refusedWithout('p');
+  await s.client.blockdevDel({ 'node-name': 'p' });
+
+  // Plain, asked for: the overwrite since the flush is undone.
+  await s.client.blockdevAdd({ driver: 'qcow2', 'node-name': 'p', 'power-cut': true, file: { driver: 'file', filename: 'p.qcow2' } });
+  await write('p', unflushed);
+  await s.client.blockdevPowerCut({ 'node-name': 'p' });
+  t.deepEqual(await first('p'), unflushed, 'what blockdev-del flushed survives');
+  await write('p', flushed);
+  await s.client.blockdevPowerCut({ 'node-name': 'p' });
+  t.deepEqual(await first('p'), unflushed, 'the unflushed overwrite is gone');
+
+  // Zoned, by default: the journal (its first zone is conventional, so the overwrite is undone).
+  await s.client.blockdevAdd({ driver: 'qcow2', 'node-name': 'z', file: { driver: 'file', filename: 'z.qcow2' } });
+  await write('z', flushed);
+  await s.client.blockdevFlush({ 'node-name': 'z' });
+  await write('z', unflushed);
+  await s.client.blockdevPowerCut({ 'node-name': 'z' });
+  t.deepEqual(await first('z'), flushed, 'the zoned node was cut');
+  await s.client.blockdevDel({ 'node-name': 'z' });
+
+  // Zoned, turned off.
+  await s.client.blockdevAdd({ driver: 'qcow2', 'node-name': 'z', 'power-cut': false, file: { driver: 'file', filename: 'z.qcow2' } });
+  await write('z', unflushed);
+  await refusedWithout('z');
+});
