@@ -25,8 +25,6 @@ import type { BlockFile } from './file.js';
 
 /** Journal granularity: the page size, the unit the page cache writes back. */
 export const JOURNAL_BLOCK = 4096;
-/** The pre-image of a block nothing at the durability point refers to: never read, never restored. */
-const UNREFERENCED = Buffer.alloc(0);
 /** Default pre-image bytes past which the image layers flush on their own. */
 export const JOURNAL_BUDGET = 256 * 1024 * 1024;
 
@@ -36,8 +34,15 @@ export interface RollbackJournalOptions {
 }
 
 export class RollbackJournal implements BlockFile {
-  /** Block index → the block's bytes as of the last durability point (pre-images; past the durable size, zeros). */
+  /** Block index → the block's bytes as of the last durability point (pre-images). */
   private readonly preimages = new Map<number, Buffer>();
+  /**
+   * Blocks handled since the last durability point: their pre-image is kept, or nothing then
+   * referred to them (skipPreimage), so none is needed. A bitmap, not map entries, because the
+   * second kind comes with every allocating write: 32 map entries per 128 KiB append cost a
+   * tenth of a zoned NBD write's time.
+   */
+  private readonly handled = new BlockBitmap();
   /** The file size at the last durability point. */
   private durableSize: number;
   private keptBytes = 0;
@@ -111,7 +116,7 @@ export class RollbackJournal implements BlockFile {
     const last = Math.floor((Math.min(end, this.durableSize) - 1) / JOURNAL_BLOCK);
     for (let b = first; b <= last; b++) {
       const old = this.preimages.get(b);
-      if (!old || old === UNREFERENCED) continue;
+      if (!old) continue;
       const blockStart = b * JOURNAL_BLOCK;
       const from = Math.max(pos, blockStart);
       const to = Math.min(end, blockStart + JOURNAL_BLOCK, this.durableSize);
@@ -125,6 +130,7 @@ export class RollbackJournal implements BlockFile {
    */
   markDurable(): void {
     this.preimages.clear();
+    this.handled.clear();
     this.keptBytes = 0;
     this.durableSize = this.inner.size();
   }
@@ -138,8 +144,8 @@ export class RollbackJournal implements BlockFile {
     if (end <= pos) return;
     for (let b = Math.floor(pos / JOURNAL_BLOCK); b <= Math.floor((end - 1) / JOURNAL_BLOCK); b++) {
       const old = this.preimages.get(b);
-      // A block never written since the point holds these bytes already.
-      if (!old || old === UNREFERENCED) continue;
+      // A block never written since the point, or one nothing referred to then, needs no change.
+      if (!old) continue;
       const blockStart = b * JOURNAL_BLOCK;
       const from = Math.max(pos, blockStart);
       const to = Math.min(end, blockStart + JOURNAL_BLOCK);
@@ -154,9 +160,8 @@ export class RollbackJournal implements BlockFile {
    */
   skipPreimage(pos: number, length: number): void {
     const end = Math.min(pos + length, this.durableSize);
-    for (let b = Math.ceil(pos / JOURNAL_BLOCK); (b + 1) * JOURNAL_BLOCK <= end; b++) {
-      if (!this.preimages.has(b)) this.preimages.set(b, UNREFERENCED);
-    }
+    // A block already handled keeps what it has: a pre-image taken earlier stays needed.
+    this.handled.setRange(Math.ceil(pos / JOURNAL_BLOCK), Math.floor(end / JOURNAL_BLOCK));
   }
 
   /**
@@ -165,7 +170,7 @@ export class RollbackJournal implements BlockFile {
    * is what the disk holds from now on.
    */
   rollBack(): void {
-    for (const [b, old] of this.preimages) if (old !== UNREFERENCED) this.inner.pwrite(old, b * JOURNAL_BLOCK);
+    for (const [b, old] of this.preimages) this.inner.pwrite(old, b * JOURNAL_BLOCK);
     this.inner.truncate(this.durableSize);
     this.inner.sync();
     this.markDurable();
@@ -176,21 +181,55 @@ export class RollbackJournal implements BlockFile {
     const first = Math.floor(from / JOURNAL_BLOCK);
     const last = Math.floor((to - 1) / JOURNAL_BLOCK);
     for (let b = first; b <= last;) {
-      if (this.preimages.has(b)) {
+      if (this.handled.has(b)) {
         b++;
         continue;
       }
       // One read for each run of blocks not kept yet.
       let runEnd = b + 1;
-      while (runEnd <= last && !this.preimages.has(runEnd)) runEnd++;
+      while (runEnd <= last && !this.handled.has(runEnd)) runEnd++;
       const run = Buffer.allocUnsafe((runEnd - b) * JOURNAL_BLOCK);
       this.inner.pread(run, b * JOURNAL_BLOCK);
       for (let k = b; k < runEnd; k++) {
         this.preimages.set(k, run.subarray((k - b) * JOURNAL_BLOCK, (k - b + 1) * JOURNAL_BLOCK));
       }
+      this.handled.setRange(b, runEnd);
       this.keptBytes += run.length;
       b = runEnd;
     }
   }
 
+}
+
+/** Block bits in 128 MiB chunks (32768 blocks, 4 KiB of bits), made as blocks in them are set. */
+class BlockBitmap {
+  private static readonly CHUNK_SHIFT = 15;
+  private readonly chunks = new Map<number, Uint32Array>();
+
+  has(block: number): boolean {
+    const chunk = this.chunks.get(Math.floor(block / 2 ** BlockBitmap.CHUNK_SHIFT));
+    if (!chunk) return false;
+    const bit = block % 2 ** BlockBitmap.CHUNK_SHIFT;
+    return (chunk[bit >>> 5]! & (1 << (bit & 31))) !== 0;
+  }
+
+  /** Sets the blocks of [first, end). */
+  setRange(first: number, end: number): void {
+    const size = 2 ** BlockBitmap.CHUNK_SHIFT;
+    for (let b = first; b < end;) {
+      const index = Math.floor(b / size);
+      let chunk = this.chunks.get(index);
+      if (!chunk) {
+        chunk = new Uint32Array(size / 32);
+        this.chunks.set(index, chunk);
+      }
+      const stop = Math.min(end, (index + 1) * size);
+      for (let bit = b - index * size, last = stop - index * size; bit < last; bit++) chunk[bit >>> 5]! |= 1 << (bit & 31);
+      b = stop;
+    }
+  }
+
+  clear(): void {
+    this.chunks.clear();
+  }
 }
