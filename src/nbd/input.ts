@@ -15,9 +15,12 @@
  */
 
 import { BufferPool } from './buffer-pool.js';
+import { REQUEST_HEADER_SIZE } from './protocol.js';
 
 /** Scratch size: room for the largest option (64 KiB) and many pipelined requests. */
 export const SCRATCH_SIZE = 256 * 1024;
+/** Payloads from this size on make the read after them take one request header only (payload()). */
+export const LARGE_PAYLOAD = 32 * 1024;
 
 export class NbdInput {
   /** Payload buffers, and the connection's reply buffers: given back once nothing uses them. */
@@ -28,6 +31,8 @@ export class NbdInput {
   private end = 0;
   /** A payload being read in place, and how much of it has arrived. */
   private direct: { buf: Buffer; filled: number } | null = null;
+  /** The next read into the scratch stops at the end of one request header (payload()). */
+  private headerAlone = false;
 
   /** Bytes buffered and not yet consumed (a payload being read in place is not counted). */
   get length(): number {
@@ -42,6 +47,8 @@ export class NbdInput {
       this.end -= this.start;
       this.start = 0;
     }
+    const headerMissing = REQUEST_HEADER_SIZE - this.end;
+    if (this.headerAlone && headerMissing > 0) return this.scratch.subarray(this.end, this.end + headerMissing);
     return this.scratch.subarray(this.end);
   }
 
@@ -52,6 +59,7 @@ export class NbdInput {
   arrived(n: number): Buffer | null {
     if (!this.direct) {
       this.end += n;
+      if (this.end - this.start >= REQUEST_HEADER_SIZE) this.headerAlone = false;
       return null;
     }
     this.direct.filled += n;
@@ -95,12 +103,18 @@ export class NbdInput {
    * Starts a payload of n bytes (n > 0) in a buffer from the pool: returned if all of it is
    * buffered already (copied out of the scratch), else null; the rest is then read in place and
    * arrived() returns the buffer. Its user gives it back to the pool.
+   *
+   * After a large payload the next read takes one request header only, so that a following
+   * write's payload is read in place too instead of arriving in the scratch behind its header
+   * and being copied out: at depth 16 with 128 KiB writes, that copy was a tenth of the daemon's
+   * time. A small read more per large write costs far less than the copy it saves.
    */
   payload(n: number): Buffer | null {
     const have = Math.min(n, this.end - this.start);
     const buf = this.pool.get(n);
     this.scratch.copy(buf, 0, this.start, this.start + have);
     this.start += have;
+    if (n >= LARGE_PAYLOAD) this.headerAlone = true;
     if (have === n) return buf;
     this.direct = { buf, filled: have };
     return null;
@@ -110,5 +124,6 @@ export class NbdInput {
     this.start = 0;
     this.end = 0;
     this.direct = null;
+    this.headerAlone = false;
   }
 }

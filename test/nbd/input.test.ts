@@ -7,7 +7,8 @@ import test from 'ava';
 import fc from 'fast-check';
 import fs from 'node:fs';
 import path from 'node:path';
-import { NbdInput } from '../../src/nbd/input.js';
+import { LARGE_PAYLOAD, NbdInput, SCRATCH_SIZE } from '../../src/nbd/input.js';
+import { REQUEST_HEADER_SIZE } from '../../src/nbd/protocol.js';
 import { NbdServer } from '../../src/nbd/server.js';
 import { NbdExport } from '../../src/nbd/export.js';
 import { createImage, openImage } from '../../src/block/images.js';
@@ -71,6 +72,40 @@ test('the input yields the same messages however the stream is cut, through onre
     },
   ), { numRuns: 60 });
   t.pass();
+});
+
+test('after a large payload the next read takes one request header, so the next large payload is read in place, not copied', (t) => {
+  const input = new NbdInput();
+  t.is(input.nextBuffer().length, SCRATCH_SIZE, 'before any payload a read may fill the scratch');
+  const fill = (n: number): Buffer | null => {
+    let got: Buffer | null = null;
+    for (let left = n; left > 0;) {
+      const target = input.nextBuffer();
+      const k = Math.min(left, target.length);
+      target.fill(7, 0, k);
+      left -= k;
+      got = input.arrived(k) ?? got;
+    }
+    return got;
+  };
+  t.is(input.payload(LARGE_PAYLOAD), null);
+  t.is(fill(LARGE_PAYLOAD)?.length, LARGE_PAYLOAD, 'the payload arrived in place');
+  t.is(input.nextBuffer().length, REQUEST_HEADER_SIZE, 'the read after it stops at the end of a header');
+  // The kernel may deliver less: the window shrinks to what the header still lacks.
+  input.arrived(10);
+  t.is(input.nextBuffer().length, REQUEST_HEADER_SIZE - 10);
+  input.arrived(REQUEST_HEADER_SIZE - 10);
+  t.is(input.length, REQUEST_HEADER_SIZE);
+  input.take(REQUEST_HEADER_SIZE);
+  t.is(input.payload(LARGE_PAYLOAD), null, 'nothing of the next payload sits in the scratch to be copied');
+  t.is(input.nextBuffer().length, LARGE_PAYLOAD, 'it is read straight into its own buffer');
+  fill(LARGE_PAYLOAD);
+  // A small payload leaves reads as they were once a header is in.
+  fill(REQUEST_HEADER_SIZE);
+  input.take(REQUEST_HEADER_SIZE);
+  t.truthy(input.payload(LARGE_PAYLOAD - 1) === null);
+  fill(LARGE_PAYLOAD - 1);
+  t.is(input.nextBuffer().length, SCRATCH_SIZE);
 });
 
 test('a server reading data chunks (no onread) serves pipelined writes and reads', async (t) => {
