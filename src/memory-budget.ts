@@ -272,10 +272,22 @@ export class Account {
   }
 
   /**
-   * The bytes of a message still being received (replacing the last figure); pauses the
-   * connection while it cannot have them.
+   * A charge for a message or reply of this size (a number: its bytes), or null when it is below
+   * CHARGED_BYTES, which is bounded by count instead. A string is measured in UTF-8 bytes only
+   * when it is large, so small replies cost one comparison.
    */
-  setInput(bytes: number): void {
+  chargeIfLarge(message: string | Uint8Array | number): Charge | null {
+    const size = typeof message === 'number' ? message : message.length;
+    if (size < CHARGED_BYTES) return null;
+    return this.charge(typeof message === 'string' ? Buffer.byteLength(message) : size);
+  }
+
+  /**
+   * The bytes of a message still being received (replacing the last figure); pauses the
+   * connection while it cannot have them. Below CHARGED_BYTES nothing is charged.
+   */
+  setInput(received: number): void {
+    const bytes = received >= CHARGED_BYTES ? received : 0;
     if (this.closed || this.input === bytes) return;
     const delta = bytes - this.input;
     this.input = bytes;

@@ -17,7 +17,7 @@ import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { TurnCork } from '../transport/transport.js';
-import { CHARGED_BYTES, type Account, type Charge } from '../memory-budget.js';
+import { type Account, type Charge } from '../memory-budget.js';
 import { NbdInput } from './input.js';
 import { nbdFailure, type RequestKind } from './errors.js';
 import type { ExportClient, NbdExport, ReadRun } from './export.js';
@@ -442,7 +442,7 @@ export class NbdConnection implements ExportClient {
       // Still arriving: its buffer is charged as the account's input, an unfinished message, so a
       // client that stops halfway while the budget is full is found and disconnected (onStuck).
       this.pendingWrite = request;
-      if (this.account && request.length >= CHARGED_BYTES) this.account.setInput(request.length);
+      this.account?.setInput(request.length);
       return false;
     }
     request.charge = this.charge(request.length);
@@ -671,7 +671,7 @@ export class NbdConnection implements ExportClient {
 
   /** Charges a large buffer to the memory budget (small ones are bounded by count instead). */
   private charge(bytes: number): Charge | null {
-    return this.account && bytes >= CHARGED_BYTES ? this.account.charge(bytes) : null;
+    return this.account?.chargeIfLarge(bytes) ?? null;
   }
 
   private skip(n: number, then: () => void): void {

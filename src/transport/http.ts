@@ -20,8 +20,7 @@ import type { Logger } from '../log.js';
 import { isAuthorized, isLoopbackHost, UNAUTHORIZED_TEXT, type TlsMaterial } from './auth.js';
 import { servePage } from '../web/serve-page.js';
 import { budgetRefusalText, JsonRpcSession, invalidRequestResponse, oversizeResponse } from './jsonrpc.js';
-import { chargedInput } from './transport.js';
-import { CHARGED_BYTES, type MemoryBudget } from '../memory-budget.js';
+import { type MemoryBudget } from '../memory-budget.js';
 import type { WebSocketListener } from './websocket.js';
 
 export interface HttpOptions {
@@ -149,7 +148,7 @@ export function createHttpListener(options: HttpOptions): HttpListener {
           return;
         }
         chunks.push(chunk);
-        account.setInput(chargedInput(size));
+        account.setInput(size);
       });
       req.on('end', () => resolve(Buffer.concat(chunks)));
       req.on('error', () => resolve(null));
@@ -167,7 +166,7 @@ export function createHttpListener(options: HttpOptions): HttpListener {
       res.end();
     } else {
       // Charged until the response has left (res 'close' gives everything back anyway).
-      const charge = reply.length >= CHARGED_BYTES ? account.charge(Buffer.byteLength(reply)) : null;
+      const charge = account.chargeIfLarge(reply);
       sendJson(res, 200, reply);
       if (charge) res.once('finish', () => charge.release());
     }

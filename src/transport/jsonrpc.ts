@@ -25,7 +25,7 @@ import { jsonRpcEnvelopeError, toJsonRpcError } from '../rpc/wire-errors.js';
 import type { Logger } from '../log.js';
 import { parseBulkMessage } from '../shared/bulk-json.js';
 import { encodeMessageData } from '../shared/bulk-data.js';
-import { CallScope, CHARGED_BYTES, type Account } from '../memory-budget.js';
+import { CallScope, type Account } from '../memory-budget.js';
 import { fail, InternalError } from '../errors.js';
 import { randomUUID } from 'node:crypto';
 import { decodeUtf8 } from '../shared/utf8.js';
@@ -162,7 +162,8 @@ export class JsonRpcSession {
    */
   handleBytes(bytes: Buffer): Promise<string | Buffer | null> {
     const scope = new CallScope(this.account);
-    if (this.account && bytes.length >= CHARGED_BYTES) scope.hold(this.account.charge(bytes.length));
+    const charge = this.account?.chargeIfLarge(bytes);
+    if (charge) scope.hold(charge);
     this.pending++;
     let work: Promise<Reply>;
     try {

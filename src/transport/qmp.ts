@@ -22,8 +22,8 @@ import { toPlain, type QmpStreamItem, type QmpValue } from './qmp-json/value.js'
 import { qmpLine, toQmpJson } from './qmp-json/output.js';
 import { encodeMessageData } from '../shared/bulk-data.js';
 import { SocketTransport } from './socket-transport.js';
-import { chargedInput, flowLimitsFor, MeteredInput, watchBudget } from './transport.js';
-import { CallScope, CHARGED_BYTES, DEFAULT_MEMORY_BUDGET, MemoryBudget, minimumBudget, type Account, type Charge } from '../memory-budget.js';
+import { flowLimitsFor, MeteredInput, watchBudget } from './transport.js';
+import { CallScope, DEFAULT_MEMORY_BUDGET, MemoryBudget, minimumBudget, type Account, type Charge } from '../memory-budget.js';
 import { listenUnix, type SessionRegistry } from './unix.js';
 
 /** monitor/qmp.c QMP_REQ_QUEUE_LEN_MAX: input is suspended while this many requests wait. */
@@ -102,7 +102,7 @@ class QmpSession {
 
   /** `bytes`: the message's size, charged to the budget when large. */
   enqueue(item: QmpStreamItem, bytes = 0): void {
-    this.queue.push({ item, charge: bytes >= CHARGED_BYTES ? this.account.charge(bytes) : null });
+    this.queue.push({ item, charge: this.account.chargeIfLarge(bytes) });
     if (!this.heldBack && this.queue.length > QUEUE_MAX) {
       this.heldBack = true;
       this.transport.pauseInput('queue');
@@ -205,7 +205,7 @@ export async function startQmp(options: QmpListenerOptions): Promise<net.Server>
     const input = new MeteredInput(socket, (chunk) => {
       if (!accepting) return chunk.length;
       const taken = stream.feed(chunk);
-      account.setInput(chargedInput(stream.buffered));
+      account.setInput(stream.buffered);
       return taken;
     });
     const transport = new SocketTransport(socket, limits, clog, 'unix', input, account);
@@ -225,7 +225,7 @@ export async function startQmp(options: QmpListenerOptions): Promise<net.Server>
       shouldPause: () => input.shouldStop(),
       onItem: (item) => {
         // The message is whole: what was charged as input is now the request's (enqueue).
-        account.setInput(chargedInput(stream.buffered));
+        account.setInput(stream.buffered);
         session.enqueue(item, stream.lastItemBytes);
       },
       onOversize: () => {

@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { InputPauses, TurnCork, type FlowLimits, type Transport } from './transport.js';
-import { CHARGED_BYTES, type Account } from '../memory-budget.js';
+import { type Account } from '../memory-budget.js';
 
 export class SocketTransport implements Transport {
   readonly peer: string;
@@ -44,10 +44,9 @@ export class SocketTransport implements Transport {
     // Pipelined requests read in one chunk are answered in one write.
     this.cork.hold();
     let flushed: boolean;
-    if (this.account && message.length >= CHARGED_BYTES) {
-      const charge = this.account.charge(typeof message === 'string' ? Buffer.byteLength(message) : message.length);
-      flushed = this.socket.write(message, () => charge.release());
-    } else flushed = this.socket.write(message);
+    const charge = this.account?.chargeIfLarge(message);
+    if (charge) flushed = this.socket.write(message, () => charge.release());
+    else flushed = this.socket.write(message);
     if (!flushed && this.socket.writableLength > this.limits.highWaterMark) this.pauseInput('output');
   }
 

@@ -1,4 +1,4 @@
-import { CHARGED_BYTES, type Account } from '../memory-budget.js';
+import { type Account } from '../memory-budget.js';
 
 /**
  * What a protocol session needs from a connection: send a message, hold input back while the
@@ -65,10 +65,6 @@ export class InputPauses {
   }
 }
 
-/** What of an unfinished message is charged to the budget: nothing below CHARGED_BYTES. */
-export function chargedInput(bytes: number): number {
-  return bytes >= CHARGED_BYTES ? bytes : 0;
-}
 
 /**
  * Lets the budget hold a connection's input back (over its share, or receiving while the budget

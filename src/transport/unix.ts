@@ -14,7 +14,7 @@ import type { Logger } from '../log.js';
 import { LineDecoder, encodeLine } from '../shared/framing.js';
 import { budgetRefusalText, JsonRpcSession, oversizeResponse } from './jsonrpc.js';
 import { SocketTransport } from './socket-transport.js';
-import { chargedInput, flowLimitsFor, MeteredInput, watchBudget } from './transport.js';
+import { flowLimitsFor, MeteredInput, watchBudget } from './transport.js';
 import type { MemoryBudget } from '../memory-budget.js';
 
 /** Requests one connection may have running before its input is paused. */
@@ -99,7 +99,7 @@ export async function startUnixJsonRpc(options: UnixJsonRpcOptions): Promise<net
     // unfinished line is charged to the budget while it grows.
     const input = new MeteredInput(socket, (chunk) => {
       const taken = decoder.push(chunk);
-      account.setInput(chargedInput(decoder.buffered));
+      account.setInput(decoder.buffered);
       return taken;
     });
     const transport = new SocketTransport(socket, limits, clog, 'unix', input, account);
@@ -137,7 +137,7 @@ export async function startUnixJsonRpc(options: UnixJsonRpcOptions): Promise<net
       line: (bytes) => {
         if (draining) return;
         // The line is whole: what was charged as input is now the request's (handleBytes).
-        account.setInput(chargedInput(decoder.buffered));
+        account.setInput(decoder.buffered);
         const work = session.handleBytes(bytes);
         if (!heldBack && session.inFlight >= MAX_IN_FLIGHT) {
           heldBack = true;

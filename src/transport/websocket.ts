@@ -12,8 +12,8 @@ import type { EventBus } from '../events/bus.js';
 import type { Connection } from '../handlers/context.js';
 import type { Logger } from '../log.js';
 import { budgetRefusalText, JsonRpcSession, invalidRequestResponse, oversizeResponse } from './jsonrpc.js';
-import { chargedInput, flowLimitsFor, InputPauses, MeteredInput, TurnCork, watchBudget, type FlowLimits, type Transport } from './transport.js';
-import { CHARGED_BYTES, type Account, type MemoryBudget } from '../memory-budget.js';
+import { flowLimitsFor, InputPauses, MeteredInput, TurnCork, watchBudget, type FlowLimits, type Transport } from './transport.js';
+import { type Account, type MemoryBudget } from '../memory-budget.js';
 import type { SessionRegistry } from './unix.js';
 
 const CLOSE_TOO_BIG = 1009;
@@ -53,10 +53,9 @@ class WsTransport implements Transport {
     }
     this.cork.hold();
     // JSON-RPC replies are text frames, bytes or not.
-    if (message.length >= CHARGED_BYTES) {
-      const charge = this.account.charge(typeof message === 'string' ? Buffer.byteLength(message) : message.length);
-      this.ws.send(message, { binary: false }, () => charge.release());
-    } else this.ws.send(message, { binary: false });
+    const charge = this.account.chargeIfLarge(message);
+    if (charge) this.ws.send(message, { binary: false }, () => charge.release());
+    else this.ws.send(message, { binary: false });
     if (this.ws.bufferedAmount > this.limits.highWaterMark && !this.pauses.has('output')) {
       this.pauseInput('output');
       // ws has no drain event of its own; the connection it writes to has.
@@ -130,7 +129,7 @@ export class WebSocketListener {
     // it (its listener came first): what it holds of a message not yet whole.
     socket.prependListener('data', () => input.startSlice());
     socket.on('data', () => {
-      if (!draining) account.setInput(chargedInput(wsBufferedInput(ws)));
+      if (!draining) account.setInput(wsBufferedInput(ws));
     });
     watchBudget(account, transport, (why) => {
       clog.warn({ why }, 'input held back for the memory budget too long; closing the connection');
@@ -168,7 +167,7 @@ export class WebSocketListener {
         transport.send(JSON.stringify(invalidRequestResponse('Invalid request: JSON-RPC goes in text frames, not binary ones')));
         return;
       }
-      account.setInput(chargedInput(wsBufferedInput(ws)));
+      account.setInput(wsBufferedInput(ws));
       const work = session.handleBytes(bytes);
       if (!heldBack && session.inFlight >= MAX_IN_FLIGHT) {
         heldBack = true;

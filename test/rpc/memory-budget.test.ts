@@ -5,7 +5,7 @@
  * connection goes, and a call's (or batch's) data limit.
  */
 import test from 'ava';
-import { CallScope, MemoryBudget, readCost, shareOf, minimumBudget, type Charge } from '../../src/memory-budget.js';
+import { CallScope, CHARGED_BYTES, MemoryBudget, readCost, shareOf, minimumBudget, type Charge } from '../../src/memory-budget.js';
 import { QzonedError } from '../../src/errors.js';
 
 const MiB = 1024 * 1024;
@@ -25,6 +25,28 @@ test('sizes: a share is a quarter; the smallest budget fits a largest message an
   t.is(readCost(16 * MiB), 16 * MiB + 4 * Math.ceil((16 * MiB) / 3) + 1024);
   t.is(minimumBudget(32 * MiB), 4 * readCost(16 * MiB));
   t.is(minimumBudget(64 * MiB), 256 * MiB);
+});
+
+test('below CHARGED_BYTES nothing is charged, input or message; from it on, its bytes (UTF-8 bytes for a string)', (t) => {
+  const b = new MemoryBudget(400 * MiB);
+  const a = b.open('a');
+  a.setInput(CHARGED_BYTES - 1);
+  t.is(a.held, 0, 'a small unfinished message');
+  a.setInput(CHARGED_BYTES);
+  t.is(a.held, CHARGED_BYTES);
+  a.setInput(CHARGED_BYTES - 1);
+  t.is(a.held, 0, 'the figure is replaced, not added');
+  t.is(a.chargeIfLarge(CHARGED_BYTES - 1), null);
+  t.is(a.chargeIfLarge(Buffer.alloc(CHARGED_BYTES - 1)), null);
+  t.is(a.chargeIfLarge('x'.repeat(100)), null);
+  const large = a.chargeIfLarge('é'.repeat(CHARGED_BYTES));
+  t.is(large?.bytes, 2 * CHARGED_BYTES, 'a string is charged its UTF-8 bytes');
+  t.is(a.held, 2 * CHARGED_BYTES);
+  large!.release();
+  const buffer = a.chargeIfLarge(new Uint8Array(CHARGED_BYTES));
+  t.is(buffer?.bytes, CHARGED_BYTES);
+  buffer!.release();
+  t.is(a.held, 0);
 });
 
 test('an account waits for its own earlier work beyond its share, in order, and never more than its share', async (t) => {
