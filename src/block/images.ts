@@ -119,6 +119,24 @@ class PowerListeners {
   }
 }
 
+/**
+ * A write cache full of overwrites is written back, as a drive's is (src/io/rollback-journal.ts):
+ * once the node's journal passes its budget, a flush starts, and as any flush in the daemon its
+ * data goes back on the thread pool first, so up to the budget of dirty data is never synced on
+ * the event loop. The operations meanwhile wait for it rather than start another.
+ */
+class JournalBudget {
+  private flushing: Promise<void> | null = null;
+  constructor(private readonly qcow2: () => Qcow2Image, private readonly flush: () => Promise<void>) {}
+  /** After each operation: the running budget flush to wait for, if any (no promise on the usual path). */
+  check(): Promise<void> | null {
+    if (!this.flushing && this.qcow2().journalOverBudget) {
+      this.flushing = this.flush().finally(() => { this.flushing = null; });
+    }
+    return this.flushing;
+  }
+}
+
 export function isZoned(image: AnyImage): image is BlockImage & ZonedOps {
   return (image as Partial<ZonedOps>).zoned === true;
 }
@@ -156,19 +174,9 @@ class PlainImage implements BlockImage {
     this.qcow2.flush();
     this.qcow2.durabilityPoint();
   }
-  /** The flush a full journal asked for, while it runs: the writes meanwhile wait for it, not start another. */
-  private budgetFlush: Promise<void> | null = null;
-  /**
-   * A write cache full of overwrites is written back, as a drive's is (src/io/rollback-journal.ts).
-   * As any flush here: the data goes back on the thread pool first, so up to the journal's
-   * budget of dirty data is never synced on the loop.
-   */
+  private readonly journalBudget = new JournalBudget(() => this.qcow2, () => this.flush());
   protected afterOperation(): Promise<void> | null {
-    if (!this.budgetFlush && this.qcow2.journalOverBudget) {
-      this.budgetFlush = this.flush().finally(() => { this.budgetFlush = null; });
-    }
-    // No promise on the usual path: a write that needs no flush costs no extra microtask.
-    return this.budgetFlush;
+    return this.journalBudget.check();
   }
   async close(): Promise<void> {
     // As flush(): the bulk of the dirty data goes back on the thread pool, so the close's own
@@ -204,10 +212,23 @@ class ZonedBlockImage implements BlockImage, ZonedOps {
   get path(): string { return this.image.qcow2.path; }
   get virtualSize(): number { return this.image.virtualSize; }
   get readOnly(): boolean { return this.image.qcow2.readOnly; }
+  private readonly journalBudget = new JournalBudget(() => this.qcow2, () => this.flush());
   async read(offset: number, length: number): Promise<Buffer> { return this.image.read(offset, length); }
-  async write(offset: number, data: Buffer): Promise<void> { this.image.write(offset, data); }
-  async writeZeroes(offset: number, length: number): Promise<void> { this.image.writeZeroes(offset, length); }
-  async discard(offset: number, length: number): Promise<void> { this.image.discard(offset, length); }
+  async write(offset: number, data: Buffer): Promise<void> {
+    this.image.write(offset, data);
+    const flushing = this.journalBudget.check();
+    if (flushing) await flushing;
+  }
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.image.writeZeroes(offset, length);
+    const flushing = this.journalBudget.check();
+    if (flushing) await flushing;
+  }
+  async discard(offset: number, length: number): Promise<void> {
+    this.image.discard(offset, length);
+    const flushing = this.journalBudget.check();
+    if (flushing) await flushing;
+  }
   async flush(): Promise<void> {
     await this.qcow2.writeBackOffLoop();
     this.image.flush();
@@ -221,8 +242,17 @@ class ZonedBlockImage implements BlockImage, ZonedOps {
   zoneReport(offset?: number, nrZones?: number, conditions?: ZoneCondition[]): ZoneDescriptor[] {
     return this.image.report(offset, nrZones, conditions);
   }
-  async zoneMgmt(op: MgmtOp, range: { offset: number; length: number } | 'all'): Promise<void> { this.image.zoneMgmt(op, range); }
-  async zoneAppend(zoneStart: number, data: Buffer): Promise<number> { return this.image.append(zoneStart, data); }
+  async zoneMgmt(op: MgmtOp, range: { offset: number; length: number } | 'all'): Promise<void> {
+    this.image.zoneMgmt(op, range);
+    const flushing = this.journalBudget.check();
+    if (flushing) await flushing;
+  }
+  async zoneAppend(zoneStart: number, data: Buffer): Promise<number> {
+    const at = this.image.append(zoneStart, data);
+    const flushing = this.journalBudget.check();
+    if (flushing) await flushing;
+    return at;
+  }
   async zoneInject(zoneStart: number, condition: ZoneInjectCondition): Promise<void> { this.image.inject(zoneStart, condition); }
   async zoneInjectAttribute(zoneStart: number, attribute: ZoneInjectAttribute): Promise<void> { this.image.injectAttribute(zoneStart, attribute); }
   async zoneInjectAction(zoneStart: number, action: ZoneInjectAction): Promise<void> { this.image.injectAction(zoneStart, action); }
@@ -359,7 +389,7 @@ function journalOptions(powerCut: ResolvedOpenOptions['powerCut']): boolean | { 
 
 function openZoned(on: PoweredOff, options: ResolvedOpenOptions): Promise<ZonedImage> {
   const { powerCut, ...rest } = options;
-  return ZonedImage.open(on.file, { ...rest, rollbackJournal: journalOptions(powerCut), heldLock: on.lock ?? undefined });
+  return ZonedImage.open(on.file, { ...rest, rollbackJournal: journalOptions(powerCut), heldLock: on.lock ?? undefined, journalFullFlush: 'caller' });
 }
 
 function openPlain(on: PoweredOff, options: ResolvedOpenOptions): Promise<Qcow2Image> {

@@ -38,6 +38,13 @@ const CLEANUP_SLICE_MS = 10;
 export interface ZonedOpenOptions extends Omit<OpenOptions, 'allowIncompatible' | 'extraMetadata'> {
   /** write-cache off: every write, append and zone operation is durable before it returns. */
   writeThrough?: boolean;
+  /**
+   * Who writes back a power-cut journal past its budget (src/io/rollback-journal.ts): the engine,
+   * at once, on the caller's stack (the default, for the offline tools), or the caller, told by
+   * `qcow2.journalOverBudget` after each operation, so that the daemon's node can write the
+   * data back off the event loop first (src/block/images.ts).
+   */
+  journalFullFlush?: 'engine' | 'caller';
 }
 
 export type { ZoneInfo };
@@ -87,6 +94,7 @@ export class ZonedImage {
   readonly fields: ZonedExtensionFields;
   private readonly metadata: ZoneMetadata;
   private readonly writeThrough: boolean;
+  private readonly flushesFullJournal: boolean;
   /** Zones whose last write failed part-way: cleaned before they take another write (format §2). */
   private readonly needsCleanup = new Set<number>();
   private readonly listeners = new Set<ZonesChangedListener>();
@@ -97,12 +105,13 @@ export class ZonedImage {
   private readonly conventionalWrites = new RangeSet();
   private readonly finishedAt = new Map<number, number>();
 
-  private constructor(qcow2: Qcow2Image, fields: ZonedExtensionFields, model: ZoneModel, writeThrough: boolean, metadata: ZoneMetadata) {
+  private constructor(qcow2: Qcow2Image, fields: ZonedExtensionFields, model: ZoneModel, options: ZonedOpenOptions, metadata: ZoneMetadata) {
     this.qcow2 = qcow2;
     this.fields = fields;
     this.model = model;
     this.metadata = metadata;
-    this.writeThrough = writeThrough;
+    this.writeThrough = options.writeThrough ?? false;
+    this.flushesFullJournal = options.journalFullFlush !== 'caller';
   }
 
   /**
@@ -173,7 +182,7 @@ export class ZonedImage {
       const geometry = geometryFromHeader(fields, qcow2.virtualSize);
       if (!qcow2.readOnly) checkZoneEntries(geometry, entries);
       const model = new ZoneModel(geometry, entries, metadata.loadAttributes());
-      const image = new ZonedImage(qcow2, fields, model, options.writeThrough ?? false, metadata);
+      const image = new ZonedImage(qcow2, fields, model, options, metadata);
       if (!qcow2.readOnly) await image.cleanupAllZones();
       return image;
     } catch (e) {
@@ -257,7 +266,7 @@ export class ZonedImage {
 
   private afterOperation(): void {
     // A write cache full of overwrites is written back, as a drive's is (src/io/rollback-journal.ts).
-    if (this.writeThrough || this.qcow2.journalOverBudget) this.flush();
+    if (this.writeThrough || (this.flushesFullJournal && this.qcow2.journalOverBudget)) this.flush();
   }
 
   // ---- data path -----------------------------------------------------------------------------

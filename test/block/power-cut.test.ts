@@ -194,12 +194,14 @@ test('a cluster freed since the last flush and reused keeps its pre-image; one f
   t.is(check.corruptions + check.leaks, 0, JSON.stringify(check));
 });
 
-test('a node past its journal budget flushes with the data synced off the loop first, once for the writes that meet it, and keeps its pre-images within the budget', async (t) => {
+for (const zoned of [false, true]) {
+test(`a ${zoned ? 'zoned' : 'plain'} node past its journal budget flushes with the data synced off the loop first, once for the writes that meet it, and keeps its pre-images within the budget`, async (t) => {
   const dir = memoryTempDir(t);
-  const file = path.join(dir, 'budget-plain.qcow2');
-  await createImage(file, { size: 1024 * 1024, clusterSize: 4096 });
+  const file = path.join(dir, `budget-${zoned}.qcow2`);
+  // Zoned: the overwrites land in a conventional zone, where overwriting is allowed.
+  await createImage(file, { size: 1024 * 1024, clusterSize: 4096, ...(zoned ? { zone: { mode: 'host-managed', size: 512 * 1024, 'conventional-zones': 1 } } : {}) });
   const image = await openImage(file, { powerCut: { journalBudgetBytes: 16 * 1024 } });
-  t.false(isZoned(image));
+  t.is(isZoned(image), zoned);
   await image.write(0, Buffer.alloc(256 * 1024, 1));
   await image.flush();
   const qcow2 = (image as AnyImage & { qcow2: Qcow2Image }).qcow2;
@@ -218,3 +220,4 @@ test('a node past its journal budget flushes with the data synced off the loop f
   t.true(after.subarray(0, 4 * 4096).every((b) => b === 2), 'the overwrites before the node\'s own flush survive a cut');
   await image.close();
 });
+}
