@@ -17,6 +17,7 @@
  */
 import { deviceNotFound, fail, fromSystemError, isQzonedError } from '../errors.js';
 import type { NodeFile } from '../io/file.js';
+import { JournalPool } from '../io/rollback-journal.js';
 import { openImage, type AnyImage } from './images.js';
 import { fileNodeInfo, openNodeFile } from './file-node.js';
 import type { ImageDir } from './image-dir.js';
@@ -77,6 +78,11 @@ export class BlockGraph {
   private readonly options: GraphOptions;
   private mutations: Promise<unknown> = Promise.resolve();
   private implicitCounter = 0;
+  /**
+   * The power-cut journals of all nodes hold their pre-images against one limit (256 MiB), so
+   * that a client adding nodes does not multiply the memory the daemon may hold for them.
+   */
+  readonly journalPool = new JournalPool();
 
   constructor(imageDir: ImageDir, options: GraphOptions) {
     this.imageDir = imageDir;
@@ -236,6 +242,7 @@ export class BlockGraph {
       const image = await openImage(file.file, {
         readOnly,
         powerCut: readOnly ? false : (options['power-cut'] ?? 'if-zoned'),
+        journalPool: this.journalPool,
         holder: `qzoned daemon node ${name}`,
         writeThrough: options['write-cache'] === false,
         writeBehind: !readOnly && options['write-cache'] !== false && (this.options.writeBehind ?? true)

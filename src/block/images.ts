@@ -5,6 +5,7 @@
  */
 import { NodeFile, type BlockFile } from '../io/file.js';
 import type { WriteBehindOptions } from '../io/write-behind.js';
+import type { JournalPool, RollbackJournalOptions } from '../io/rollback-journal.js';
 import { Qcow2Image, type Qcow2Info } from '../qcow2/image.js';
 import { parseHeader, hasBit } from '../qcow2/header.js';
 import { INCOMPAT, MAX_CLUSTER_BITS } from '../qcow2/format.js';
@@ -349,6 +350,8 @@ export interface ImageOpenOptions {
    * `'if-zoned'`: only when the image turns out to be zoned (the daemon's default).
    */
   powerCut?: boolean | 'if-zoned' | { journalBudgetBytes: number };
+  /** The journals of the process's other images, whose pre-images count against one limit too. */
+  journalPool?: JournalPool;
   /** Named to a second opener that finds the image locked ("qzoned io", "qzoned daemon node q1"). */
   holder?: string;
   /** write-cache off: each operation is durable before it returns. */
@@ -382,19 +385,20 @@ export async function openImage(source: string | NodeFile, options: ImageOpenOpt
 /** Open options once the image's kind is known: whether it keeps a power-cut journal is decided. */
 type ResolvedOpenOptions = ImageOpenOptions & { powerCut?: Exclude<ImageOpenOptions['powerCut'], 'if-zoned'> };
 
-/** Opens (or, after a power cut, opens again on the same descriptor, under the locks it kept). */
-function journalOptions(powerCut: ResolvedOpenOptions['powerCut']): boolean | { budgetBytes: number } {
-  return typeof powerCut === 'object' ? { budgetBytes: powerCut.journalBudgetBytes } : powerCut === true;
+function journalOptions(powerCut: ResolvedOpenOptions['powerCut'], pool: JournalPool | undefined): false | RollbackJournalOptions {
+  if (!powerCut) return false;
+  return { pool, ...(typeof powerCut === 'object' ? { budgetBytes: powerCut.journalBudgetBytes } : {}) };
 }
 
+/** Opens (or, after a power cut, opens again on the same descriptor, under the locks it kept). */
 function openZoned(on: PoweredOff, options: ResolvedOpenOptions): Promise<ZonedImage> {
-  const { powerCut, ...rest } = options;
-  return ZonedImage.open(on.file, { ...rest, rollbackJournal: journalOptions(powerCut), heldLock: on.lock ?? undefined, journalFullFlush: 'caller' });
+  const { powerCut, journalPool, ...rest } = options;
+  return ZonedImage.open(on.file, { ...rest, rollbackJournal: journalOptions(powerCut, journalPool), heldLock: on.lock ?? undefined, journalFullFlush: 'caller' });
 }
 
 function openPlain(on: PoweredOff, options: ResolvedOpenOptions): Promise<Qcow2Image> {
-  const { powerCut, ...rest } = options;
-  return Qcow2Image.open(on.file, { ...rest, rollbackJournal: journalOptions(powerCut), trackWrites: Boolean(powerCut), heldLock: on.lock ?? undefined });
+  const { powerCut, journalPool, ...rest } = options;
+  return Qcow2Image.open(on.file, { ...rest, rollbackJournal: journalOptions(powerCut, journalPool), trackWrites: Boolean(powerCut), heldLock: on.lock ?? undefined });
 }
 
 class WriteThroughImage extends PlainImage {

@@ -31,6 +31,23 @@ export const JOURNAL_BUDGET = 256 * 1024 * 1024;
 export interface RollbackJournalOptions {
   /** Pre-image bytes past which overBudget says to flush (default JOURNAL_BUDGET). */
   budgetBytes?: number;
+  /** Shared with the other journals of a process, so that many nodes cannot hold many budgets. */
+  pool?: JournalPool;
+}
+
+/**
+ * The pre-image bytes of all the journals of one process (the daemon's nodes), against one
+ * limit: past it, every journal holding pre-images says it is over budget, and the next
+ * operation on each such node flushes it, so that adding nodes does not multiply the memory
+ * they may hold.
+ */
+export class JournalPool {
+  /** Pre-image bytes held now by the journals in the pool. */
+  kept = 0;
+  constructor(readonly limitBytes = JOURNAL_BUDGET) {}
+  get full(): boolean {
+    return this.kept > this.limitBytes;
+  }
 }
 
 export class RollbackJournal implements BlockFile {
@@ -47,10 +64,12 @@ export class RollbackJournal implements BlockFile {
   private durableSize: number;
   private keptBytes = 0;
   private readonly budget: number;
+  private readonly pool: JournalPool | null;
 
   constructor(private readonly inner: BlockFile, options: RollbackJournalOptions = {}) {
     this.durableSize = inner.size();
     this.budget = options.budgetBytes ?? JOURNAL_BUDGET;
+    this.pool = options.pool ?? null;
   }
 
   get path(): string { return this.inner.path; }
@@ -70,7 +89,7 @@ export class RollbackJournal implements BlockFile {
 
   /** Past the budget: the layer above should flush. */
   get overBudget(): boolean {
-    return this.keptBytes > this.budget;
+    return this.keptBytes > this.budget || (this.keptBytes > 0 && this.pool !== null && this.pool.full);
   }
 
   pread(buf: Buffer, pos: number): void {
@@ -131,6 +150,7 @@ export class RollbackJournal implements BlockFile {
   markDurable(): void {
     this.preimages.clear();
     this.handled.clear();
+    if (this.pool) this.pool.kept -= this.keptBytes;
     this.keptBytes = 0;
     this.durableSize = this.inner.size();
   }
@@ -195,6 +215,7 @@ export class RollbackJournal implements BlockFile {
       }
       this.handled.setRange(b, runEnd);
       this.keptBytes += run.length;
+      if (this.pool) this.pool.kept += run.length;
       b = runEnd;
     }
   }

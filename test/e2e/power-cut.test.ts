@@ -251,7 +251,10 @@ test('power-cut on blockdev-add: a zoned node keeps the journal by default, a pl
   await write('z', flushed);
   await s.client.blockdevFlush({ 'node-name': 'z' });
   await write('z', unflushed);
+  const pool = s.daemon.services.graph.journalPool;
+  t.is(pool.kept, 4096, 'the nodes\' journals count against the daemon\'s one pool: the overwritten block');
   await s.client.blockdevPowerCut({ 'node-name': 'z' });
+  t.is(pool.kept, 0, 'the cut gave it back');
   t.deepEqual(await first('z'), flushed, 'the zoned node was cut');
   await s.client.blockdevDel({ 'node-name': 'z' });
 

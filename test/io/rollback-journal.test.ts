@@ -9,7 +9,7 @@ import path from 'node:path';
 import test from 'ava';
 import fc from 'fast-check';
 import { NodeFile } from '../../src/io/file.js';
-import { JOURNAL_BLOCK, RollbackJournal } from '../../src/io/rollback-journal.js';
+import { JOURNAL_BLOCK, JournalPool, RollbackJournal } from '../../src/io/rollback-journal.js';
 import { memoryTempDir } from '../helpers/tmp.js';
 
 function fileWith(dir: string, name: string, bytes: Buffer): string {
@@ -176,4 +176,27 @@ test('property: after any steps, a rollback leaves the model of the durable file
     { numRuns: 400 },
   );
   t.pass();
+});
+
+test('journals sharing a pool: past its limit every journal holding pre-images is over budget, one holding none is not; a durability point or a rollback gives its bytes back', (t) => {
+  const dir = memoryTempDir(t);
+  const pool = new JournalPool(3 * JOURNAL_BLOCK);
+  const open = (name: string): RollbackJournal => new RollbackJournal(new NodeFile(fileWith(dir, name, Buffer.alloc(8 * JOURNAL_BLOCK, 1))), { pool });
+  const a = open('a');
+  const b = open('b');
+  const c = open('c');
+  t.teardown(() => { for (const j of [a, b, c]) j.close(); });
+  a.pwrite(Buffer.alloc(2 * JOURNAL_BLOCK, 2), 0);
+  b.pwrite(Buffer.alloc(JOURNAL_BLOCK, 2), 0);
+  t.is(pool.kept, 3 * JOURNAL_BLOCK);
+  t.false(a.overBudget || b.overBudget, 'at the limit, not past it');
+  b.pwrite(Buffer.alloc(JOURNAL_BLOCK, 2), 4 * JOURNAL_BLOCK);
+  t.true(pool.full);
+  t.true(a.overBudget && b.overBudget, 'each journal that holds pre-images is told to flush, though each is far below its own budget');
+  t.false(c.overBudget, 'a journal holding nothing has nothing to give back');
+  a.markDurable();
+  t.is(pool.kept, 2 * JOURNAL_BLOCK);
+  t.false(b.overBudget);
+  b.rollBack();
+  t.is(pool.kept, 0);
 });
