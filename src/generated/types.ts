@@ -557,7 +557,7 @@ export interface BlockdevOptionsQcow2 {
    */
   'write-cache'?: boolean;
   /**
-   * A read-write node keeps, as it is written, what blockdev-power-cut needs to turn it back into its state at the last flush: the old bytes of each block first overwritten since then (a read of them, kept in memory up to 256 MiB over all the daemon's nodes, past which each node holding some flushes on its own). Writes into clusters that were free at the last flush (zone appends, first writes to unallocated space) cost nothing; overwrites cost that read. Default: true for a zoned image, the fault-injection tool's subject; false for a plain image, so that an image used as an ordinary disk (an NBD export, a VM's drive) costs what it costs in QEMU. blockdev-power-cut on a node without it fails and says to add the node again with power-cut true.
+   * A read-write node keeps, as it is written, what blockdev-power-cut needs to turn it back into its state at the last flush: the old bytes of each block first overwritten since then (a read of them, kept in memory up to 256 MiB, past which the node flushes on its own, as does the node holding the most when all the daemon's nodes together hold more). Writes into clusters that were free at the last flush (zone appends, first writes to unallocated space) cost nothing; overwrites cost that read. Default: true for a zoned image, the fault-injection tool's subject; false for a plain image, so that an image used as an ordinary disk (an NBD export, a VM's drive) costs what it costs in QEMU. blockdev-power-cut on a node without it fails and says to add the node again with power-cut true.
    */
   'power-cut'?: boolean;
 }

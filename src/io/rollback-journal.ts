@@ -37,16 +37,44 @@ export interface RollbackJournalOptions {
 
 /**
  * The pre-image bytes of all the journals of one process (the daemon's nodes), against one
- * limit: past it, every journal holding pre-images says it is over budget, and the next
- * operation on each such node flushes it, so that adding nodes does not multiply the memory
- * they may hold.
+ * limit, so that adding nodes does not multiply the memory they may hold: past it, the journal
+ * holding the most says it is over budget, and its node flushes at its next operation. Only that
+ * one: a busy node does not flush at every write because an idle one holds much. The most a pool
+ * then holds is about twice its limit, whatever the number of journals.
  */
 export class JournalPool {
   /** Pre-image bytes held now by the journals in the pool. */
   kept = 0;
+  private readonly members = new Set<RollbackJournal>();
   constructor(readonly limitBytes = JOURNAL_BUDGET) {}
+
   get full(): boolean {
     return this.kept > this.limitBytes;
+  }
+
+  join(journal: RollbackJournal): void {
+    this.members.add(journal);
+  }
+
+  leave(journal: RollbackJournal): void {
+    this.members.delete(journal);
+  }
+
+  has(journal: RollbackJournal): boolean {
+    return this.members.has(journal);
+  }
+
+  /** Journals in the pool now. */
+  get size(): number {
+    return this.members.size;
+  }
+
+  /** Past the limit: is this the journal holding the most, which should flush? */
+  shouldFlush(journal: RollbackJournal): boolean {
+    if (!this.full) return false;
+    let most: RollbackJournal | null = null;
+    for (const m of this.members) if (!most || m.journaledBytes > most.journaledBytes) most = m;
+    return most === journal;
   }
 }
 
@@ -70,6 +98,7 @@ export class RollbackJournal implements BlockFile {
     this.durableSize = inner.size();
     this.budget = options.budgetBytes ?? JOURNAL_BUDGET;
     this.pool = options.pool ?? null;
+    this.pool?.join(this);
   }
 
   get path(): string { return this.inner.path; }
@@ -89,7 +118,7 @@ export class RollbackJournal implements BlockFile {
 
   /** Past the budget: the layer above should flush. */
   get overBudget(): boolean {
-    return this.keptBytes > this.budget || (this.keptBytes > 0 && this.pool !== null && this.pool.full);
+    return this.keptBytes > this.budget || (this.keptBytes > 0 && this.pool !== null && this.pool.shouldFlush(this));
   }
 
   pread(buf: Buffer, pos: number): void {
@@ -120,7 +149,15 @@ export class RollbackJournal implements BlockFile {
   }
 
   close(): void {
+    this.leavePool();
     this.inner.close();
+  }
+
+  /** Gives its pre-images' bytes back to the pool and leaves it: closed, or rolled back for good. */
+  leavePool(): void {
+    if (!this.pool?.has(this)) return;
+    this.pool.kept -= this.keptBytes;
+    this.pool.leave(this);
   }
 
   /**
@@ -150,7 +187,7 @@ export class RollbackJournal implements BlockFile {
   markDurable(): void {
     this.preimages.clear();
     this.handled.clear();
-    if (this.pool) this.pool.kept -= this.keptBytes;
+    if (this.pool?.has(this)) this.pool.kept -= this.keptBytes;
     this.keptBytes = 0;
     this.durableSize = this.inner.size();
   }
@@ -215,7 +252,7 @@ export class RollbackJournal implements BlockFile {
       }
       this.handled.setRange(b, runEnd);
       this.keptBytes += run.length;
-      if (this.pool) this.pool.kept += run.length;
+      if (this.pool?.has(this)) this.pool.kept += run.length;
       b = runEnd;
     }
   }

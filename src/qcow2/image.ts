@@ -819,6 +819,8 @@ export class Qcow2Image {
     this.file.discardQueued();
     try {
       this.journal.rollBack();
+      // This image is done with; the one opened again on the file brings its own journal.
+      this.journal.leavePool();
     } catch (e) {
       // Nothing will open the image again: the file and its locks go.
       try {

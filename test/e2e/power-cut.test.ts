@@ -255,6 +255,7 @@ test('power-cut on blockdev-add: a zoned node keeps the journal by default, a pl
   t.is(pool.kept, 4096, 'the nodes\' journals count against the daemon\'s one pool: the overwritten block');
   await s.client.blockdevPowerCut({ 'node-name': 'z' });
   t.is(pool.kept, 0, 'the cut gave it back');
+  t.is(pool.size, 2, 'one journal for each of the two read-write nodes: the one rolled back left the pool');
   t.deepEqual(await first('z'), flushed, 'the zoned node was cut');
   await s.client.blockdevDel({ 'node-name': 'z' });
 

@@ -178,25 +178,32 @@ test('property: after any steps, a rollback leaves the model of the durable file
   t.pass();
 });
 
-test('journals sharing a pool: past its limit every journal holding pre-images is over budget, one holding none is not; a durability point or a rollback gives its bytes back', (t) => {
+test('journals sharing a pool: past its limit the one holding the most is over budget, the others not; a durability point, a rollback or a close gives bytes back', (t) => {
   const dir = memoryTempDir(t);
   const pool = new JournalPool(3 * JOURNAL_BLOCK);
   const open = (name: string): RollbackJournal => new RollbackJournal(new NodeFile(fileWith(dir, name, Buffer.alloc(8 * JOURNAL_BLOCK, 1))), { pool });
   const a = open('a');
   const b = open('b');
   const c = open('c');
-  t.teardown(() => { for (const j of [a, b, c]) j.close(); });
-  a.pwrite(Buffer.alloc(2 * JOURNAL_BLOCK, 2), 0);
-  b.pwrite(Buffer.alloc(JOURNAL_BLOCK, 2), 0);
+  a.pwrite(Buffer.alloc(JOURNAL_BLOCK, 2), 0);
+  b.pwrite(Buffer.alloc(2 * JOURNAL_BLOCK, 2), 0);
   t.is(pool.kept, 3 * JOURNAL_BLOCK);
   t.false(a.overBudget || b.overBudget, 'at the limit, not past it');
-  b.pwrite(Buffer.alloc(JOURNAL_BLOCK, 2), 4 * JOURNAL_BLOCK);
+  a.pwrite(Buffer.alloc(JOURNAL_BLOCK, 2), 4 * JOURNAL_BLOCK);
   t.true(pool.full);
-  t.true(a.overBudget && b.overBudget, 'each journal that holds pre-images is told to flush, though each is far below its own budget');
-  t.false(c.overBudget, 'a journal holding nothing has nothing to give back');
+  a.pwrite(Buffer.alloc(JOURNAL_BLOCK, 2), 6 * JOURNAL_BLOCK);
+  t.true(a.overBudget, 'the journal holding the most flushes, though far below its own budget');
+  t.false(b.overBudget, 'the others do not: one that is written to while another holds much would flush at every write');
+  t.false(c.overBudget);
   a.markDurable();
   t.is(pool.kept, 2 * JOURNAL_BLOCK);
   t.false(b.overBudget);
-  b.rollBack();
-  t.is(pool.kept, 0);
+  c.pwrite(Buffer.alloc(3 * JOURNAL_BLOCK, 2), 0);
+  t.true(c.overBudget && !b.overBudget);
+  c.rollBack();
+  t.is(pool.kept, 2 * JOURNAL_BLOCK, 'a rollback gives its bytes back');
+  b.close();
+  t.is(pool.kept, 0, 'so does a close');
+  a.close();
+  c.close();
 });
