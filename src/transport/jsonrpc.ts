@@ -145,14 +145,7 @@ export class JsonRpcSession {
    */
   handle(text: string): Promise<string | Buffer | null> {
     const scope = new CallScope(this.account);
-    this.pending++;
-    let work: Promise<Reply>;
-    try {
-      work = this.handleParsed(text, scope);
-    } catch (e) {
-      work = Promise.reject(e); // still counted done, below
-    }
-    return this.track(work, scope);
+    return this.run(scope, () => this.handleParsed(text, scope));
   }
 
   /**
@@ -164,23 +157,26 @@ export class JsonRpcSession {
     const scope = new CallScope(this.account);
     const charge = this.account?.chargeIfLarge(bytes);
     if (charge) scope.hold(charge);
-    this.pending++;
-    let work: Promise<Reply>;
-    try {
+    return this.run(scope, () => {
       const bulk = parseBulkMessage(bytes, 'params');
-      if (bulk !== null) work = this.handleOne(bulk, false, scope);
-      else {
-        const text = decodeUtf8(bytes);
-        work = text === null ? Promise.resolve(notUtf8Response()) : this.handleParsed(text, scope);
-      }
-    } catch (e) {
-      work = Promise.reject(e); // still counted done, below
-    }
-    return this.track(work, scope);
+      if (bulk !== null) return this.handleOne(bulk, false, scope);
+      const text = decodeUtf8(bytes);
+      return text === null ? Promise.resolve(notUtf8Response()) : this.handleParsed(text, scope);
+    });
   }
 
-  /** One continuation per message: the reply built, the message counted done, the scope ended. */
-  private track(started: Promise<Reply>, scope: CallScope): Promise<string | Buffer | null> {
+  /**
+   * Counts the message in flight and starts it; one continuation per message then builds the
+   * reply, counts it done and ends the scope, whether `start` returned or threw.
+   */
+  private run(scope: CallScope, start: () => Promise<Reply>): Promise<string | Buffer | null> {
+    this.pending++;
+    let started: Promise<Reply>;
+    try {
+      started = start();
+    } catch (e) {
+      started = Promise.reject(e); // still counted done, below
+    }
     return started.then(
       (reply) => this.answered(reply, scope),
       (e: unknown) => {
