@@ -58,37 +58,35 @@ export class ZoneMetadata {
    * written in place on every flush.
    */
   load(): ZoneEntry[] {
-    const size = this.nrZones * ZONE_ENTRY_SIZE;
-    if (this.offset + size > this.image.file.size()) {
-      throw corrupt(`the zone metadata array (${size} bytes at offset ${this.offset}) runs past the end of the file`);
-    }
-    const clusters = Math.ceil(size / this.image.clusterSize) * this.image.clusterSize;
-    const kind = this.image.metadataAt(this.offset, clusters, ZONE_METADATA_WHAT);
-    if (kind !== null) {
-      throw corrupt(`the zone metadata array at offset ${this.offset} (${size} bytes) overlaps the ${kind}; it must have clusters of its own`);
-    }
-    const buf = Buffer.alloc(size);
-    this.image.file.pread(buf, this.offset);
+    const buf = this.readArray(this.offset, this.nrZones * ZONE_ENTRY_SIZE, ZONE_METADATA_WHAT);
     const out: ZoneEntry[] = [];
     for (let i = 0; i < this.nrZones; i++) out.push(decodeZoneEntry(buf, i * ZONE_ENTRY_SIZE, i));
     return out;
   }
 
-  /** The attribute bytes, one per zone (reserved bits masked off); undefined without an array. */
+  /**
+   * The attribute bytes, one per zone, as on disk (the model masks reserved bits off); undefined
+   * without an array. Under the same rules as the entries' array.
+   */
   loadAttributes(): Uint8Array | undefined {
     if (this.attributesOffset === 0) return undefined;
-    if (this.attributesOffset + this.nrZones > this.image.file.size()) {
-      throw corrupt(`the zone attributes array (${this.nrZones} bytes at offset ${this.attributesOffset}) runs past the end of the file`);
-    }
-    const clusters = Math.ceil(this.nrZones / this.image.clusterSize) * this.image.clusterSize;
-    const kind = this.image.metadataAt(this.attributesOffset, clusters, ZONE_ATTRIBUTES_WHAT);
-    if (kind !== null) {
-      throw corrupt(`the zone attributes array at offset ${this.attributesOffset} (${this.nrZones} bytes) overlaps the ${kind}; it must have clusters of its own`);
-    }
-    const buf = Buffer.alloc(this.nrZones);
-    this.image.file.pread(buf, this.attributesOffset);
-    for (let i = 0; i < buf.length; i++) buf[i]! &= ZONE_ATTRIBUTE_MASK;
+    const buf = this.readArray(this.attributesOffset, this.nrZones, ZONE_ATTRIBUTES_WHAT);
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
+  }
+
+  /** One of the two arrays, after checking it lies inside the file on clusters of its own. */
+  private readArray(offset: number, size: number, what: string): Buffer {
+    if (offset + size > this.image.file.size()) {
+      throw corrupt(`the ${what} (${size} bytes at offset ${offset}) runs past the end of the file`);
+    }
+    const clusters = Math.ceil(size / this.image.clusterSize) * this.image.clusterSize;
+    const kind = this.image.metadataAt(offset, clusters, what);
+    if (kind !== null) {
+      throw corrupt(`the ${what} at offset ${offset} (${size} bytes) overlaps the ${kind}; it must have clusters of its own`);
+    }
+    const buf = Buffer.alloc(size);
+    this.image.file.pread(buf, offset);
+    return buf;
   }
 
   /** One entry as it is on disk now (injection keeps its durable write pointer). */
