@@ -10,7 +10,7 @@
  * discards within conventional zones and is ignored on sequential ones (a reset would move a
  * write pointer behind the writer's back).
  */
-import { isZoned, type AnyImage, type BlockImage, type ZonedOps } from '../block/images.js';
+import { isZoned, type AnyImage, type BlockImage, type ZonedEngineDataPath, type ZonedOps } from '../block/images.js';
 import { ZONE_CONDITION_NUMBER } from '../shared/zone-numbers.js';
 import { MAX_EXTENTS, STATE } from './protocol.js';
 
@@ -148,22 +148,26 @@ export class NbdExport {
    * off, and a flush after it when the export or the request asks for one (FUA). The engine work
    * happens before this returns its promise, so requests reach the engine in arrival order.
    */
-  async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
-    const zoned = this.zoned;
-    if (zoned && this.crossesZones(offset, data.length)) {
-      for (const [at, end] of this.zonePieces(offset, data.length)) zoned.engine.write(at, data.subarray(at - offset, end - offset));
-    } else {
-      await this.image.write(offset, data);
-    }
-    if (fua || this.writethrough) await this.image.flush();
+  write(offset: number, data: Buffer, fua: boolean): Promise<void> {
+    return this.change(offset, data.length, fua,
+      (engine, at, end) => engine.write(at, data.subarray(at - offset, end - offset)),
+      () => this.image.write(offset, data));
   }
 
-  async writeZeroes(offset: number, length: number, fua: boolean): Promise<void> {
+  writeZeroes(offset: number, length: number, fua: boolean): Promise<void> {
+    return this.change(offset, length, fua,
+      (engine, at, end) => engine.writeZeroes(at, end - at),
+      () => this.image.writeZeroes(offset, length));
+  }
+
+  /** A write or write-zeroes: zone by zone when it spans zones (`piece`), else whole (`whole`); then FUA's flush. */
+  private async change(offset: number, length: number, fua: boolean,
+    piece: (engine: ZonedEngineDataPath, at: number, end: number) => void, whole: () => Promise<void>): Promise<void> {
     const zoned = this.zoned;
     if (zoned && this.crossesZones(offset, length)) {
-      for (const [at, end] of this.zonePieces(offset, length)) zoned.engine.writeZeroes(at, end - at);
+      for (const [at, end] of this.zonePieces(offset, length)) piece(zoned.engine, at, end);
     } else {
-      await this.image.writeZeroes(offset, length);
+      await whole();
     }
     if (fua || this.writethrough) await this.image.flush();
   }
