@@ -22,12 +22,12 @@ import { NbdInput } from './input.js';
 import { nbdFailure, type RequestKind } from './errors.js';
 import type { ExportClient, NbdExport, ReadRun } from './export.js';
 import {
-  CLIENT_FLAG, CMD, CMD_FLAG, HANDSHAKE_FLAG, IHAVEOPT, INFO, MAX_PAYLOAD, MAX_STRING_BYTES, NBD_ERR, OPT, truncateUtf8,
-  OPTION_HEADER_SIZE, REP, REPLY_FLAG_DONE, REPLY_TYPE, REQUEST_HEADER_SIZE, REQUEST_MAGIC, SIMPLE_REPLY_SIZE,
-  STRUCTURED_HEADER_SIZE, TRANSMISSION_FLAG,
+  CLIENT_FLAG, CMD, CMD_FLAG, DATA_CHUNK_HEADER_SIZE, HANDSHAKE_FLAG, IHAVEOPT, INFO, MAX_PAYLOAD, MAX_STRING_BYTES, NBD_ERR, OPT, truncateUtf8,
+  OPTION_HEADER_SIZE, REP, REPLY_FLAG_DONE, REQUEST_HEADER_SIZE, REQUEST_MAGIC, SIMPLE_REPLY_SIZE,
+  TRANSMISSION_FLAG,
   encodeBlockStatus, encodeExportNameReply, encodeGreeting, encodeInfoBlockSize, encodeInfoExport, encodeInfoString,
   encodeMetaContext, encodeOptionReply, encodeServerReply, encodeSimpleReply, encodeStructuredDone,
-  encodeStructuredError, writeSimpleReply, writeStructuredHeader, type NbdErrno,
+  encodeHoleChunk, encodeStructuredError, writeDataChunkHeader, writeSimpleReply, type NbdErrno,
 } from './protocol.js';
 
 /** What a connection needs from its server. */
@@ -539,7 +539,7 @@ export class NbdConnection implements ExportClient {
       this.sparseRead(r, exp, runs);
       return;
     }
-    const header = this.structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
+    const header = this.structured ? DATA_CHUNK_HEADER_SIZE : SIMPLE_REPLY_SIZE;
     const reply = this.input.pool.get(header + r.length);
     const charge = this.charge(reply.length);
     try {
@@ -551,8 +551,7 @@ export class NbdConnection implements ExportClient {
       return;
     }
     if (this.structured) {
-      writeStructuredHeader(reply, 0, REPLY_FLAG_DONE, REPLY_TYPE.OFFSET_DATA, r.cookie, 8 + r.length);
-      writeOffset(reply, STRUCTURED_HEADER_SIZE, r.offset);
+      writeDataChunkHeader(reply, REPLY_FLAG_DONE, r.cookie, r.offset, r.length);
     } else {
       writeSimpleReply(reply, 0, r.cookie, 0);
     }
@@ -567,17 +566,12 @@ export class NbdConnection implements ExportClient {
       runs.forEach((run, i) => {
         const flags = i === runs.length - 1 ? REPLY_FLAG_DONE : 0;
         if (run.zero) {
-          const b = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + 12);
-          writeStructuredHeader(b, 0, flags, REPLY_TYPE.OFFSET_HOLE, r.cookie, 12);
-          writeOffset(b, STRUCTURED_HEADER_SIZE, run.offset);
-          b.writeUInt32BE(run.length, STRUCTURED_HEADER_SIZE + 8);
-          chunks.push(b);
+          chunks.push(encodeHoleChunk(flags, r.cookie, run.offset, run.length));
           return;
         }
-        const b = this.input.pool.get(STRUCTURED_HEADER_SIZE + 8 + run.length);
-        exp.readInto(b.subarray(STRUCTURED_HEADER_SIZE + 8), run.offset);
-        writeStructuredHeader(b, 0, flags, REPLY_TYPE.OFFSET_DATA, r.cookie, 8 + run.length);
-        writeOffset(b, STRUCTURED_HEADER_SIZE, run.offset);
+        const b = this.input.pool.get(DATA_CHUNK_HEADER_SIZE + run.length);
+        exp.readInto(b.subarray(DATA_CHUNK_HEADER_SIZE), run.offset);
+        writeDataChunkHeader(b, flags, r.cookie, run.offset, run.length);
         chunks.push(b);
       });
     } catch (e) {
@@ -743,12 +737,6 @@ export class NbdConnection implements ExportClient {
     this.host.closed(this);
     this.log.debug('NBD connection closed');
   }
-}
-
-/** A 64-bit offset (below 2^53) at `at`. */
-function writeOffset(b: Buffer, at: number, offset: number): void {
-  b.writeUInt32BE(Math.floor(offset / 2 ** 32), at);
-  b.writeUInt32BE(offset % 2 ** 32, at + 4);
 }
 
 /** NBD_OPT_*_META_CONTEXT data: export name, query count, queries; a sentence when malformed. */

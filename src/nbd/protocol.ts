@@ -229,6 +229,33 @@ export function writeStructuredHeader(b: Buffer, at: number, flags: number, type
   b.writeUInt32BE(length, at + 16);
 }
 
+/**
+ * The header of an NBD_REPLY_TYPE_OFFSET_DATA chunk at the start of `b`, whose data (`length`
+ * bytes, read from `offset`) follows it at DATA_CHUNK_HEADER_SIZE.
+ */
+export function writeDataChunkHeader(b: Buffer, flags: number, cookie: Buffer, offset: number, length: number): void {
+  writeStructuredHeader(b, 0, flags, REPLY_TYPE.OFFSET_DATA, cookie, 8 + length);
+  writeOffset(b, STRUCTURED_HEADER_SIZE, offset);
+}
+
+/** Where an OFFSET_DATA chunk's data starts. */
+export const DATA_CHUNK_HEADER_SIZE = STRUCTURED_HEADER_SIZE + 8;
+
+/** An NBD_REPLY_TYPE_OFFSET_HOLE chunk: `length` bytes of zeros at `offset`. */
+export function encodeHoleChunk(flags: number, cookie: Buffer, offset: number, length: number): Buffer {
+  const b = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + 12);
+  writeStructuredHeader(b, 0, flags, REPLY_TYPE.OFFSET_HOLE, cookie, 12);
+  writeOffset(b, STRUCTURED_HEADER_SIZE, offset);
+  b.writeUInt32BE(length, STRUCTURED_HEADER_SIZE + 8);
+  return b;
+}
+
+/** A 64-bit offset (below 2^53) at `at`. */
+function writeOffset(b: Buffer, at: number, offset: number): void {
+  b.writeUInt32BE(Math.floor(offset / 2 ** 32), at);
+  b.writeUInt32BE(offset % 2 ** 32, at + 4);
+}
+
 /** NBD_REPLY_TYPE_NONE with DONE: success of a request that returns nothing. */
 export function encodeStructuredDone(cookie: Buffer): Buffer {
   const b = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE);
