@@ -29,7 +29,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fail, fileExists, fromSystemError, type QzonedError } from '../errors.js';
-import { OPEN_HOW, requireNativeAddon, type NativeAddon } from './native/addon.js';
+import { errnoName, OPEN_HOW, requireNativeAddon, type NativeAddon } from './native/addon.js';
 
 export type FileKind =
   | 'regular file' | 'directory' | 'FIFO' | 'socket' | 'character device' | 'block device' | 'symbolic link' | 'file of unknown type';
@@ -71,14 +71,9 @@ export interface OpenedFile {
 
 const ERRNO = os.constants.errno;
 
-function errnoCode(errno: number): string {
-  for (const [name, value] of Object.entries(ERRNO)) if (value === errno) return name;
-  return `E${errno}`;
-}
-
 /** A Node-style system error for an errno returned by the addon, for fromSystemError. */
 function systemError(errno: number): NodeJS.ErrnoException {
-  const code = errnoCode(errno);
+  const code = errnoName(errno);
   const e: NodeJS.ErrnoException = new Error(describeErrno(errno));
   e.code = code;
   e.errno = -errno;
@@ -92,7 +87,7 @@ function describeErrno(errno: number): string {
     ENOSPC: 'no space left on device', EMFILE: 'too many open files', ENFILE: 'too many open files in system',
     ENAMETOOLONG: 'name too long', EIO: 'input/output error', ENOTEMPTY: 'directory not empty', EBUSY: 'resource busy',
   };
-  return messages[errnoCode(errno)] ?? errnoCode(errno);
+  return messages[errnoName(errno)] ?? errnoName(errno);
 }
 
 /** Checks what was opened; on a wrong kind the descriptor is closed and the sentence thrown. */
@@ -226,7 +221,7 @@ export class ConfinedDir {
           `Could not ${action} '${name}': this kernel has no openat2(2) (Linux 5.6 or later has it), which qzoned needs to keep every file inside ${this.phrase}; it does not fall back to checking paths, which a concurrent rename defeats`);
       case ERRNO.ENOENT:
       case ERRNO.ENOTDIR:
-        return fail('file-not-found', `Could not ${action} '${name}': no such file or directory`, { code: errnoCode(errno) });
+        return fail('file-not-found', `Could not ${action} '${name}': no such file or directory`, { code: errnoName(errno) });
       case ERRNO.EEXIST: {
         // O_EXCL never follows a symlink; but a symlink there is refused as one, not as a file.
         const symlink = this.lookupError(rel, name);

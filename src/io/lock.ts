@@ -32,10 +32,9 @@
  * descriptors: lock-holders.ts finds the holder through /proc, as lslocks does.
  */
 import type fs from 'node:fs';
-import os from 'node:os';
 import { fail } from '../errors.js';
 import { describeHolder, publishHolder, withdrawHolder } from './lock-holders.js';
-import { requireNativeAddon, type NativeAddon } from './native/addon.js';
+import { errnoName, errnoNumber, requireNativeAddon, type NativeAddon } from './native/addon.js';
 
 /** QEMU's BLK_PERM_* bits (include/block/block-common.h), in the order of their lock bytes. */
 export const PERM = {
@@ -225,7 +224,7 @@ export class FileLocks {
       const rc = addon.ofdSetLock(this.fd, LOCK_TYPE.read, byte, 1);
       if (rc === 0) return locked | bit;
       // QEMU takes read locks only; a write lock on its byte is someone else's doing.
-      if (rc === errno('EAGAIN') || rc === errno('EACCES')) {
+      if (rc === errnoNumber('EAGAIN') || rc === errnoNumber('EACCES')) {
         throw fail('image-locked', `Failed to lock byte ${byte}: the image [${this.name}] holds a foreign write lock there`);
       }
       throw fail('io-error', `Failed to lock byte ${byte} of '${this.name}': ${errnoName(rc)}`);
@@ -278,13 +277,4 @@ function conflictBetween(mine: LockNeed, theirs: LockNeed): Conflict | null {
   for (let i = 0; i < PERM_NAMES.length; i++) if (mine.perm & (1 << i) && !(theirs.shared & (1 << i))) return { bit: i, unshared: true };
   for (let i = 0; i < PERM_NAMES.length; i++) if (theirs.perm & (1 << i) && !(mine.shared & (1 << i))) return { bit: i, unshared: false };
   return null;
-}
-
-function errno(name: string): number {
-  return (os.constants.errno as Record<string, number>)[name] ?? -1;
-}
-
-function errnoName(code: number): string {
-  const entry = Object.entries(os.constants.errno).find(([, v]) => v === code);
-  return entry ? entry[0] : `errno ${code}`;
 }

@@ -9,6 +9,7 @@
  * only: without it images reserve no space ahead of writes and malloc keeps its defaults.
  */
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fail, type QzonedError } from '../../errors.js';
@@ -39,6 +40,17 @@ export interface NativeAddon {
   seekData(fd: number, offset: number, hole: boolean): number;
   /** fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length): 0, or the errno. */
   punchHole(fd: number, offset: number, length: number): number;
+}
+
+/** The name of an errno the addon returned (EACCES), or E<number> for one this system does not name. */
+export function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
+  return `E${errno}`;
+}
+
+/** The number of a named errno here, or -1. */
+export function errnoNumber(name: string): number {
+  return (os.constants.errno as Record<string, number>)[name] ?? -1;
 }
 
 /** The `how` flags of openBeneath (confined.c's HOW_*). */
