@@ -14,17 +14,13 @@
 import fs from 'node:fs';
 import type { LockNeed } from './lock.js';
 import { nativeAddon } from './native/addon.js';
+import type { FileIdentity } from './created-file.js';
 
 const TAG_PREFIX = 'qzoned-lock ';
 /** memfd_create takes names of at most 249 bytes. */
 const MAX_TAG_BYTES = 249;
 /** The search gives up after this long: a refusal must not wait on a huge /proc. */
 const SEARCH_BUDGET_MS = 2000;
-
-interface FileIdentity {
-  dev: number;
-  ino: number;
-}
 
 /**
  * Opens the memfd that says this process holds `need` on the file for `holder`; returns its
