@@ -42,7 +42,7 @@ export function emitDocs(schema: LoadedSchema): string {
     `<!-- ${GENERATED_HEADER} -->`,
     '# qzoned commands',
     '',
-    'The reference for every command, event and type of the qzoned protocol (spec/protocol.md), written from the',
+    'The reference for every command, event and type of the qzoned protocol ([spec/protocol.md](spec/protocol.md)), written from the',
     'descriptions in `schema/`. Over JSON-RPC the arguments are `params` (by name); over QMP, `arguments`.',
     'A failed command carries `reason` (JSON-RPC `data.reason`); the reasons each command lists are all it can return.',
     '',
