@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ExecutionContext, TestFn } from 'ava';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { createImage } from '../../src/block/images.js';
 import { connectWebSocket, type QzonedClient } from '../../clients/client/index.js';
@@ -91,6 +92,27 @@ export function launchChromium(): Promise<Browser> {
 }
 
 /** Collects what would tell a person the page is broken: script errors, CSP violations, console errors. */
+/**
+ * Registers a file's shared browser (launched before its tests, closed after) and returns how
+ * to declare a test that needs it: serial, or skipped by name, saying why, without chromium.
+ */
+export function browserTests(test: TestFn): (name: string, fn: (t: ExecutionContext, browser: Browser) => Promise<void>) => void {
+  let browser: Browser | null = null;
+  test.before(async () => {
+    if (chromiumInstalled()) browser = await launchChromium();
+  });
+  test.after.always(async () => {
+    await browser?.close();
+  });
+  return (name, fn) => {
+    if (!chromiumInstalled()) {
+      test.skip(`${name} (chromium not installed)`, () => {});
+      return;
+    }
+    test.serial(name, (t) => fn(t, browser!));
+  };
+}
+
 export function watchPageErrors(page: Page): string[] {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));

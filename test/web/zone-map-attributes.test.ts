@@ -6,24 +6,10 @@
 import test, { type ExecutionContext } from 'ava';
 import type { Browser } from 'playwright-core';
 import {
-  addNode, chromiumInstalled, connectClient, createZonedImage, launchChromium, openZoneMap, startService, watchPageErrors, ZONE,
+  addNode, browserTests, connectClient, createZonedImage, openZoneMap, startService, watchPageErrors, ZONE,
 } from './helpers.js';
 
-let browser: Browser | null = null;
-test.before(async () => {
-  if (chromiumInstalled()) browser = await launchChromium();
-});
-test.after.always(async () => {
-  await browser?.close();
-});
-
-function browserTest(name: string, fn: (t: ExecutionContext, browser: Browser) => Promise<void>): void {
-  if (!chromiumInstalled()) {
-    test.skip(`${name} (chromium not installed)`, () => {});
-    return;
-  }
-  test.serial(name, (t) => fn(t, browser!));
-}
+const browserTest = browserTests(test);
 
 browserTest('attributes show in the zone\'s summary, follow a power cut and go with a reset', async (t, browser) => {
   const service = await startService({ prepare: (dir) => createZonedImage(dir, 'z.qcow2', 8) });

@@ -12,26 +12,12 @@ import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import type { Browser, Page } from 'playwright-core';
 import {
-  addNode, chromiumInstalled, connectClient, createZonedImage, KiB, launchChromium, openZoneMap, rgb, startService, watchPageErrors,
+  addNode, browserTests, connectClient, createZonedImage, KiB, openZoneMap, rgb, startService, watchPageErrors,
 } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
-let browser: Browser | null = null;
-test.before(async () => {
-  if (chromiumInstalled()) browser = await launchChromium();
-});
-test.after.always(async () => {
-  await browser?.close();
-});
-
-function browserTest(name: string, fn: (t: ExecutionContext, browser: Browser) => Promise<void>): void {
-  if (!chromiumInstalled()) {
-    test.skip(`${name} (chromium not installed)`, () => {});
-    return;
-  }
-  test.serial(name, (t) => fn(t, browser!));
-}
+const browserTest = browserTests(test);
 
 async function newPage(t: ExecutionContext, browser: Browser, viewport: { width: number; height: number }): Promise<{ page: Page; errors: string[] }> {
   const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
@@ -146,7 +132,7 @@ browserTest('zone numbers are written in cells large enough to hold them, and on
   t.deepEqual(errors, []);
 });
 
-browserTest('the screenshot script of docs/zone-map.md, run as written, waits for the zones', async (t) => {
+browserTest('the screenshot script of docs/zone-map.md, run as written, waits for the zones', async (t, browser) => {
   const doc = fs.readFileSync(path.join(ROOT, 'docs', 'zone-map.md'), 'utf8');
   const section = doc.split('## Taking a screenshot')[1]!.split('\n## ')[0]!;
   const script = /```js\n([\s\S]*?)```/.exec(section)?.[1];
@@ -172,7 +158,7 @@ browserTest('the screenshot script of docs/zone-map.md, run as written, waits fo
 
   // The picture holds the zones: before they are read every cell is the pale "not reported yet"
   // grey; once drawn, each of the 262,143 empty zones has at least one pixel of empty's colour.
-  const context = await browser!.newContext();
+  const context = await browser.newContext();
   t.teardown(() => context.close());
   const viewer = await context.newPage();
   const picture = await viewer.evaluate(async ([png, c]) => {

@@ -9,29 +9,10 @@ import http from 'node:http';
 import type { Browser, Page } from 'playwright-core';
 import { connectWebSocket, ExecuteError, type QzonedClient } from '../../clients/client/index.js';
 import {
-  addNode, cellPixels, chromiumInstalled, connectClient, createZonedImage, EVERY_CONDITION, KiB, launchChromium, makeEveryCondition,
-  openZoneMap, parseCssRgb, rgb, startService, watchPageErrors, ZONE, type Service,
+  addNode, browserTests, cellPixels, connectClient, createZonedImage, EVERY_CONDITION, KiB, makeEveryCondition, openZoneMap, parseCssRgb, rgb, type Service, startService, watchPageErrors, ZONE,
 } from './helpers.js';
 
-let browser: Browser | null = null;
-
-test.before(async () => {
-  if (chromiumInstalled()) browser = await launchChromium();
-});
-test.after.always(async () => {
-  await browser?.close();
-});
-
-type BrowserTest = (t: ExecutionContext, browser: Browser) => Promise<void>;
-
-/** A serial test that needs chromium, or a skipped one that says why. */
-function browserTest(name: string, fn: BrowserTest): void {
-  if (!chromiumInstalled()) {
-    test.skip(`${name} (chromium not installed)`, () => {});
-    return;
-  }
-  test.serial(name, (t) => fn(t, browser!));
-}
+const browserTest = browserTests(test);
 
 interface Reply {
   status: number;
