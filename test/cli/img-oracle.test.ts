@@ -109,25 +109,36 @@ oracle('measure: --size and images, qcow2 and raw targets, cluster sizes and pre
   for (const args of cases) same(t, ['measure', ...args], dir);
 });
 
-oracle('resize: grow, shrink with and without --shrink, relative and hex sizes, errors; the images stay equal', (t, dir) => {
+/**
+ * Runs each step as `qemu-img <command>` on one copy of big.qcow2 (x.qcow2 in theirs/) and as
+ * `qzoned img <command>` on another (in ours/): the same output, error text and status each time.
+ * `after` runs after each step.
+ */
+function stepsAlike(t: import('ava').ExecutionContext, dir: string, command: string, steps: string[][], after?: (args: string[]) => void): { theirs: string; ours: string } {
   const theirs = path.join(dir, 'theirs');
   const ours = path.join(dir, 'ours');
   for (const d of [theirs, ours]) {
     fs.mkdirSync(d);
     fs.copyFileSync(path.join(dir, 'big.qcow2'), path.join(d, 'x.qcow2'));
   }
+  for (const args of steps) {
+    const qemu = run('qemu-img', [command, ...args], theirs);
+    const mine = qzoned(['img', command, ...args], ours);
+    t.is(mine.stdout, qemu.stdout, args.join(' '));
+    t.is(mine.stderr, qemu.stderr.replace(/^qemu-img:/gm, 'qzoned:'), args.join(' '));
+    t.is(mine.status, qemu.status, args.join(' '));
+    after?.(args);
+  }
+  return { theirs, ours };
+}
+
+oracle('resize: grow, shrink with and without --shrink, relative and hex sizes, errors; the images stay equal', (t, dir) => {
   const steps = [
     ['x.qcow2', '+16M'], ['x.qcow2', '8M'], ['--shrink', 'x.qcow2', '15900k'], ['x.qcow2', '--', '-1M'], ['-q', 'x.qcow2', '1000'],
     ['x.qcow2', 'abc'], ['--shrink', 'x.qcow2', '--', '-2000M'], ['--shrink', 'x.qcow2', '1000'], ['--preallocation=bogus', 'x.qcow2', '256M'],
     ['x.qcow2', '-1M'], ['x.qcow2', '+0'], ['x.qcow2', '0x4000000'], ['--shrink', 'x.qcow2', '1.5M'], ['x.qcow2', '+32M'],
   ];
-  for (const args of steps) {
-    const qemu = run('qemu-img', ['resize', ...args], theirs);
-    const mine = qzoned(['img', 'resize', ...args], ours);
-    t.is(mine.stdout, qemu.stdout, args.join(' '));
-    t.is(mine.stderr, qemu.stderr.replace(/^qemu-img:/gm, 'qzoned:'), args.join(' '));
-    t.is(mine.status, qemu.status, args.join(' '));
-  }
+  const { theirs, ours } = stepsAlike(t, dir, 'resize', steps);
   t.is(run('qemu-img', ['compare', path.join(theirs, 'x.qcow2'), path.join(ours, 'x.qcow2')]).status, 0);
   t.is(run('qemu-img', ['check', path.join(ours, 'x.qcow2')]).status, 0);
   t.is(JSON.parse(qemuImg(['info', '--output=json', path.join(ours, 'x.qcow2')]))['virtual-size'],
@@ -135,27 +146,16 @@ oracle('resize: grow, shrink with and without --shrink, relative and hex sizes, 
 });
 
 oracle('amend: lazy_refcounts and size change the image as qemu-img amend does; creation-only options are refused alike', (t, dir) => {
-  const theirs = path.join(dir, 'theirs');
-  const ours = path.join(dir, 'ours');
-  for (const d of [theirs, ours]) {
-    fs.mkdirSync(d);
-    fs.copyFileSync(path.join(dir, 'big.qcow2'), path.join(d, 'x.qcow2'));
-  }
   const steps = [
     ['-o', 'lazy_refcounts=on', 'x.qcow2'], ['-o', 'cluster_size=4k', 'x.qcow2'], ['-o', 'size=48M', 'x.qcow2'], ['-o', 'compat=1.1', 'x.qcow2'],
     ['-o', 'refcount_bits=16', 'x.qcow2'], ['-o', 'bogus=1', 'x.qcow2'], ['-o', 'help'], ['-f', 'raw', '-o', 'size=1M', 'x.qcow2'],
     ['-o', 'preallocation=metadata', 'x.qcow2'], ['-o', 'lazy_refcounts=off,size=16M', 'x.qcow2'], ['-o', 'size=40M', 'x.qcow2'],
   ];
   const info = (d: string) => qemuImg(['info', '--output=json', path.join(d, 'x.qcow2')]).replace(/"actual-size": \d+/, '').replace(/"filename": "[^"]*"/, '');
-  for (const args of steps) {
-    const qemu = run('qemu-img', ['amend', ...args], theirs);
-    const mine = qzoned(['img', 'amend', ...args], ours);
-    t.is(mine.stdout, qemu.stdout, args.join(' '));
-    t.is(mine.stderr, qemu.stderr.replace(/^qemu-img:/gm, 'qzoned:'), args.join(' '));
-    t.is(mine.status, qemu.status, args.join(' '));
-    // After every step, the images are described alike (lazy refcounts, size, ...).
-    t.is(info(ours), info(theirs), `after amend ${args.join(' ')}`);
-  }
+  const theirs = path.join(dir, 'theirs');
+  const ours = path.join(dir, 'ours');
+  // After every step, the images are described alike (lazy refcounts, size, ...).
+  stepsAlike(t, dir, 'amend', steps, (args) => t.is(info(ours), info(theirs), `after amend ${args.join(' ')}`));
   t.regex(info(ours), /"lazy-refcounts": false/);
   t.is(run('qemu-img', ['compare', path.join(theirs, 'x.qcow2'), path.join(ours, 'x.qcow2')]).status, 0);
   t.is(run('qemu-img', ['check', path.join(ours, 'x.qcow2')]).status, 0);

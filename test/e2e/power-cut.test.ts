@@ -96,12 +96,18 @@ async function checkClean(t: ExecutionContext, file: string, where: string, with
 
 const OPS = 36;
 
+/** The empty zoned image of POWER_GEOMETRY each cut starts from a copy of. */
+async function createTemplate(imageDir: string): Promise<string> {
+  const template = path.join(imageDir, 'template.qcow2');
+  await createImage(template, { size: G.size, clusterSize: 4096, zone: { mode: 'host-managed', size: G.zoneSize, 'conventional-zones': G.conventional, 'max-open-zones': G.maxOpen, 'max-active-zones': G.maxActive, 'max-append-bytes': G.maxAppend } });
+  return template;
+}
+
 test('drop at every point of a recorded workload, over JSON-RPC: exactly the last flush; events, restarts and checks', async (t) => {
   const dir = memoryTempDir(t, 'qzoned-power-');
   let s = await start(dir);
   t.teardown(() => stop(s));
-  const template = path.join(s.imageDir, 'template.qcow2');
-  await createImage(template, { size: G.size, clusterSize: 4096, zone: { mode: 'host-managed', size: G.zoneSize, 'conventional-zones': G.conventional, 'max-open-zones': G.maxOpen, 'max-active-zones': G.maxActive, 'max-append-bytes': G.maxAppend } });
+  const template = await createTemplate(s.imageDir);
   const ops: WorkloadOp[] = recordWorkload(G, 23, OPS, { zoned: true });
   for (let cut = 0; cut <= ops.length; cut++) {
     const where = `cut after ${cut} ops (drop)`;
@@ -150,8 +156,7 @@ test('torn over JSON-RPC: several seeds at every point stay inside what the refe
   const dir = memoryTempDir(t, 'qzoned-power-');
   const s = await start(dir);
   t.teardown(() => stop(s));
-  const template = path.join(s.imageDir, 'template.qcow2');
-  await createImage(template, { size: G.size, clusterSize: 4096, zone: { mode: 'host-managed', size: G.zoneSize, 'conventional-zones': G.conventional, 'max-open-zones': G.maxOpen, 'max-active-zones': G.maxActive, 'max-append-bytes': G.maxAppend } });
+  const template = await createTemplate(s.imageDir);
   const ops: WorkloadOp[] = recordWorkload(G, 29, OPS, { zoned: true });
   let tornMoved = 0;
   const tornAt = async (cut: number, seed: number | undefined): Promise<{ seed: number; shown: string }> => {
