@@ -36,6 +36,16 @@ async function open(file: string): Promise<BlockImage & ZonedOps> {
   return image;
 }
 
+/** A closed zoned image whose zone 2 holds data and has reset-recommended raised. */
+async function imageWithAttribute(dir: string): Promise<string> {
+  const file = await zonedImage(dir);
+  const image = await open(file);
+  await image.zoneAppend(2 * ZS, Buffer.alloc(4096, 1));
+  await image.zoneInjectAttribute(2 * ZS, 'reset-recommended');
+  await image.close();
+  return file;
+}
+
 const attrs = (image: ZonedOps, zone: number): string[] => image.zoneReport(zone * ZS, 1)[0]!.attributes ?? [];
 
 function header(file: string) {
@@ -108,11 +118,8 @@ test('an injection is durable at once and makes nothing else durable; clearing b
 
 test('an older qzoned clears bit 2 on a read-write open: the attributes are dropped, the old array is a leak check -r leaks frees', async (t) => {
   const dir = memoryTempDir(t);
-  const file = await zonedImage(dir);
-  let image = await open(file);
-  await image.zoneAppend(2 * ZS, Buffer.alloc(4096, 1));
-  await image.zoneInjectAttribute(2 * ZS, 'reset-recommended');
-  await image.close();
+  const file = await imageWithAttribute(dir);
+  let image: BlockImage & ZonedOps;
   // What an older qzoned does on open: keep only the autoclear bits it maintains, none.
   const older = await Qcow2Image.open(file, { allowIncompatible: ZONED_BIT });
   await older.close();
@@ -140,11 +147,8 @@ test('an older qzoned clears bit 2 on a read-write open: the attributes are drop
 for (const leftSet of [false, true]) {
   test(`an older \`img check -r leaks\` frees the array${leftSet ? ', and an even older one leaves bit 2 set' : ' and clears bit 2'}: this qzoned takes the array as stale`, async (t) => {
   const dir = memoryTempDir(t);
-  const file = await zonedImage(dir);
-  let image = await open(file);
-  await image.zoneAppend(2 * ZS, Buffer.alloc(4096, 1));
-  await image.zoneInjectAttribute(2 * ZS, 'reset-recommended');
-  await image.close();
+  const file = await imageWithAttribute(dir);
+  let image: BlockImage & ZonedOps;
   // The older check counted only the write-pointer array as metadata and kept no autoclear bit of ours.
   const f = zonedExtensionOf(header(file))!;
   const old = await checkImage(file, { repair: 'leaks', extraRanges: [{ offset: f.zonedmetaOffset, length: f.zonedmetaSize, what: 'zone metadata array' }] });
@@ -173,11 +177,8 @@ for (const leftSet of [false, true]) {
 
 test('`qzoned img check -r` keeps bit 2 and the attributes while the array is counted', async (t) => {
   const dir = memoryTempDir(t);
-  const file = await zonedImage(dir);
-  let image = await open(file);
-  await image.zoneAppend(2 * ZS, Buffer.alloc(4096, 1));
-  await image.zoneInjectAttribute(2 * ZS, 'reset-recommended');
-  await image.close();
+  const file = await imageWithAttribute(dir);
+  let image: BlockImage & ZonedOps;
   for (const repair of ['leaks', 'all'] as const) {
     const r = await checkAnyImage(file, { repair });
     t.is(r.corruptions + r.leaks, 0, JSON.stringify(r));
@@ -190,11 +191,7 @@ test('`qzoned img check -r` keeps bit 2 and the attributes while the array is co
 
 test('a broken attributes extension is corruption: refused read-write, counted by img check', async (t) => {
   const dir = memoryTempDir(t);
-  const file = await zonedImage(dir);
-  const image = await open(file);
-  await image.zoneAppend(2 * ZS, Buffer.alloc(4096, 1));
-  await image.zoneInjectAttribute(2 * ZS, 'reset-recommended');
-  await image.close();
+  const file = await imageWithAttribute(dir);
   // zoneattr_size one short of nr_zones.
   const buf = fs.readFileSync(file);
   const headerLength = buf.readUInt32BE(HEADER.headerLength);
